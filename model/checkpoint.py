@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
+from model.atomic import atomic_path
 from model.contract import CONTRACT_VERSION
 from model.network import Jarrn, JarrnConfig
 
@@ -139,11 +139,6 @@ def load_model(
     return network.to(device).eval()
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-
-
 def save_model(network: Jarrn, path: str | os.PathLike, *, half: bool = False, extra_metadata: Mapping[str, str] | None = None) -> Path:
     """Write the project's format: safetensors with the config and contract version in its metadata (atomic)."""
     from safetensors.torch import save_file
@@ -157,26 +152,16 @@ def save_model(network: Jarrn, path: str | os.PathLike, *, half: bool = False, e
         "contract_version": CONTRACT_VERSION,
         **(extra_metadata or {}),
     }
-    handle, tmp = _atomic_target(path)
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 
 def save_training_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
     """``torch.save`` through a temp file and rename, so an interrupted save never leaves a truncated file."""
     path = Path(path)
-    handle, tmp = _atomic_target(path)
-    os.close(handle)
-    try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path

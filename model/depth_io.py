@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image
+
+from model.atomic import atomic_path
 
 PathLike = str | os.PathLike[str]
 
@@ -89,18 +90,9 @@ def _to_uint16(depth_m: np.ndarray, scale: float) -> np.ndarray:
 
 
 def _atomic_save(image: Image.Image, path: PathLike) -> Path:
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"directory does not exist: {target.parent}")
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            image.save(tmp, format="PNG")
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        image.save(handle, format="PNG")
+    return Path(path)
 
 
 def write_depth_png(path: PathLike, depth_m: np.ndarray, *, scale: float = KITTI_DEPTH_SCALE) -> Path:

@@ -1,0 +1,32 @@
+"""Inference backends behind :class:`runtime.DepthCompleter`: one file per engine, one tiny protocol.
+
+A backend takes graph inputs (``rgb`` float32 ``[B,3,H,W]`` in [0,1], ``sparse_depth`` float32 ``[B,1,H,W]`` metres)
+and returns the graph output ``depth`` float32 ``[B,1,H,W]`` metres, all as numpy arrays. Validation and layout
+conversion of user inputs happen once, in :mod:`model.contract`, before any backend is called.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    """Short name: "torch", "onnxruntime" or "tensorrt"."""
+
+    def run(self, rgb_nchw: np.ndarray, sparse_nchw: np.ndarray) -> np.ndarray:
+        """Graph inputs in, ``depth`` ``[B,1,H,W]`` float32 metres out. Not required to be thread-safe."""
+        ...
+
+    def close(self) -> None:
+        """Release native resources (sessions, GPU memory); the backend is unusable afterwards."""
+        ...
+
+
+class BackendUnavailable(ImportError):
+    """A backend's library (tensorrt, cuda-python/pycuda, onnxruntime, a provider) is not installed here."""

@@ -1,0 +1,117 @@
+"""``DepthCompleter``: one API over TensorRT, ONNX Runtime and the PyTorch reference.
+
+    from runtime import DepthCompleter
+    completer = DepthCompleter.from_engine("artifacts/jarrn_fp16.engine")      # TensorRT
+    completer = DepthCompleter.from_onnx("artifacts/jarrn_fp32.onnx", providers="cuda")  # ONNX Runtime
+    completer = DepthCompleter.from_checkpoint()                               # PyTorch, bundled default model
+    depth = completer.complete(rgb, sparse_depth)   # uint8 HxWx3 + float HxW metres -> float32 HxW metres
+
+Batches (``BxHxWx3`` + ``BxHxW``) give ``BxHxW``. Inputs are validated and converted by
+:func:`model.contract.prepare_inputs` and outputs by :func:`model.contract.depth_to_user` for every backend, so all
+three accept and reject exactly the same inputs.
+
+Thread safety: a completer may be shared between threads. Each one holds a lock around its backend call (a TensorRT
+execution context, its buffers and stream serve one inference at a time; PyTorch and ONNX Runtime are serialised the
+same way for identical behaviour). Input validation and layout conversion run outside the lock, so they overlap.
+For parallel inference, create one completer per thread: each gets its own session, or execution context and stream.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from model.contract import depth_to_user, prepare_inputs
+from runtime.backends import Backend
+
+
+class DepthCompleter:
+    """Dense metric depth from RGB + sparse depth, numpy in and out, on any backend (see the module docstring)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._lock = threading.Lock()
+
+    # -- constructors --------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_engine(
+        cls,
+        path: str | os.PathLike,
+        *,
+        cuda_graphs: bool = False,
+        require_manifest: bool = True,
+        verify_hash: bool = True,
+        device: int = 0,
+    ) -> "DepthCompleter":
+        """TensorRT engine built by ``export/build_engine.py`` (its ``.json`` manifest is checked before loading).
+
+        ``require_manifest=False`` accepts engines without a manifest (e.g. from ``trtexec``) at your own risk;
+        ``cuda_graphs=True`` replays one CUDA graph per input shape (needs cuda-python).
+        """
+        from runtime.backends.tensorrt_backend import TensorRTBackend
+
+        return cls(TensorRTBackend(path, cuda_graphs=cuda_graphs, require_manifest=require_manifest,
+                                   verify_hash=verify_hash, device=device))
+
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str | os.PathLike,
+        providers: str | Sequence[str | tuple[str, Mapping[str, Any]]] = ("cpu",),
+        *,
+        intra_op_threads: int | None = None,
+        trt_cache_dir: str | os.PathLike | None = None,
+        profile: Any | None = None,
+    ) -> "DepthCompleter":
+        """ONNX Runtime session; ``providers`` in priority order: "cpu", "cuda", "tensorrt" (or full provider names,
+        or ``(name, options)`` pairs). For "tensorrt", ``trt_cache_dir`` keeps its engines between runs and
+        ``profile`` (:class:`export.engine_manifest.Profile`) fixes the shape range it builds for."""
+        from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return cls(OnnxRuntimeBackend(path, providers, intra_op_threads=intra_op_threads,
+                                      trt_cache_dir=trt_cache_dir, profile=profile))
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "cpu") -> "DepthCompleter":
+        """PyTorch reference (:class:`model.MetricJarrn`); ``path=None`` loads the bundled default model."""
+        from runtime.backends.torch_backend import TorchBackend
+
+        return cls(TorchBackend.from_checkpoint(path, device))
+
+    @classmethod
+    def from_network(cls, network: Any, device: str = "cpu") -> "DepthCompleter":
+        """PyTorch reference around an already loaded :class:`model.Jarrn`."""
+        from runtime.backends.torch_backend import TorchBackend
+
+        return cls(TorchBackend(network, device))
+
+    # -- inference -----------------------------------------------------------------------------------------------------
+    def complete(self, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
+        """``rgb`` uint8 HxWx3 (or float in [0,1]), ``sparse_depth`` float HxW metres (0 = missing), or batches with a
+        leading B -> float32 depth in metres, HxW (or BxHxW). Raises ValueError/TypeError naming the bad argument."""
+        rgb_nchw, sparse_nchw, was_batched = prepare_inputs(rgb, sparse_depth)
+        with self._lock:
+            depth = self.backend.run(rgb_nchw, sparse_nchw)
+        return depth_to_user(depth, was_batched)
+
+    __call__ = complete
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    def close(self) -> None:
+        with self._lock:
+            self.backend.close()
+
+    def __enter__(self) -> "DepthCompleter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DepthCompleter(backend={self.backend.name!r}, source={getattr(self.backend, 'source', None)!r})"
