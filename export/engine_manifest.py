@@ -20,10 +20,11 @@ import json
 import os
 import re
 import shlex
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from model.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 - re-exported for export/ callers
 
 MANIFEST_FORMAT = "jarrn-tensorrt-engine"
 MANIFEST_VERSION = 1
@@ -223,28 +224,6 @@ def _external_data_files(path: Path) -> list[Path]:
                 if entry.key == "location":
                     locations.add(entry.value)
     return [path.parent / loc for loc in sorted(locations)]
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:
-    """Write through a temporary file in the same folder and rename it: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; engines and manifests are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 _ONNX_FLOAT16, _ONNX_BFLOAT16 = 10, 16

@@ -21,7 +21,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ import torch
 
 from model import CONTRACT, Jarrn, MetricJarrn
 from model.contract import CONTRACT_VERSION
+from model.atomic import atomic_write_bytes  # noqa: F401 - re-exported for export/ callers
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MIN_STATIC_SIZE = CONTRACT.pad_multiple
@@ -178,24 +178,6 @@ def check_output_path(path: str | os.PathLike) -> Path:
         raise ExportError(f"output: cannot write to {existing} (permission denied)")
     if path.exists() and not os.access(path, os.W_OK) and not os.access(parent, os.W_OK):
         raise ExportError(f"output: cannot replace {path} (permission denied)")
-    return path
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "[N,1,H,W] metres. Default: the built-in set of the bundled real frames (flipped crops) and 8 "
                         "synthetic scenes, see export/calibration.py")
     p.add_argument("--int8-exclude", action="append", default=None, metavar="REGEX",
-                   help="node-name regex to keep out of INT8 (repeatable; replaces the default, which keeps each "
-                        "U-Net's first and last convolution in FP32; the contract part is never quantized)")
+                   help="node-name regex to keep out of INT8 (repeatable; replaces the default, which keeps the visual "
+                        "branch and the refine branch's first and last convolution in FP32; the contract part is "
+                        "never quantized)")
     p.add_argument("--no-validate", action="store_true",
                    help="skip the validation against PyTorch (ONNX Runtime on the bundled real frames and random "
                         "inputs; bounds: FP32 max abs <= 1e-3 m; FP16/INT8 RMSE vs ground truth within +2%%/+5%% of "
