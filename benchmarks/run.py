@@ -177,12 +177,10 @@ def resolve_args(args: argparse.Namespace) -> dict:
 # model, exports and engines
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _file_sha256(path: str | os.PathLike) -> str:
+    from export.onnx_graph import file_sha256
+
+    return file_sha256(path)
 
 
 def export_code_digest() -> str:
@@ -200,7 +198,7 @@ def model_summary(model_path: Path) -> dict:
     network = load_model(model_path)
     return {
         "path": str(model_path),
-        "sha256": file_sha256(model_path),
+        "sha256": _file_sha256(model_path),
         "config": network.config.to_dict(),
         "parameters": int(sum(p.numel() for p in network.parameters())),
     }
