@@ -10,7 +10,9 @@ Graph side (what :class:`MetricJarrn` computes and what the ONNX export contains
   output  ``depth``        float32 ``[B,1,H,W]`` metres (aux: ``coarse``, ``scale``, ``offset``, ``prob``, network domain)
 Inside: validity mask ``sparse > 0``; per-image normalisation of the sparse depth ('max': divide by the largest
 sparse depth; 'minmax': map [min, max] of the sparse depth to [0, 1]); padding to a multiple of 64 (RGB by edge
-replication, sparse depth and mask with zeros = missing); the network; cropping back; de-normalisation to metres.
+replication, sparse depth and mask with zeros = missing); for models configured with ``sparse_fill='pushpull'``, the
+empty pixels of the sparse channel filled by :func:`pushpull_fill` (the mask is unchanged); the network; cropping
+back; de-normalisation to metres.
 
 With no sparse point at all (the paper's relative mode) the normalisation is the identity: the output is the
 network's relative depth, roughly in [0, 1] and not in metres.
@@ -76,6 +78,61 @@ def normalise_sparse(sparse: torch.Tensor, mask: torch.Tensor, method: str) -> t
     return normalised, low, value_range
 
 
+PUSHPULL_LEVELS = 12
+"""Pyramid levels of :func:`pushpull_fill`: a 4096-pixel side reaches a single cell (the image-wide mean)."""
+
+
+def _pad_to_even(x: torch.Tensor) -> torch.Tensor:
+    return F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
+
+
+def _binomial_blur(x: torch.Tensor) -> torch.Tensor:
+    """3x3 binomial (1-2-1) smoothing of a one-channel map; zero padding, i.e. no points outside the image."""
+    kernel = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
+    kernel = (kernel[:, None] * kernel[None, :] / 16.0)[None, None]
+    return F.conv2d(x, kernel, padding=1)
+
+
+def pushpull_fill(sparse: torch.Tensor, mask: torch.Tensor, levels: int = PUSHPULL_LEVELS) -> torch.Tensor:
+    """Fill every empty pixel of ``sparse`` ``[B,1,H,W]`` from the finest pyramid level that has points around it.
+
+    Push: smooth the points and the mask (3x3 binomial) and average them over 2x2 cells, level after level. Pull: from
+    the coarsest level down, a pixel with points in its smoothed neighbourhood takes their weighted mean, any other
+    pixel the bilinear upsampling of the coarser level. Measured pixels keep their exact value. Odd sizes are padded
+    with zeros (= no points) before pooling, so PyTorch, ONNX Runtime and TensorRT divide the same way; cells still
+    empty at the top take the image's mean point. Affine in the depth, so it commutes with the normalisation; a
+    fixed level count, so it traces to one graph for every input size.
+    """
+    values, weights = [sparse * mask], [mask]
+    for _ in range(levels):
+        values.append(F.avg_pool2d(_pad_to_even(_binomial_blur(values[-1])), 2))
+        weights.append(F.avg_pool2d(_pad_to_even(_binomial_blur(weights[-1])), 2))
+    point_sum = torch.sum(values[0], dim=(1, 2, 3), keepdim=True)
+    point_count = torch.sum(weights[0], dim=(1, 2, 3), keepdim=True)
+    image_mean = point_sum / torch.clamp(point_count, min=1.0)
+    filled = _cell_mean_or(values[-1], weights[-1], image_mean.expand_as(values[-1]))
+    for value, weight in zip(reversed(values[:-1]), reversed(weights[:-1])):
+        upsampled = F.interpolate(filled, scale_factor=2.0, mode="bilinear", align_corners=False)
+        upsampled = upsampled[:, :, : value.shape[-2], : value.shape[-1]]
+        filled = _cell_mean_or(_binomial_blur(value), _binomial_blur(weight), upsampled)
+    return torch.where(mask > 0, sparse, filled)
+
+
+def _cell_mean_or(value: torch.Tensor, weight: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    has_points = weight > 0
+    mean = value / torch.where(has_points, weight, torch.ones_like(weight))
+    return torch.where(has_points, mean, fallback)
+
+
+def network_sparse_input(sparse: torch.Tensor, mask: torch.Tensor, fill: str) -> torch.Tensor:
+    """What the network's sparse channel receives for the config's ``sparse_fill`` (normalised depth, ``[B,1,H,W]``)."""
+    if fill == "none":
+        return sparse
+    if fill == "pushpull":
+        return pushpull_fill(sparse, mask)
+    raise ValueError(f"sparse_fill: expected 'none' or 'pushpull', got {fill!r}")
+
+
 def _pad_amount(size: int) -> int:
     return (CONTRACT.pad_multiple - size % CONTRACT.pad_multiple) % CONTRACT.pad_multiple
 
@@ -94,7 +151,9 @@ class MetricJarrn(nn.Module):
         sparse, low, value_range = normalise_sparse(sparse_depth, mask, self.network.config.depth_normalisation)
         pad = (0, _pad_amount(width), 0, _pad_amount(height))
         rgb_padded = F.pad(rgb, pad, mode="replicate")
-        out = self.network(rgb_padded, F.pad(sparse, pad), F.pad(mask, pad))
+        mask_padded = F.pad(mask, pad)
+        sparse_padded = network_sparse_input(F.pad(sparse, pad), mask_padded, self.network.config.sparse_fill)
+        out = self.network(rgb_padded, sparse_padded, mask_padded)
         cropped = [t[:, :, :height, :width] for t in out]
         depth = torch.clamp(cropped[0] * value_range + low, min=0.0)
         if self.aux_outputs:

@@ -20,6 +20,7 @@ from model.rectification import PROB_ACTIVATIONS, Rectification
 FULL_WIDTHS: tuple[int, ...] = (512, 512, 512, 512, 256, 128, 64)
 SMALL_WIDTHS: tuple[int, ...] = (128, 128, 96, 64, 48, 32, 16)
 DEPTH_NORMALISATIONS = frozenset({"max", "minmax"})
+SPARSE_FILLS = frozenset({"none", "pushpull"})
 DOWNSAMPLING_FACTOR = 64  # six stride-2 convolutions
 _LEAKY_SLOPE = 0.2
 
@@ -34,6 +35,9 @@ class JarrnConfig:
     """'softmax_height' (official: softmax over image rows) or 'sigmoid' (per pixel)."""
     depth_normalisation: str = "max"
     """How metric sparse depth becomes network input: 'max' (divide by the image's largest sparse depth) or 'minmax'."""
+    sparse_fill: str = "none"
+    """What the network's sparse channel carries: 'none' (the sparse points, official) or 'pushpull' (the points plus
+    a push-pull interpolation into every empty pixel; the mask still marks the measured pixels)."""
 
     def __post_init__(self) -> None:
         widths = tuple(int(w) for w in self.widths)
@@ -48,6 +52,8 @@ class JarrnConfig:
             raise ValueError(
                 f"depth_normalisation: expected one of {sorted(DEPTH_NORMALISATIONS)}, got {self.depth_normalisation!r}"
             )
+        if self.sparse_fill not in SPARSE_FILLS:
+            raise ValueError(f"sparse_fill: expected one of {sorted(SPARSE_FILLS)}, got {self.sparse_fill!r}")
 
     @classmethod
     def full(cls, **overrides: str) -> "JarrnConfig":
@@ -59,12 +65,12 @@ class JarrnConfig:
 
     def to_dict(self) -> dict:
         return {"widths": list(self.widths), "prob_activation": self.prob_activation,
-                "depth_normalisation": self.depth_normalisation}
+                "depth_normalisation": self.depth_normalisation, "sparse_fill": self.sparse_fill}
 
     @classmethod
     def from_dict(cls, data: dict) -> "JarrnConfig":
         return cls(tuple(data["widths"]), data.get("prob_activation", "softmax_height"),
-                   data.get("depth_normalisation", "max"))
+                   data.get("depth_normalisation", "max"), data.get("sparse_fill", "none"))
 
 
 class JarrnOutput(NamedTuple):

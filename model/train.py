@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from model.checkpoint import save_model, save_training_checkpoint, strip_prefixes
-from model.contract import normalise_sparse
+from model.contract import network_sparse_input, normalise_sparse
 from model.losses import LossTerms, jarrn_loss
 from model.network import DOWNSAMPLING_FACTOR, Jarrn, JarrnConfig
 from model.sparse import add_noise, add_outliers, lidar_scanlines, random_points, valid_mask
@@ -372,13 +372,48 @@ def validate(network: Jarrn, cases: list[ValCase]) -> dict[str, dict[str, float]
     return results
 
 
-def validation_score(results: dict[str, dict[str, float]]) -> float:
-    """Mean over the cases of RMSE / linear-interpolation RMSE (below 1 = better than interpolation)."""
-    return float(np.mean([r["ratio"] for r in results.values()]))
+VALIDATION_SCORES = ("mean", "worst")
+
+
+def validation_score(results: dict[str, dict[str, float]], how: str = "mean") -> float:
+    """Mean ('mean') or largest ('worst') over the cases of RMSE / linear-interpolation RMSE (below 1 = better)."""
+    ratios = [r["ratio"] for r in results.values()]
+    if how not in VALIDATION_SCORES:
+        raise ValueError(f"validation score: expected one of {VALIDATION_SCORES}, got {how!r}")
+    return float(np.mean(ratios) if how == "mean" else np.max(ratios))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Schedule, step, checkpoints, logs
+
+
+def start_as_fill(network: Jarrn) -> Jarrn:
+    """Set the weights so that the untrained network returns its (filled) sparse channel unchanged.
+
+    With the rezero alphas at 0 every bottleneck is its skip path, and a non-negative input passes the LeakyReLUs
+    unchanged. So one channel carries the sparse input from the visual branch's stem to its head (stem, the outer
+    level's skip concatenation, the 1x1 skip of the last Stacked). The other weights keep their random initialisation,
+    the head reads only that channel, and the refine branch's head is zero (scale 1, offset 0), so the rectified depth
+    equals the coarse depth. Training then learns corrections on top of the fill rather than the fill itself.
+    """
+    unet = network.rgb_x_block
+    stem, last_stacked, head = unet[0], unet[3], unet[4]
+    sparse_channel = 3  # the visual branch reads cat(rgb[3], sparse, mask)
+    with torch.no_grad():
+        stem.weight[0].zero_()
+        stem.weight[0, sparse_channel, 1, 1] = 1.0
+        stem.bias[0] = 0.0
+        skip = last_stacked.block[0].right
+        skip.weight[0].zero_()
+        skip.weight[0, 0, 0, 0] = 1.0
+        skip.bias[0] = 0.0
+        head.weight.zero_()
+        head.weight[0, 0, 1, 1] = 1.0
+        head.bias.zero_()
+        refine_head = network.sfmap_block[4]
+        refine_head.weight.zero_()
+        refine_head.bias.zero_()
+    return network
 
 
 def learning_rate(step: int, *, base_lr: float, steps_per_epoch: int, milestones: list[int], gamma: float,
@@ -392,11 +427,15 @@ def learning_rate(step: int, *, base_lr: float, steps_per_epoch: int, milestones
 
 def train_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, *, device: torch.device, amp: bool,
-               dense_absolute_weight: float = 0.0, grad_clip: float = 0.0) -> LossTerms:
-    """One optimisation step on a batch from :class:`TrainingSamples`; returns the detached loss terms."""
+               dense_absolute_weight: float = 0.0, grad_clip: float = 0.0, sparse_fill: str = "none") -> LossTerms:
+    """One optimisation step on a batch from :class:`TrainingSamples`; returns the detached loss terms.
+
+    ``sparse_fill``: the config's fill, applied here exactly as :class:`model.contract.MetricJarrn` applies it.
+    """
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    sparse_input = network_sparse_input(batch["sparse"], batch["mask"], sparse_fill)
     with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-        out = model(batch["rgb"], batch["sparse"], batch["mask"])
+        out = model(batch["rgb"], sparse_input, batch["mask"])
     terms = jarrn_loss(out.depth, batch["gt"], batch["gt_valid"], batch["mask"],
                        dense_absolute_weight=dense_absolute_weight)
     optimizer.zero_grad(set_to_none=True)
@@ -437,8 +476,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def _flatten_val(step: int, epoch: int, results: dict[str, dict[str, float]]) -> dict[str, Any]:
-    row: dict[str, Any] = {"step": step, "epoch": epoch, "score": validation_score(results)}
+def _flatten_val(step: int, epoch: int, results: dict[str, dict[str, float]], how: str = "mean") -> dict[str, Any]:
+    row: dict[str, Any] = {"step": step, "epoch": epoch, "score": validation_score(results, how)}
     for name, r in results.items():
         row[f"{name}/rmse"] = r["rmse"]
         row[f"{name}/linear_rmse"] = r["linear_rmse"]
@@ -471,7 +510,7 @@ def plot_curves(path: Path, train_rows: list[dict[str, Any]], val_rows: list[dic
         ax = axes[0, 1]
         for name in names:
             ax.plot(vsteps, [r[f"{name}/ratio"] for r in val_rows], marker=".", label=name)
-        ax.plot(vsteps, [r["score"] for r in val_rows], "k--", linewidth=2, label="mean")
+        ax.plot(vsteps, [r["score"] for r in val_rows], "k--", linewidth=2, label="score")
         ax.axhline(1.0, color="grey", linewidth=1)
         ax.set_title("validation RMSE / linear interpolation RMSE")
         ax.set_xlabel("step")
@@ -528,6 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--depth-normalisation", choices=("max", "minmax"), default="max",
                    help="how sparse metres become network input (and the GT is mapped likewise): divide by the "
                         "largest sparse depth ('max', official) or map [min, max] to [0, 1] ('minmax')")
+    g.add_argument("--sparse-fill", choices=("none", "pushpull"), default="none",
+                   help="the network's sparse channel: 'none' (points only, official) or 'pushpull' (points plus a "
+                        "push-pull interpolation of the empty pixels; recorded in the exported file)")
+    g.add_argument("--start-as-fill", action="store_true",
+                   help="with --sparse-fill pushpull: initialise the network to return the fill (model.train."
+                        "start_as_fill) so it learns corrections; not with --init")
     g.add_argument("--init", type=Path, default=None,
                    help="initial weights (any file model.checkpoint.load_model reads); ignored with --resume")
 
@@ -574,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every", type=int, default=200, help="steps between last.pt writes (default 200)")
     g.add_argument("--val-every", type=int, default=500,
                    help="steps between validations on the real frames (0: only at the end; -1: never)")
+    g.add_argument("--val-score", choices=VALIDATION_SCORES, default="mean",
+                   help="which validation score picks best.safetensors: the mean or the worst case's RMSE / linear "
+                        "RMSE (default mean)")
     g.add_argument("--val-max-side", type=int, default=640,
                    help="validate on frames down-scaled (integer factor) to this longer side for speed (0: full size)")
     g.add_argument("--export", type=Path, default=None, help="write the final weights here (.safetensors) at the end")
@@ -644,8 +692,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed + rank)
 
     widths = args.widths or (JarrnConfig.small().widths if args.config == "small" else JarrnConfig.full().widths)
-    config = JarrnConfig(tuple(widths), args.prob_activation, args.depth_normalisation)
+    config = JarrnConfig(tuple(widths), args.prob_activation, args.depth_normalisation, args.sparse_fill)
+    if args.start_as_fill and (args.sparse_fill == "none" or args.init is not None):
+        raise SystemExit("--start-as-fill: needs --sparse-fill pushpull and no --init")
     network = Jarrn(config)
+    if args.start_as_fill and not args.resume:
+        start_as_fill(network)
     if args.init is not None and not args.resume:
         from model.checkpoint import load_model
 
@@ -675,7 +727,7 @@ def main(argv: list[str] | None = None) -> int:
         if saved != config:
             raise SystemExit(f"{last_path}: saved config {saved.to_dict()} differs from the requested "
                              f"{config.to_dict()}; use the same --config/--widths/--prob-activation/"
-                             "--depth-normalisation")
+                             "--depth-normalisation/--sparse-fill")
         network.load_state_dict(strip_prefixes(payload["network_state_dict"]))
         optimizer.load_state_dict(payload["optimizer_state_dict"])
         if payload.get("scaler_state_dict"):
@@ -730,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
     def run_validation(s: int) -> None:
         nonlocal best_score
         results = validate(network, val_cases)
-        row = _flatten_val(s, s // steps_per_epoch, results)
+        row = _flatten_val(s, s // steps_per_epoch, results, args.val_score)
         history["val"].append(row)
         summary = "  ".join(f"{n} {r['rmse']:.3f} ({r['ratio']:.2f}x)" for n, r in results.items())
         print(f"\n[val step {s}] score {row['score']:.3f}  {summary}", flush=True)
@@ -777,7 +829,8 @@ def main(argv: list[str] | None = None) -> int:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 terms = train_step(model, batch, optimizer, scaler, device=device, amp=amp,
-                                   dense_absolute_weight=args.dense_absolute_weight, grad_clip=args.grad_clip)
+                                   dense_absolute_weight=args.dense_absolute_weight, grad_clip=args.grad_clip,
+                                   sparse_fill=config.sparse_fill)
                 step += 1
                 values = {"loss": terms.total, "absolute": terms.absolute, "relative": terms.relative,
                           "gradient": terms.gradient, "dense_absolute": terms.dense_absolute}

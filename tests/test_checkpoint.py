@@ -26,7 +26,8 @@ def test_widths_are_inferred_from_tensor_shapes():
 
 
 def test_project_format_records_config_and_loads_without_arguments(tmp_path):
-    config = JarrnConfig((16, 16, 16, 16, 8, 8, 8), prob_activation="sigmoid", depth_normalisation="minmax")
+    config = JarrnConfig((16, 16, 16, 16, 8, 8, 8), prob_activation="sigmoid", depth_normalisation="minmax",
+                         sparse_fill="pushpull")
     network = Jarrn(config)
     path = save_model(network, tmp_path / "m.safetensors")
     loaded = load_model(path)

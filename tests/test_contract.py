@@ -8,7 +8,7 @@ import torch
 
 from conftest import randomise_alphas
 from model import CONTRACT, Jarrn, JarrnConfig, MetricJarrn, prepare_inputs
-from model.contract import normalise_sparse
+from model.contract import normalise_sparse, pushpull_fill
 
 TINY = JarrnConfig((16, 16, 16, 16, 8, 8, 8))
 
@@ -113,3 +113,52 @@ def test_empty_sparse_map_is_allowed(tiny_network):
 def test_bad_inputs_get_errors_naming_the_argument(rgb, sparse, match):
     with pytest.raises((ValueError, TypeError), match=match):
         prepare_inputs(rgb, sparse)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# push-pull fill (sparse_fill='pushpull')
+
+
+@pytest.mark.parametrize("height,width", [(64, 64), (75, 130), (1, 9)])
+def test_pushpull_fill_keeps_measured_pixels_and_fills_every_empty_one(height, width):
+    sparse = torch.from_numpy(_sparse(height, width, count=max(1, height * width // 50)))[None, None]
+    mask = (sparse > 0).float()
+    filled = pushpull_fill(sparse, mask)
+    assert filled.shape == sparse.shape
+    torch.testing.assert_close(filled[mask > 0], sparse[mask > 0])
+    valid = sparse[mask > 0]
+    assert float(filled.min()) >= float(valid.min()) - 1e-5 and float(filled.max()) <= float(valid.max()) + 1e-5
+
+
+def test_pushpull_fill_is_local_and_affine_in_depth():
+    sparse = torch.zeros(1, 1, 64, 64)
+    sparse[0, 0, 5, 5], sparse[0, 0, 60, 60] = 2.0, 10.0
+    mask = (sparse > 0).float()
+    filled = pushpull_fill(sparse, mask)
+    assert abs(float(filled[0, 0, 7, 7]) - 2.0) < 0.5 and abs(float(filled[0, 0, 58, 58]) - 10.0) < 0.5
+    # commutes with the normalisation: fill(a * d + b) == a * fill(d) + b
+    torch.testing.assert_close(pushpull_fill((sparse * 0.5 + 3.0) * mask, mask), filled * 0.5 + 3.0)
+
+
+def test_pushpull_fill_of_an_empty_map_stays_empty_and_batch_items_are_independent():
+    sparse = torch.zeros(2, 1, 32, 48)
+    sparse[1, 0, 10, 10] = 4.0
+    filled = pushpull_fill(sparse, (sparse > 0).float())
+    assert float(filled[0].abs().max()) == 0.0
+    torch.testing.assert_close(filled[1], torch.full_like(filled[1], 4.0))
+
+
+def test_wrapper_feeds_the_filled_sparse_channel_for_pushpull_models():
+    torch.manual_seed(0)
+    config = JarrnConfig(TINY.widths, depth_normalisation="minmax", sparse_fill="pushpull")
+    network = randomise_alphas(Jarrn(config)).eval()
+    rgb, sparse = torch.rand(1, 3, 64, 128), torch.from_numpy(_sparse(64, 128))[None, None]
+    seen = {}
+    network.rgb_x_block.register_forward_pre_hook(lambda module, args: seen.update(x=args[0]))
+    with torch.no_grad():
+        MetricJarrn(network)(rgb, sparse)
+    mask = (sparse > 0).float()
+    normalised, _, _ = normalise_sparse(sparse, mask, "minmax")
+    torch.testing.assert_close(seen["x"][:, 3:4], pushpull_fill(normalised, mask))
+    torch.testing.assert_close(seen["x"][:, 4:5], mask)
+    assert float((seen["x"][:, 3:4] > 0).float().mean()) > 0.9  # dense, unlike the 50 points it came from

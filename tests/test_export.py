@@ -152,6 +152,20 @@ def test_static_size_batch_aux_outputs_and_minmax_normalisation(tmp_path):
         assert got.shape == tuple(want.shape) and np.abs(got - want.numpy()).max() <= 1e-3
 
 
+@pytest.mark.parametrize("height,width", [(75, 130), (130, 260)])
+def test_pushpull_fill_exports_and_matches_pytorch_at_any_size(tmp_path_factory, height, width):
+    torch.manual_seed(3)
+    config = JarrnConfig(TINY.widths, depth_normalisation="minmax", sparse_fill="pushpull")
+    network = randomise_alphas(Jarrn(config)).eval()
+    path = tmp_path_factory.getbasetemp() / "pushpull.onnx"
+    if not path.exists():
+        export_onnx(network, path, ExportOptions())
+    feeds = _feeds(2, height, width, seed=height)
+    (depth,) = _run(path, feeds)
+    assert np.abs(depth - _torch_depth(network, feeds)).max() <= 1e-3
+    assert "AveragePool" in {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
 def test_polygraphy_runs_the_graph(fp32_export):
     polygraphy = Path(sys.executable).parent / "polygraphy"
     if not polygraphy.exists():

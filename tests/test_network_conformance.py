@@ -70,3 +70,11 @@ def test_unknown_config_values_are_rejected_with_the_argument_name():
         JarrnConfig((64, 32))
     with pytest.raises(ValueError, match="depth_normalisation"):
         JarrnConfig.small(depth_normalisation="median")
+    with pytest.raises(ValueError, match="sparse_fill"):
+        JarrnConfig.small(sparse_fill="linear")
+
+
+def test_configs_recorded_before_sparse_fill_existed_load_without_fill():
+    recorded = {"widths": list(JarrnConfig.small().widths), "prob_activation": "softmax_height",
+                "depth_normalisation": "minmax"}
+    assert JarrnConfig.from_dict(recorded).sparse_fill == "none"

@@ -120,6 +120,34 @@ def test_training_overfits_a_fixed_batch() -> None:
     assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3]), losses
 
 
+def test_start_as_fill_network_returns_the_filled_sparse_input_before_training() -> None:
+    from model.contract import MetricJarrn, pushpull_fill
+
+    torch.manual_seed(0)
+    config = JarrnConfig((16, 16, 16, 16, 8, 8, 8), depth_normalisation="minmax", sparse_fill="pushpull")
+    network = train.start_as_fill(Jarrn(config)).eval()
+    rng = np.random.default_rng(0)
+    sparse = np.zeros((128, 192), np.float32)
+    sparse[rng.integers(0, 128, 80), rng.integers(0, 192, 80)] = rng.uniform(1.0, 9.0, 80)
+    sparse_t = torch.from_numpy(sparse)[None, None]
+    with torch.no_grad():
+        depth = MetricJarrn(network)(torch.rand(1, 3, 128, 192), sparse_t)
+    torch.testing.assert_close(depth, pushpull_fill(sparse_t, (sparse_t > 0).float()), atol=1e-4, rtol=1e-5)
+
+
+def test_start_as_fill_needs_the_pushpull_config(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--start-as-fill"):
+        train.main(_args(tmp_path / "run", "--start-as-fill"))
+
+
+def test_pushpull_run_records_the_fill_in_its_export(tmp_path: Path) -> None:
+    export = tmp_path / "final.safetensors"
+    rc = train.main(_args(tmp_path / "run", "--epochs", "1", "--val-every", "-1", "--sparse-fill", "pushpull",
+                          "--depth-normalisation", "minmax", "--start-as-fill", "--export", str(export)))
+    assert rc == 0
+    assert load_model(export).config.sparse_fill == "pushpull"
+
+
 def test_learning_rate_schedule() -> None:
     kwargs = dict(base_lr=2e-4, steps_per_epoch=10, milestones=[20, 40], gamma=0.5)
     assert train.learning_rate(0, **kwargs) == pytest.approx(2e-5)
