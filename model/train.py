@@ -610,6 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gamma", type=float, default=0.5, help="MultiStepLR factor (default 0.5)")
     g.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length in epochs (default 1)")
     g.add_argument("--grad-clip", type=float, default=0.0, help="clip the gradient norm to this (0: off, official)")
+    g.add_argument("--ema", type=float, default=0.0,
+                   help="keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate "
+                        "and export it instead of the raw weights (0: off, official)")
     g.add_argument("--dense-absolute-weight", type=float, default=0.0,
                    help="weight of an extra L1 on all valid GT pixels in the absolute domain for samples with sparse "
                         "input (not in the official loss; 0 = official)")
@@ -669,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     crop = tuple(args.crop)
     if len(crop) != 2 or any(c <= 0 or c % DOWNSAMPLING_FACTOR for c in crop):
         raise SystemExit(f"--crop: expected HxW, multiples of {DOWNSAMPLING_FACTOR}, got {args.crop}")
+    if not 0.0 <= args.ema < 1.0:
+        raise SystemExit(f"--ema: expected a decay in [0, 1) (0 = off), got {args.ema}")
     rank, local_rank, world = _distributed()
     if world > 1:
         import torch.distributed as dist
@@ -703,6 +708,12 @@ def main(argv: list[str] | None = None) -> int:
 
         network.load_state_dict(load_model(args.init).state_dict())
     network.to(device)
+    ema = None
+    if args.ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(network, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
+    evaluated: Jarrn = ema.module if ema is not None else network  # what validation and the exports see
     optimizer = torch.optim.Adam(network.parameters(), lr=args.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
 
@@ -732,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
         optimizer.load_state_dict(payload["optimizer_state_dict"])
         if payload.get("scaler_state_dict"):
             scaler.load_state_dict(payload["scaler_state_dict"])
+        if ema is not None and payload.get("ema_state_dict"):
+            ema.load_state_dict(payload["ema_state_dict"])
         step = int(payload["step"])
         history = payload.get("history", history)
         best_score = float(payload.get("best_score", math.inf))
@@ -760,6 +773,7 @@ def main(argv: list[str] | None = None) -> int:
             "network_state_dict": network.state_dict(),
             "optimizer_state_dict": optimizer.state_dict(),
             "scaler_state_dict": scaler.state_dict(),
+            **({"ema_state_dict": ema.state_dict()} if ema is not None else {}),
             "jarrn_config": config.to_dict(),
             "lr_scheduler": {"kind": "linear_warmup_multistep", "base_lr": args.lr, "lr": lr_at(max(s - 1, 0)),
                              "steps_per_epoch": steps_per_epoch, "milestones": list(args.milestones),
@@ -781,14 +795,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def run_validation(s: int) -> None:
         nonlocal best_score
-        results = validate(network, val_cases)
+        results = validate(evaluated, val_cases)
         row = _flatten_val(s, s // steps_per_epoch, results, args.val_score)
         history["val"].append(row)
         summary = "  ".join(f"{n} {r['rmse']:.3f} ({r['ratio']:.2f}x)" for n, r in results.items())
         print(f"\n[val step {s}] score {row['score']:.3f}  {summary}", flush=True)
         if row["score"] < best_score:
             best_score = row["score"]
-            save_model(network, out / "best.safetensors",
+            save_model(evaluated, out / "best.safetensors",
                        extra_metadata={"step": str(s), "val_score": f"{best_score:.5f}"})
 
     if is_main:
@@ -831,6 +845,8 @@ def main(argv: list[str] | None = None) -> int:
                 terms = train_step(model, batch, optimizer, scaler, device=device, amp=amp,
                                    dense_absolute_weight=args.dense_absolute_weight, grad_clip=args.grad_clip,
                                    sparse_fill=config.sparse_fill)
+                if ema is not None:
+                    ema.update_parameters(network)
                 step += 1
                 values = {"loss": terms.total, "absolute": terms.absolute, "relative": terms.relative,
                           "gradient": terms.gradient, "dense_absolute": terms.dense_absolute}
@@ -891,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 exported = load_model(source_path)
             else:
-                exported = network
+                exported = evaluated
             save_model(exported, args.export, half=args.half,
                        extra_metadata={"trained_steps": str(step), "weights": args.export_which,
                                        "val_score": f"{best_score:.5f}"})

@@ -148,6 +148,25 @@ def test_pushpull_run_records_the_fill_in_its_export(tmp_path: Path) -> None:
     assert load_model(export).config.sparse_fill == "pushpull"
 
 
+def test_ema_run_validates_and_exports_the_averaged_weights(tmp_path: Path) -> None:
+    out, export = tmp_path / "run", tmp_path / "final.safetensors"
+    rc = train.main(_args(out, "--epochs", "2", "--val-every", "-1", "--ema", "0.5", "--export", str(export),
+                          "--export-which", "last"))
+    assert rc == 0
+    payload = torch.load(out / "last.pt", weights_only=True)
+    averaged = {k[len("module."):]: v for k, v in payload["ema_state_dict"].items() if k.startswith("module.")}
+    raw, exported = payload["network_state_dict"], load_model(export).state_dict()
+    assert int(payload["ema_state_dict"]["n_averaged"]) == 4
+    assert any(not torch.equal(raw[k], averaged[k]) for k in raw)
+    for key, value in averaged.items():
+        torch.testing.assert_close(exported[key], value)
+
+
+def test_ema_decay_outside_the_unit_interval_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--ema"):
+        train.main(_args(tmp_path / "run", "--ema", "1.5"))
+
+
 def test_learning_rate_schedule() -> None:
     kwargs = dict(base_lr=2e-4, steps_per_epoch=10, milestones=[20, 40], gamma=0.5)
     assert train.learning_rate(0, **kwargs) == pytest.approx(2e-5)
