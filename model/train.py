@@ -29,6 +29,12 @@ Normalisation matches inference exactly: the sparse input goes through :func:`mo
 the config's ``depth_normalisation`` and the GT uses the same low/range; a sample without sparse points gets its GT
 min-max normalised (the paper's relative mode).
 
+Sparse fill (``--sparse-fill pushpull``): the network's sparse channel carries the contract's push-pull interpolation
+of the points (:func:`model.contract.pushpull_fill`, applied in :func:`train_step` exactly as at inference) and the
+exported file records it. ``--start-as-fill`` initialises the network so that it returns that fill
+(:func:`start_as_fill`); training then learns corrections on top of it. ``--ema DECAY`` validates and exports an
+exponential moving average of the weights, which damps the step-to-step drift of the output offset.
+
 Multi-GPU: ``torchrun --nproc_per_node=N -m model.train ...`` (DistributedDataParallel, one DistributedSampler shard
 per rank, rank 0 writes every file). Schedule: Adam (lr 2e-4), linear warm-up over the first epoch, the learning rate
 halved at epochs 20 and 40 (MultiStepLR milestones [20, 40], gamma 0.5); an "epoch" of synthetic data is
