@@ -156,6 +156,7 @@ def to_fp16(model: onnx.ModelProto, calibration=None, *, log: Log = _quiet) -> t
     else:
         converted = _fp16_onnxconverter(model, keep)
         library = f"onnxconverter-common {_version('onnxconverter-common')} (float16.convert_float_to_float16)"
+    converted = _drop_symbolic_shapes(converted)
     fp32_ops = sorted({n.op_type for n in model.graph.node if n.name in set(keep)})
     info = {
         "library": library,
@@ -165,6 +166,17 @@ def to_fp16(model: onnx.ModelProto, calibration=None, *, log: Log = _quiet) -> t
         "casts": sum(1 for n in converted.graph.node if n.op_type == "Cast"),
     }
     return converted, info
+
+
+def _drop_symbolic_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace the intermediate shape annotations by plain ONNX shape inference.
+
+    Model Optimizer annotates every tensor with ONNX Runtime's symbolic shapes (``(Pad_502_o0__d2//2)`` ...). ONNX
+    Runtime's allocator trusts equal dimension names, and on the push-pull fill's pad-to-even pyramid some are wrong:
+    the session then fails with "Shape mismatch attempting to re-use buffer" at sizes other than the calibration one.
+    """
+    del model.graph.value_info[:]
+    return onnx.shape_inference.infer_shapes(model)
 
 
 def _fp16_onnxconverter(model: onnx.ModelProto, keep: list[str]) -> onnx.ModelProto:
@@ -414,6 +426,7 @@ def to_int8(
     else:
         quantized = _int8_onnxruntime(model, calibration, to_quantize, method)
         library = f"onnxruntime {_version('onnxruntime')} (quantization.quantize_static, QDQ)"
+    quantized = _drop_symbolic_shapes(quantized)
     ops = Counter(n.op_type for n in quantized.graph.node)
     convs = quantized_convs(quantized)
     log(f"INT8: {len(convs)} of {ops.get('Conv', 0)} convolutions run in INT8")

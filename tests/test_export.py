@@ -235,6 +235,24 @@ def test_fp16_matches_pytorch_loosely(fp16_export, tiny_network):
     assert np.abs(depth - expected).mean() <= 5e-3 * np.abs(expected).mean() + 1e-3
 
 
+def test_fp16_graph_of_a_pushpull_model_runs_at_sizes_other_than_the_calibration_one(calibration_npz, tmp_path):
+    """Model Optimizer's symbolic shape annotations once made ONNX Runtime reuse wrongly sized buffers in the fill's
+    pad-to-even pyramid ("Shape mismatch attempting to re-use buffer") at 320x320 and 375x1242."""
+    if fp16_backend() is None:
+        pytest.skip("no FP16 library: install nvidia-modelopt (quant extra) or onnxconverter-common")
+    torch.manual_seed(4)
+    config = JarrnConfig(TINY.widths, depth_normalisation="minmax", sparse_fill="pushpull")
+    network = randomise_alphas(Jarrn(config)).eval()
+    path = export_onnx(network, tmp_path / "pushpull_fp16.onnx",
+                       ExportOptions(precision="fp16", calibration=str(calibration_npz)))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch, height, width in [(1, 320, 320), (2, 375, 1242), (1, 64, 64)]:
+        feeds = _feeds(batch, height, width, seed=width)
+        (depth,) = session.run(None, feeds)
+        expected = _torch_depth(network, feeds)
+        assert np.abs(depth - expected).mean() <= 5e-3 * np.abs(expected).mean() + 1e-3
+
+
 @pytest.mark.slow
 def test_fp16_fallback_library(tiny_network, tmp_path, monkeypatch):
     pytest.importorskip("onnxconverter_common", reason="onnxconverter-common not installed")
