@@ -59,8 +59,9 @@ def fill_only(sparse: np.ndarray) -> np.ndarray:
     return pushpull_fill(tensor, (tensor > 0).float())[0, 0].numpy()
 
 
-def evaluate(network, cases, log: Callable[[str], None] = print) -> tuple[list[CaseResult], dict[str, np.ndarray]]:  # noqa: ANN001
-    """Metrics per case and method, plus the model's predictions keyed by case name."""
+def evaluate(network, cases, log: Callable[[str], None] = print,  # noqa: ANN001
+             ) -> tuple[list[CaseResult], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Metrics per case and method, plus ``(model prediction, linear interpolation)`` keyed by case name."""
     from model.baselines import linear_interpolation, nearest_interpolation
     from model.metrics import depth_metrics
 
