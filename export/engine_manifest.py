@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from model.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401 - re-exported for export/ callers
+from model.atomic import atomic_write_bytes, atomic_write_text, file_sha256  # noqa: F401 - re-exported for export/ callers
 
 MANIFEST_FORMAT = "jarrn-tensorrt-engine"
 MANIFEST_VERSION = 1
@@ -190,24 +190,16 @@ def network_creation_flags(tensorrt_version: str) -> list[str]:
 # files: hashing, atomic writes, ONNX precision
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def onnx_sha256(path: str | os.PathLike) -> str:
     """sha256 of the ONNX file and, if its weights are stored as external data, of those files too."""
     path = Path(path)
     external = _external_data_files(path)
     if not external:
-        return sha256_file(path)
-    digest = hashlib.sha256(sha256_file(path).encode())
+        return file_sha256(path)
+    digest = hashlib.sha256(file_sha256(path).encode())
     for file in external:
         digest.update(file.name.encode())
-        digest.update(sha256_file(file).encode())
+        digest.update(file_sha256(file).encode())
     return digest.hexdigest()
 
 

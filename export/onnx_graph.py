@@ -32,7 +32,7 @@ import torch
 
 from model import CONTRACT, Jarrn, MetricJarrn
 from model.contract import CONTRACT_VERSION
-from model.atomic import atomic_write_bytes  # noqa: F401 - re-exported for export/ callers
+from model.atomic import atomic_write_bytes, file_sha256  # noqa: F401 - re-exported for export/ callers
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MIN_STATIC_SIZE = CONTRACT.pad_multiple
@@ -148,14 +148,6 @@ def _stage(name: str, stats: ExportStats, log: Log):
     elapsed = time.perf_counter() - start
     stats.seconds[name] = round(elapsed, 3)
     log(f"{name}: done in {elapsed:.1f} s")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_output_path(path: str | os.PathLike) -> Path:

@@ -1,7 +1,9 @@
-"""Atomic file writes: write to a temp file beside the target, then rename, so no reader sees a truncated file."""
+"""File helpers shared by every step: atomic writes (temp file beside the target, then rename, so no reader sees a
+truncated file) and content hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -41,3 +43,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Pat
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
