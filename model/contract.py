@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.network import DOWNSAMPLING_FACTOR, Jarrn
+from model.network import DOWNSAMPLING_FACTOR, SPARSE_FILLS, Jarrn
 
 CONTRACT_VERSION = "1"
 
@@ -130,7 +130,7 @@ def network_sparse_input(sparse: torch.Tensor, mask: torch.Tensor, fill: str) ->
         return sparse
     if fill == "pushpull":
         return pushpull_fill(sparse, mask)
-    raise ValueError(f"sparse_fill: expected 'none' or 'pushpull', got {fill!r}")
+    raise ValueError(f"sparse_fill: expected one of {sorted(SPARSE_FILLS)}, got {fill!r}")
 
 
 def _pad_amount(size: int) -> int:

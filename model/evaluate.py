@@ -180,13 +180,17 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         print(f"error: --model: {exc}", file=sys.stderr)
         return 2
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"error: --out: cannot create {args.out} ({exc.strerror})", file=sys.stderr)
+        return 2
     label = Path(getattr(network, "source_path", "model")).name
     cases = evaluation_cases(load_real_frames(), seed=args.seed)
     print(f"evaluating {label} on {len(cases)} cases", flush=True)
     results, predictions = evaluate(network, cases, log=lambda line: print(line, flush=True))
 
     command = "python -m model.evaluate" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
-    args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "evaluation.md", render_markdown(results, label, command))
     payload = {"model": str(getattr(network, "source_path", "")), "config": network.config.to_dict(),
                "seed": args.seed, "command": command,
