@@ -1,0 +1,1 @@
+"""The ``jarrn`` command and the facts every step shares (errors, exit codes). Imports nothing heavy."""
