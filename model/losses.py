@@ -1,4 +1,4 @@
-"""The official JARRN training loss (REFERENCE.md section 2), in the network's normalised depth domain.
+"""The official JARRN training loss (docs/REFERENCE.md section 2), in the network's normalised depth domain.
 
 ``total = absolute + relative + 0.5 * gradient (+ dense_absolute_weight * dense_absolute)``
 
