@@ -214,7 +214,7 @@ def tiny_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     code = run.main([
         "--model", str(model), "--onnx", str(graph), "--out", str(out), "--cache", str(tmp / "cache"),
         "--sizes", "64x64", "--batches", "1",
-        "--warmup", "1", "--iterations", "2", "--min-iterations", "2", "--threads", "1",
+        "--warmup", "1", "--iterations", "2", "--min-iterations", "2", "--threads", "1", "--quiet-wait", "0",
         "--backends", "torch,onnxruntime", "--precisions", "fp32", "--cases", "tum_desk@100",
     ])
     assert code == 0
