@@ -1,0 +1,338 @@
+"""A Triton model repository for NVIDIA's Triton container: ``DIR/jarrn/config.pbtxt`` + ``DIR/jarrn/1/model.plan``
+(TensorRT backend) or ``DIR/jarrn/1/model.onnx`` (ONNX Runtime backend, optionally with the TensorRT accelerator).
+
+    python -m export.triton_repo --model artifacts/jarrn_fp16.engine --out triton_repo          # TensorRT plan
+    python -m export.triton_repo --model artifacts/jarrn_fp32.onnx --out triton_repo            # ONNX Runtime
+    python -m export.triton_repo --model artifacts/jarrn_fp32.onnx --out triton_repo --onnx-tensorrt
+    jarrn export --triton-repo triton_repo                                                      # export, then this
+    docker run --gpus all --rm -p8000:8000 -p8001:8001 -p8002:8002 -v $PWD/triton_repo:/models \\
+        nvcr.io/nvidia/tritonserver:26.08-py3 tritonserver --model-repository=/models
+
+The model is served as ``jarrn`` with the contract's tensors (``rgb`` FP32 [B,3,H,W], ``sparse_depth`` FP32 [B,1,H,W]
+-> ``depth`` FP32 [B,1,H,W]), dynamic batching and an instance group. For a plan, the batch limit and the accepted H and
+W come from the engine's optimisation profile recorded in its manifest (``<engine>.json``); Triton's TensorRT backend
+refuses requests outside it. A TensorRT plan only loads in a Triton whose TensorRT is the exact version that built it
+(the manifest's ``tensorrt_version``; an NGC release carries the same TensorRT in its ``tensorrt`` and
+``tritonserver`` images). The config is built with Triton's own model-config protobuf (shipped in ``tritonclient``),
+so it is schema-valid by construction; the tests parse it back with the same schema.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python export/triton_repo.py` without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import shutil
+from dataclasses import dataclass
+from typing import Sequence
+
+from jarrn.cli import command
+from jarrn.errors import InputError, OutputError, UnavailableError, UsageError
+
+MODEL_NAME = "jarrn"
+TRITON_TAG = "26.08-py3"
+"""The NGC Triton release the README recipe names: the same release as docker/Dockerfile's TensorRT base image."""
+DOCKER_COMMAND = (
+    "docker run --gpus all --rm -p8000:8000 -p8001:8001 -p8002:8002 -v {folder}:/models "
+    "nvcr.io/nvidia/tritonserver:{tag} tritonserver --model-repository=/models"
+)
+
+
+def docker_command(repository: str | Path) -> str:
+    """The ``docker run`` line serving ``repository`` (relative paths are taken from the current folder)."""
+    folder = Path(repository)
+    return DOCKER_COMMAND.format(folder=folder if folder.is_absolute() else f"$PWD/{folder}", tag=TRITON_TAG)
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+INSTANCE_KINDS = ("gpu", "cpu")
+SERVE_INSTALL_HINT = 'writing a Triton model repository needs tritonclient: pip install -e ".[serve]"'
+TRT_WORKSPACE_BYTES = 4 << 30
+
+
+@dataclass(frozen=True)
+class RepositoryOptions:
+    """How the model is configured in the repository."""
+
+    max_batch_size: int = 0
+    """Largest batch the dynamic batcher forms; 0 = the engine profile's max batch (plan) or 8 (ONNX)."""
+    max_queue_delay_us: int = 2000
+    """How long a request waits for others of the same shape."""
+    instances: int = 1
+    """Model instances per device (instance group count)."""
+    instance_kind: str = "gpu"
+    """"gpu" (KIND_GPU) or "cpu" (KIND_CPU, ONNX only)."""
+    onnx_tensorrt: bool = False
+    """ONNX only: add ONNX Runtime's TensorRT execution accelerator (engine cache in the container's /tmp)."""
+    profile_text: tuple[str, str, str] | None = None
+    """ONNX with ``onnx_tensorrt``: the TensorRT EP's min/opt/max ``BxHxW`` (default: the project's default profile)."""
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 0:
+            raise UsageError(f"--max-batch-size: expected 0 (automatic) or more, got {self.max_batch_size}")
+        if self.max_queue_delay_us < 0:
+            raise UsageError(f"--max-queue-delay-us: expected 0 or more, got {self.max_queue_delay_us}")
+        if self.instances < 1:
+            raise UsageError(f"--instances: expected at least 1, got {self.instances}")
+        if self.instance_kind not in INSTANCE_KINDS:
+            raise UsageError(f"--instance-kind: expected one of {INSTANCE_KINDS}, got {self.instance_kind!r}")
+
+
+def _pb2():  # noqa: ANN202
+    try:
+        from google.protobuf import text_format
+        from tritonclient.grpc import model_config_pb2
+    except ImportError as exc:
+        raise UnavailableError(SERVE_INSTALL_HINT) from exc
+    return model_config_pb2, text_format
+
+
+def _contract_tensors() -> tuple[tuple[str, int], tuple[str, int], str]:
+    from export.engine_manifest import INPUT_CHANNELS, OUTPUT_NAME  # the contract's names, torch-free
+
+    (rgb, rgb_channels), (sparse, sparse_channels) = INPUT_CHANNELS.items()
+    return (rgb, rgb_channels), (sparse, sparse_channels), OUTPUT_NAME
+
+
+def model_config(platform: str, max_batch_size: int, options: RepositoryOptions, *, preferred_batch: int = 0,
+                 accelerator: dict[str, str] | None = None, height: int = -1,
+                 width: int = -1):  # noqa: ANN201 - model_config_pb2.ModelConfig
+    """The ``ModelConfig`` of ``jarrn`` for ``platform`` ("tensorrt_plan" or "onnxruntime_onnx"); ``height`` and
+    ``width`` are -1 (any) unless the model fixes them."""
+    pb2, _ = _pb2()
+    config = pb2.ModelConfig(name=MODEL_NAME, platform=platform, max_batch_size=max_batch_size)
+    (rgb, rgb_channels), (sparse, sparse_channels), depth = _contract_tensors()
+    for name, channels in ((rgb, rgb_channels), (sparse, sparse_channels)):
+        tensor = config.input.add()
+        tensor.name, tensor.data_type = name, pb2.TYPE_FP32
+        tensor.dims.extend([channels, height, width])
+    output = config.output.add()
+    output.name, output.data_type = depth, pb2.TYPE_FP32
+    output.dims.extend([1, height, width])
+    config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
+    if 1 < preferred_batch <= max_batch_size:
+        config.dynamic_batching.preferred_batch_size.append(preferred_batch)
+    group = config.instance_group.add()
+    group.count = options.instances
+    group.kind = pb2.ModelInstanceGroup.KIND_GPU if options.instance_kind == "gpu" else pb2.ModelInstanceGroup.KIND_CPU
+    if platform == "tensorrt_plan":
+        group.profile.append("0")  # the one optimisation profile build_engine.py writes
+    if accelerator is not None:
+        trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add()
+        trt.name = "tensorrt"
+        for key, value in accelerator.items():
+            trt.parameters[key] = value
+    return config
+
+
+def config_text(config) -> str:  # noqa: ANN001
+    _, text_format = _pb2()
+    return text_format.MessageToString(config)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# plan and ONNX
+
+
+def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
+    from export.engine_manifest import EngineFileError, EngineManifest, manifest_path
+
+    if options.instance_kind != "gpu":
+        raise UsageError("--instance-kind cpu: a TensorRT plan runs on a GPU only; use an ONNX model for CPU instances")
+    try:
+        manifest = EngineManifest.load(manifest_path(engine))
+    except EngineFileError as exc:
+        raise InputError(f"--model: {exc}; the repository takes the engine's optimisation profile from its manifest "
+                         "(build the engine with export/build_engine.py)") from None
+    flavour = getattr(manifest, "flavour", "tensorrt")
+    if flavour != "tensorrt":
+        raise InputError(f"--model: {engine} is a {flavour} engine; Triton's TensorRT backend loads TensorRT plans only "
+                         "(build one with export/build_engine.py --flavour tensorrt, or serve the ONNX)")
+    profile = manifest.profile_obj
+    if profile.min.batch != 1:
+        raise InputError(f"--model: the engine's profile starts at batch {profile.min.batch}; Triton sends batches of "
+                         f"1..max, so rebuild it with --min 1x{profile.min.height}x{profile.min.width}")
+    max_batch = options.max_batch_size or profile.max.batch
+    if max_batch > profile.max.batch:
+        raise UsageError(f"--max-batch-size {max_batch} exceeds the engine profile's max batch {profile.max.batch} "
+                         f"(profile {profile.min} .. {profile.max})")
+    config = model_config("tensorrt_plan", max_batch, options, preferred_batch=profile.opt.batch)
+    notes = [f"TensorRT {manifest.tensorrt_version} plan for {manifest.gpu_name} (compute capability "
+             f"{manifest.compute_capability}), precision {manifest.precision}: serve it with a Triton whose TensorRT "
+             f"is {manifest.tensorrt_version} on that GPU model",
+             f"profile (BxHxW) min {profile.min}, opt {profile.opt}, max {profile.max}: requests outside it are refused"]
+    return config, notes
+
+
+def _onnx_accelerator(onnx_path: Path, options: RepositoryOptions, max_batch: int) -> tuple[dict[str, str], str]:
+    from export.engine_manifest import (
+        DEFAULT_MAX,
+        DEFAULT_MIN,
+        DEFAULT_OPT,
+        INPUT_CHANNELS,
+        Profile,
+        ProfileError,
+        precision_from_onnx,
+    )
+
+    try:
+        profile = Profile.parse(*(options.profile_text or (DEFAULT_MIN, DEFAULT_OPT, DEFAULT_MAX)))
+    except ProfileError as exc:
+        raise UsageError(str(exc)) from None
+    if profile.max.batch < max_batch or profile.min.batch != 1:
+        raise UsageError(f"--min/--max: the TensorRT profile must cover batches 1..{max_batch} (--max-batch-size), "
+                         f"got {profile.min} .. {profile.max}")
+    precision = precision_from_onnx(onnx_path)
+    shapes = {k: ",".join(f"{name}:{'x'.join(map(str, s))}" for name, s in
+                          ((n, getattr(profile, k).tensor_shape(n)) for n in INPUT_CHANNELS))
+              for k in ("min", "opt", "max")}
+    accelerator = {
+        "precision_mode": "FP16" if precision == "fp16" else "FP32",  # the graph's own casts decide; FP16 lets them
+        "max_workspace_size_bytes": str(TRT_WORKSPACE_BYTES),
+        "trt_engine_cache_enable": "1",
+        "trt_engine_cache_path": "/tmp/jarrn_trt_cache",
+        "trt_profile_min_shapes": shapes["min"],
+        "trt_profile_opt_shapes": shapes["opt"],
+        "trt_profile_max_shapes": shapes["max"],
+    }
+    return accelerator, f"TensorRT accelerator ({precision} graph), profile {profile.min} .. {profile.max}"
+
+
+def _onnx_input_hw(onnx_path: Path) -> tuple[int, int]:
+    """``(H, W)`` of the graph's rgb input, -1 where dynamic; refuses a fixed batch (Triton owns the batch dimension)."""
+    import onnx
+
+    from export.engine_manifest import INPUT_CHANNELS
+
+    rgb_name = next(iter(INPUT_CHANNELS))
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    tensor = next((t for t in graph.input if t.name == rgb_name), None)
+    if tensor is None:
+        raise InputError(f"--model: {onnx_path} has no input {rgb_name!r}; is it a JARRN export?")
+    dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.type.tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise InputError(f"--model: input {rgb_name!r} of {onnx_path} has {len(dims)} dimensions, expected [B,3,H,W]")
+    if dims[0] > 0:
+        raise InputError(f"--model: {onnx_path} fixes the batch to {dims[0]}; Triton batches requests itself, so export "
+                         "it with a dynamic batch (jarrn export without --batch)")
+    return dims[2], dims[3]
+
+
+def _onnx_config(onnx_path: Path, options: RepositoryOptions):  # noqa: ANN202
+    max_batch = options.max_batch_size or 8
+    height, width = _onnx_input_hw(onnx_path)
+    accelerator, notes = None, [f"ONNX Runtime backend, {options.instance_kind.upper()} instances"]
+    if options.onnx_tensorrt:
+        if options.instance_kind != "gpu":
+            raise UsageError("--onnx-tensorrt needs --instance-kind gpu (the TensorRT accelerator runs on the GPU)")
+        accelerator, note = _onnx_accelerator(onnx_path, options, max_batch)
+        notes.append(note)
+    if height > 0:
+        notes.append(f"static graph: requests must be exactly {height}x{width}")
+    config = model_config("onnxruntime_onnx", max_batch, options, accelerator=accelerator, height=height, width=width)
+    return config, notes
+
+
+def _onnx_companions(onnx_path: Path) -> list[Path]:
+    """External-data files an ONNX model needs next to it (none for this project's exports)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    locations = {entry.value for tensor in model.graph.initializer if tensor.data_location == onnx.TensorProto.EXTERNAL
+                 for entry in tensor.external_data if entry.key == "location"}
+    return [onnx_path.parent / location for location in sorted(locations)]
+
+
+def write_repository(model: str | Path, out: str | Path, options: RepositoryOptions = RepositoryOptions(),
+                     *, log=print) -> Path:  # noqa: ANN001
+    """Write ``out/jarrn/{config.pbtxt, 1/model.plan|model.onnx}`` for ``model`` (an engine with its manifest, or an
+    ONNX); returns the model folder. Files are written atomically; other models in ``out`` are left alone."""
+    from model.atomic import atomic_path, atomic_write_text
+
+    model, out = Path(model), Path(out)
+    if not model.is_file():
+        raise InputError(f"--model: no such file {model}")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out: {out} exists and is not a folder")
+    suffix = model.suffix.lower()
+    if suffix in ENGINE_SUFFIXES:
+        config, notes = _plan_config(model, options)
+        files = [(model, "model.plan")]
+    elif suffix == ".onnx":
+        config, notes = _onnx_config(model, options)
+        files = [(model, "model.onnx"), *((p, p.name) for p in _onnx_companions(model))]
+    else:
+        raise InputError(f"--model: expected a TensorRT engine ({', '.join(ENGINE_SUFFIXES)}) or an ONNX file, got {model}")
+    version_dir = out / MODEL_NAME / "1"
+    try:
+        version_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"--out: cannot create {version_dir} ({exc.strerror})") from None
+    for source, name in files:
+        with atomic_path(version_dir / name) as tmp:
+            shutil.copyfile(source, tmp)
+    stale = {"model.plan", "model.onnx"} - {name for _, name in files}
+    for name in stale:  # a previous export of the other kind would make Triton's choice ambiguous to a reader
+        (version_dir / name).unlink(missing_ok=True)
+    atomic_write_text(out / MODEL_NAME / "config.pbtxt", config_text(config))
+    log(f"wrote Triton model repository {out}: {MODEL_NAME}/config.pbtxt ({config.platform}, max batch "
+        f"{config.max_batch_size}, dynamic batching {config.dynamic_batching.max_queue_delay_microseconds} us, "
+        f"{options.instances} {options.instance_kind.upper()} instance(s)) + {MODEL_NAME}/1/{files[0][1]}")
+    for note in notes:
+        log(f"  {note}")
+    log("  serve it: " + docker_command(out))
+    return out / MODEL_NAME
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m export.triton_repo",
+        description="Write a Triton model repository (model 'jarrn', dynamic batching) for NVIDIA's Triton container "
+                    "from a TensorRT engine (TensorRT backend) or an ONNX file (ONNX Runtime backend).",
+        epilog="Serve it: " + docker_command("triton_repo"),
+    )
+    p.add_argument("--model", required=True, help="TensorRT engine with its .json manifest, or an ONNX file")
+    p.add_argument("--out", required=True, help="repository folder (created; other models in it are kept)")
+    add_repository_arguments(p)
+    return p
+
+
+def add_repository_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The repository options (shared with ``jarrn export --triton-repo``, which prefixes them ``triton-``)."""
+    p.add_argument(f"--{prefix}max-batch-size", type=int, default=0,
+                   help="largest batch Triton forms (default: the engine profile's max batch; 8 for ONNX)")
+    p.add_argument(f"--{prefix}max-queue-delay-us", type=int, default=2000,
+                   help="dynamic batching queue delay in microseconds (default %(default)s)")
+    p.add_argument(f"--{prefix}instances", type=int, default=1, help="model instances per device (default 1)")
+    p.add_argument(f"--{prefix}instance-kind", choices=INSTANCE_KINDS, default="gpu",
+                   help="gpu (default) or cpu (ONNX only)")
+    p.add_argument(f"--{prefix}onnx-tensorrt", action="store_true",
+                   help="ONNX: add ONNX Runtime's TensorRT execution accelerator")
+    p.add_argument(f"--{prefix}profile", nargs=3, metavar=("MIN", "OPT", "MAX"), default=None,
+                   help="ONNX with the TensorRT accelerator: BxHxW shapes of its profile (default 1x64x64 1x320x320 "
+                        "4x384x1280)")
+
+
+def options_from_args(args: argparse.Namespace, prefix: str = "") -> RepositoryOptions:
+    get = lambda name: getattr(args, prefix + name)  # noqa: E731
+    return RepositoryOptions(max_batch_size=get("max_batch_size"), max_queue_delay_us=get("max_queue_delay_us"),
+                             instances=get("instances"), instance_kind=get("instance_kind"),
+                             onnx_tensorrt=get("onnx_tensorrt"),
+                             profile_text=tuple(get("profile")) if get("profile") else None)
+
+
+@command
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    write_repository(args.model, args.out, options_from_args(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
