@@ -40,6 +40,7 @@ from benchmarks.bench_core import (  # noqa: E402
     rss_mib,
     wait_for_quiet,
 )
+from model.crop import crop_or_pad  # noqa: E402
 
 
 def log(message: str) -> None:
@@ -52,16 +53,10 @@ def log(message: str) -> None:
 
 def _fit(array: np.ndarray, height: int, width: int, mode: str) -> np.ndarray:
     """Centre-crop ``array`` (HxW or HxWxC) to ``height x width``, padding (edge / zeros) where it is smaller."""
-    h, w = array.shape[:2]
-    top, left = max(0, (h - height) // 2), max(0, (w - width) // 2)
-    if h > height and array.ndim == 2 and mode == "constant":
-        top = h - height  # sparse LiDAR lives in the lower part of KITTI frames: keep the bottom
-    out = array[top:top + height, left:left + width]
-    pad_h, pad_w = height - out.shape[0], width - out.shape[1]
-    if pad_h or pad_w:
-        widths = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (out.ndim - 2)
-        out = np.pad(out, widths, mode=mode)
-    return np.ascontiguousarray(out)
+    top = None
+    if array.shape[0] > height and array.ndim == 2 and mode == "constant":
+        top = array.shape[0] - height  # sparse LiDAR lives in the lower part of KITTI frames: keep the bottom
+    return np.ascontiguousarray(crop_or_pad(array, (height, width), mode=mode, top=top))
 
 
 def latency_inputs(cases, height: int, width: int, batch: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -250,19 +245,9 @@ class OrtRunner(Runner):
         self.usage = _DeviceUsage() if device == "cuda" else None
         providers = "cuda" if device == "cuda" else "cpu"
         self.completer = DepthCompleter.from_onnx(onnx_path, providers=providers, intra_op_threads=threads)
-        self.session = self.completer.backend.session
-        options = self.session.get_session_options()
         self.info = {
             "api": f"runtime.DepthCompleter.from_onnx(providers={providers!r}, intra_op_threads={threads})",
-            "providers": list(self.session.get_providers()),
-            "session_options": {
-                "graph_optimization_level": str(options.graph_optimization_level),
-                "execution_mode": str(options.execution_mode),
-                "intra_op_num_threads": options.intra_op_num_threads,
-                "inter_op_num_threads": options.inter_op_num_threads,
-                "enable_cpu_mem_arena": options.enable_cpu_mem_arena,
-                "enable_mem_pattern": options.enable_mem_pattern,
-            },
+            **self.completer.backend.session_settings,
             "onnx": onnx_path,
         }
 
@@ -272,11 +257,8 @@ class OrtRunner(Runner):
             self.usage.sample()
         return out
 
-    def prepare_graph(self, rgb_nchw: np.ndarray, sparse_nchw: np.ndarray):  # noqa: ANN201
-        return {"rgb": rgb_nchw, "sparse_depth": sparse_nchw}
-
     def graph(self, prepared) -> float | None:  # noqa: ANN001
-        self.session.run(["depth"], prepared)
+        self.completer.backend.run(*prepared)  # the session alone: no pre/post-processing of the completer
         return None
 
     def reset_device_peak(self) -> None:

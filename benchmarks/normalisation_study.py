@@ -28,7 +28,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.checkpoint import load_model  # noqa: E402
-from model.contract import normalise_sparse  # noqa: E402
+from model.metric_jarrn import normalise_sparse  # noqa: E402
 from model.metrics import depth_metrics  # noqa: E402
 from model.network import DEPTH_NORMALISATIONS, JarrnConfig  # noqa: E402
 from model.real_frames import evaluation_cases, load_real_frames  # noqa: E402

@@ -40,6 +40,7 @@ from benchmarks.bench_core import (  # noqa: E402
     parse_size,
     physical_cores,
 )
+from export.ort_session import open_session  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAUSE_S = 0.05
@@ -125,7 +126,7 @@ def _session(ort, path: str, threads: int, *, level: str = "ORT_ENABLE_ALL", int
     if optimized_out:
         options.optimized_model_filepath = optimized_out
     start = time.perf_counter()
-    session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    session = open_session(path, ort=ort, options=options)
     return session, time.perf_counter() - start
 
 
@@ -150,7 +151,7 @@ def _ort_profile(ort, path: str, threads: int, feeds: dict) -> list[dict]:  # no
         options.intra_op_num_threads = threads
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "ort")
-        session = ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+        session = open_session(path, ort=ort, options=options)
         session.run(["depth"], feeds)
         session.run(["depth"], feeds)
         trace = json.loads(Path(session.end_profiling()).read_text())
@@ -233,10 +234,9 @@ def run_study(model_path: Path, hw: tuple[int, int], threads: int, rounds: int, 
         "PyTorch via DepthCompleter.complete (uint8 HxWx3 in, HxW out)")
 
     completer = DepthCompleter.from_onnx(path, providers="cpu", intra_op_threads=threads)
-    runtime_session = completer.backend.session
     add("ort_runtime_e2e", lambda: completer.complete(rgb, sparse),
         "ONNX Runtime via DepthCompleter.complete (the project's path: runtime session options)")
-    add("ort_runtime_graph", lambda: runtime_session.run(["depth"], feeds),
+    add("ort_runtime_graph", lambda: completer.backend.run(rgb_nchw, sparse_nchw),
         "the runtime's session, session.run on NCHW inputs (graph only)")
 
     sessions = {
@@ -267,7 +267,7 @@ def run_study(model_path: Path, hw: tuple[int, int], threads: int, rounds: int, 
     onnx.save(folded_model, folded_path)
     folded_session, folded_s = _session(ort, folded_path, threads, inter_op=1, sequential=True)
     folded_out = folded_session.run(["depth"], feeds)[0]
-    reference_out = runtime_session.run(["depth"], feeds)[0]
+    reference_out = completer.backend.run(rgb_nchw, sparse_nchw)
     add("ort_rezero_folded", lambda: folded_session.run(["depth"], feeds),
         f"export-side experiment: {folded_count} ReZero Mul(alpha) folded into the preceding 1x1 Conv "
         f"(max |diff| {float(np.abs(folded_out - reference_out).max()):.1e} m), ORT_ENABLE_ALL",
@@ -324,8 +324,6 @@ def run_study(model_path: Path, hw: tuple[int, int], threads: int, rounds: int, 
             results[name]["session_create_s"] = item["session_create_s"]
 
     optimized = onnx.load(optimized_path)
-    # The ORT session options the runtime uses, as read back from its session.
-    runtime_options = runtime_session.get_session_options()
     study = {
         "machine": describe_machine("cpu"),
         "model": str(model_path),
@@ -336,13 +334,8 @@ def run_study(model_path: Path, hw: tuple[int, int], threads: int, rounds: int, 
         "pause_between_calls_s": PAUSE_S,
         "load_average": load_average(),
         "results": results,
-        "runtime_session_options": {
-            "graph_optimization_level": str(runtime_options.graph_optimization_level),
-            "execution_mode": str(runtime_options.execution_mode),
-            "intra_op_num_threads": runtime_options.intra_op_num_threads,
-            "inter_op_num_threads": runtime_options.inter_op_num_threads,
-            "enable_cpu_mem_arena": runtime_options.enable_cpu_mem_arena,
-        },
+        # The ORT session options the runtime uses, as read back from its session.
+        "runtime_session_options": completer.backend.session_settings["session_options"],
         "preoptimized_save_seconds": {"enable_all": save_all_s, "basic": save_basic_s},
         "graph": {
             "exported_nodes": len(exported.graph.node),

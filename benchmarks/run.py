@@ -33,11 +33,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jarrn.cli import command  # noqa: E402
+from jarrn.errors import InputError, OutputError  # noqa: E402
 from benchmarks.bench_core import (  # noqa: E402
     BACKENDS,
     DEFAULT_BATCHES,
@@ -54,6 +57,7 @@ from benchmarks.bench_core import (  # noqa: E402
     parse_sizes,
     physical_cores,
 )
+from benchmarks.settings import BenchmarkSettings  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO_ROOT / "artifacts" / "benchmarks"
@@ -62,8 +66,6 @@ QUICK = {"sizes": ((320, 320),), "batches": (1,), "warmup": 2, "min_iterations":
 FULL = {"sizes": DEFAULT_SIZES, "batches": DEFAULT_BATCHES, "warmup": 3, "min_iterations": 10, "iterations": 100,
         "seconds": 10.0, "cases": None, "quiet_wait_s": 120.0}
 # Source files whose change makes a cached export stale.
-EXPORT_SOURCES = ("export/onnx_graph.py", "export/precision.py", "export/calibration.py", "model/contract.py",
-                  "model/network.py", "model/rectification.py")
 
 
 _T0 = time.perf_counter()
@@ -77,11 +79,33 @@ def log(message: str) -> None:
 # command line
 
 
+HELP_DESCRIPTION = """\
+Measure how fast and how accurate the model is on this machine, on every backend and precision it can
+run (PyTorch, ONNX Runtime, TensorRT; fp32, fp16, int8), and write a report: report.md, report.json and
+PNG charts in reports/<machine>/. Speed-ups are stated against PyTorch fp32, which is always measured;
+accuracy is measured on the bundled real frames against PyTorch and the true depth. Rows this machine
+cannot run are listed in the report with the reason."""
+
+HELP_EPILOG = """\
+how long it takes:
+  --quick: about 1 to 2 minutes on a 2-core CPU. A full run: tens of minutes; the first run also
+  exports the fp16 and int8 files (a minute or two each on a 2-core CPU) and keeps them in
+  artifacts/benchmarks/ for later runs. Each row runs in its own process, with a progress line.
+
+examples:
+  python benchmarks/run.py --quick                # a short run
+  python benchmarks/run.py                        # everything this machine can run
+  python benchmarks/run.py --model my.safetensors --out reports/mine --threads 4
+  python benchmarks/run.py --device cuda --backends torch,torch-compile,tensorrt --precisions fp16
+  jarrn bench --quick
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python benchmarks/run.py",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__.split("\n\n", 1)[1],
+        description=HELP_DESCRIPTION,
+        epilog=HELP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true",
@@ -92,10 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "bundled default model)")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: reports/<machine-tag>/)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for every backend (torch.set_num_threads, ORT intra_op_num_threads; inter-op "
-                             "1); default: the machine's physical cores")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
-                        help="cpu or cuda (default: cuda when PyTorch sees a GPU, else cpu)")
+                        help="CPU threads for every backend (default: the machine's physical cores)")
+    parser.add_argument("--device", default="auto",
+                        help="'auto' (the first CUDA GPU when PyTorch sees one, else the CPU; default), 'cpu', 'cuda' "
+                             "(= cuda:0) or 'cuda:N'")
     parser.add_argument("--backends", default="all",
                         help=f"comma-separated subset of {', '.join(BACKENDS)} (default: all; PyTorch eager FP32 is "
                              "always measured as the baseline)")
@@ -129,10 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def resolve_args(args: argparse.Namespace) -> dict:
+def resolve_args(args: argparse.Namespace) -> BenchmarkSettings:
     """Validate and fill in defaults; raises ArgumentError with a message naming the option."""
     preset = QUICK if args.quick else FULL
     settings: dict = {"quick": bool(args.quick)}
+    from jarrn.devices import parse_device
+    from jarrn.errors import UsageError
+
+    try:
+        parse_device(args.device)  # the form only; whether the GPU exists is checked after the arguments
+    except UsageError as exc:
+        raise ArgumentError(str(exc)) from None
     settings["backends"] = parse_choice_list(args.backends, "--backends", BACKENDS)
     settings["precisions"] = parse_choice_list(args.precisions, "--precisions", PRECISIONS)
     settings["sizes"] = parse_sizes(args.sizes) if args.sizes is not None else preset["sizes"]
@@ -170,7 +201,8 @@ def resolve_args(args: argparse.Namespace) -> dict:
         settings["cases"] = ()
     else:
         settings["cases"] = tuple(c.strip() for c in args.cases.split(",") if c.strip())
-    return settings
+    settings["engines"] = tuple(settings["engines"])
+    return BenchmarkSettings(**settings)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -184,18 +216,18 @@ def _file_sha256(path: str | os.PathLike) -> str:
 
 
 def export_code_digest() -> str:
-    digest = hashlib.sha256()
-    for rel in EXPORT_SOURCES:
-        path = REPO_ROOT / rel
-        digest.update(rel.encode())
-        digest.update(path.read_bytes() if path.is_file() else b"-")
-    return digest.hexdigest()
+    from export.source_digest import export_source_digest
+
+    return export_source_digest()
 
 
 def model_summary(model_path: Path) -> dict:
-    from model import load_model
+    from model import CheckpointError, load_model
 
-    network = load_model(model_path)
+    try:
+        network = load_model(model_path)
+    except (CheckpointError, FileNotFoundError) as exc:
+        raise InputError(f"--model: {exc}") from None
     return {
         "path": str(model_path),
         "sha256": _file_sha256(model_path),
@@ -275,9 +307,9 @@ def tensorrt_status(device: str) -> str | None:
 # orchestration
 
 
-def plan_rows(settings: dict, device: str) -> tuple[list[Row], dict[str, str]]:
+def plan_rows(settings: BenchmarkSettings, device: str) -> tuple[list[Row], dict[str, str]]:
     """The rows to measure (baseline first) and the reasons for the rows that cannot be measured here."""
-    rows = applicable_rows(settings["backends"], settings["precisions"])
+    rows = applicable_rows(settings.backends, settings.precisions)
     if Row("torch", "fp32") not in rows:
         rows.insert(0, Row("torch", "fp32"))
     else:
@@ -302,7 +334,7 @@ def plan_rows(settings: dict, device: str) -> tuple[list[Row], dict[str, str]]:
             reasons[row.key] = "not measured on CPU: FP16 autocast is a CUDA feature (CPU autocast is bfloat16)"
         elif row.backend == "onnxruntime" and ort_reason:
             reasons[row.key] = ort_reason
-        elif row.backend == "tensorrt" and trt_reason and not settings["engines"]:
+        elif row.backend == "tensorrt" and trt_reason and not settings.engines:
             reasons[row.key] = trt_reason
     return rows, reasons
 
@@ -358,22 +390,24 @@ def combine_paired(runs: list[dict]) -> dict:
 
 
 def resolve_device(requested: str | None) -> str:
-    import torch
+    """'cpu' or 'cuda:N' for ``--device`` (auto, cpu, cuda, cuda:N); ArgumentError when it is not there."""
+    from jarrn.devices import resolve_device as resolve
+    from jarrn.errors import JarrnError
 
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ArgumentError("--device cuda: this PyTorch build sees no CUDA GPU (use --device cpu)")
-    if requested:
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def trt_profile(settings: dict, cases) -> tuple[str, str, str]:  # noqa: ANN001
-    heights = [h for h, _ in settings["sizes"]] + [c.rgb.shape[0] for c in cases]
-    widths = [w for _, w in settings["sizes"]] + [c.rgb.shape[1] for c in cases]
-    opt = settings["sizes"][0]
-    return ("1x64x64", f"1x{opt[0]}x{opt[1]}", f"{max(settings['batches'])}x{max(heights)}x{max(widths)}")
+    try:
+        return resolve(requested or "auto")
+    except JarrnError as exc:
+        raise ArgumentError(str(exc)) from None
 
 
+def trt_profile(settings: BenchmarkSettings, cases) -> tuple[str, str, str]:  # noqa: ANN001
+    heights = [h for h, _ in settings.sizes] + [c.rgb.shape[0] for c in cases]
+    widths = [w for _, w in settings.sizes] + [c.rgb.shape[1] for c in cases]
+    opt = settings.sizes[0]
+    return ("1x64x64", f"1x{opt[0]}x{opt[1]}", f"{max(settings.batches)}x{max(heights)}x{max(widths)}")
+
+
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -389,10 +423,19 @@ def main(argv: list[str] | None = None) -> int:
     load_start = load_average()
     log("loading PyTorch and the model ...")
     try:
-        device = resolve_device(args.device)
+        resolved = resolve_device(args.device)
     except ArgumentError as exc:
         parser.error(str(exc))
-    settings["device"] = device
+    device, _, index = resolved.partition(":")  # the rows compare the kind; the workers see only the chosen GPU
+    cuda_device_name = None
+    if device == "cuda":
+        import torch
+
+        from jarrn.devices import cuda_visible_devices
+
+        cuda_device_name = torch.cuda.get_device_name(int(index))
+        os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices(int(index))  # inherited: 'cuda' is that GPU there
+    settings = replace(settings, device=device)
     from model.checkpoint import DEFAULT_CHECKPOINT
 
     model_path = (args.model or DEFAULT_CHECKPOINT).resolve()
@@ -401,10 +444,11 @@ def main(argv: list[str] | None = None) -> int:
                      "(or train one: python -m model.train)")
     machine = describe_machine(device)
     if device == "cuda":
-        import torch
-
-        machine["cuda_device_name"] = torch.cuda.get_device_name(0)
+        machine["cuda_device_name"] = cuda_device_name
     out_dir = args.out or (REPO_ROOT / "reports" / machine["machine_tag"])
+    from model.atomic import check_writable_folder, staged_outputs
+
+    check_writable_folder(out_dir, "--out")  # now, not after the whole benchmark
     log(f"machine {machine['machine_tag']}: {machine['cpu_model']}, {machine['cpu_physical_cores']} cores"
         + (f", {machine['gpus'][0]['name']}" if machine["gpus"] else "") + f"; report -> {out_dir}")
     if load_start and load_start[0] > 0.5 * machine["cpu_usable_cpus"]:
@@ -418,9 +462,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cases = evaluation_cases(load_real_frames())
     known = [c.name for c in cases]
-    if settings["cases"] is None:
-        settings["cases"] = tuple(known)
-    unknown = [c for c in settings["cases"] if c not in known]
+    if settings.cases is None:
+        settings = replace(settings, cases=tuple(known))
+    unknown = [c for c in settings.cases if c not in known]
     if unknown:
         parser.error(f"--cases: unknown case {', '.join(map(repr, unknown))}; choose from {', '.join(known)} or 'none'")
 
@@ -428,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     exports: dict[str, dict] = {}
     onnx_paths: dict[str, Path] = {}
     needed = sorted({r.precision for r in rows if r.uses_onnx and r.key not in reasons}, key=PRECISIONS.index)
-    if settings["engines"]:
+    if settings.engines:
         needed = sorted({r.precision for r in rows if r.backend == "onnxruntime" and r.key not in reasons},
                         key=PRECISIONS.index)
     given: dict[str, Path] = {}
@@ -448,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             exports[precision] = {"path": str(given[precision]), "given": True}
             continue
         path, reason, info = ensure_onnx(model_path, precision, args.cache, rebuild=args.rebuild,
-                                         allow_export=precision == "fp32" or not settings["quick"],
+                                         allow_export=precision == "fp32" or not settings.quick,
                                          model_sha=model["sha256"])
         exports[precision] = {"path": str(path) if path else None, "reason": reason, **info}
         if path is None:
@@ -459,8 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             onnx_paths[precision] = path
 
     engines: dict[str, str] = {}
-    if settings["engines"]:
-        for engine in settings["engines"]:
+    if settings.engines:
+        for engine in settings.engines:
             precision = engine_precision(engine)
             engines[precision] = engine
             if Row("tensorrt", precision) not in rows:
@@ -479,11 +523,11 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     engines[row.precision] = str(engine)
 
-    configs = [(h, w, b) for (h, w) in sorted(settings["sizes"], key=lambda s: s[0] * s[1])
-               for b in sorted(settings["batches"])]
+    configs = [(h, w, b) for (h, w) in sorted(settings.sizes, key=lambda s: s[0] * s[1])
+               for b in sorted(settings.batches)]
     to_run = [r for r in rows if r.key not in reasons]
     log(f"{len(to_run)} rows to measure ({', '.join(r.key for r in to_run)}), {len(configs)} configurations "
-        f"({', '.join(config_key((h, w), b) for h, w, b in configs)}), {settings['threads']} threads, device {device}")
+        f"({', '.join(config_key((h, w), b) for h, w, b in configs)}), {settings.threads} threads, device {device}")
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="jarrn_bench_") as tmp:
         workdir = Path(tmp)
@@ -492,48 +536,48 @@ def main(argv: list[str] | None = None) -> int:
             spec = {
                 "row": {"backend": row.backend, "precision": row.precision},
                 "device": device,
-                "threads": settings["threads"],
+                "threads": settings.threads,
                 "model": str(model_path),
                 "onnx": str(onnx_paths.get(row.precision)) if row.backend == "onnxruntime" else None,
                 "engine": engines.get(row.precision) if row.backend == "tensorrt" else None,
                 "configs": configs,
-                "warmup": settings["warmup"],
-                "min_iterations": settings["min_iterations"],
-                "max_iterations": settings["iterations"],
-                "seconds": settings["seconds"],
-                "modes": list(settings["modes"]),
-                "quiet_wait_s": settings["quiet_wait_s"],
-                "accuracy_cases": list(settings["cases"]),
+                "warmup": settings.warmup,
+                "min_iterations": settings.min_iterations,
+                "max_iterations": settings.iterations,
+                "seconds": settings.seconds,
+                "modes": list(settings.modes),
+                "quiet_wait_s": settings.quiet_wait_s,
+                "accuracy_cases": list(settings.cases),
             }
-            results[row.key] = run_worker_process(spec, workdir, settings["threads"])
+            results[row.key] = run_worker_process(spec, workdir, settings.threads)
             if results[row.key].get("status") != "ok":
                 log(f"{row.key}: {results[row.key].get('error')}")
         paired = None
         both = all((results.get(k) or {}).get("status") == "ok" for k in ("torch:fp32", "onnxruntime:fp32"))
-        target_config = (320, 320) in settings["sizes"] and 1 in settings["batches"]
-        if device == "cpu" and both and target_config and "e2e" in settings["modes"] and "graph" in settings["modes"]:
+        target_config = (320, 320) in settings.sizes and 1 in settings.batches
+        if device == "cpu" and both and target_config and "e2e" in settings.modes and "graph" in settings.modes:
             log("paired comparison for the speed target: PyTorch eager FP32 and ONNX Runtime FP32 interleaved "
                 "in one process at 320x320 batch 1 ...")
             # PyTorch's speed differs from one process to the next on some machines (here by up to 1.4x between
             # otherwise identical processes), so the paired measurement is repeated in fresh processes and the median
             # ratio decides.
-            repeats = 1 if settings["quick"] else 3
+            repeats = 1 if settings.quick else 3
             runs = []
             for index in range(repeats):
                 spec = {
                     "kind": "paired",
                     "row": {"backend": f"paired{index}", "precision": "fp32"},
                     "size": [320, 320],
-                    "threads": settings["threads"],
+                    "threads": settings.threads,
                     "model": str(model_path),
                     "onnx": str(onnx_paths["fp32"]),
-                    "warmup": max(1, settings["warmup"]),
-                    "min_iterations": settings["min_iterations"],
-                    "max_iterations": settings["iterations"],
-                    "seconds": settings["seconds"],
-                    "quiet_wait_s": settings["quiet_wait_s"],
+                    "warmup": max(1, settings.warmup),
+                    "min_iterations": settings.min_iterations,
+                    "max_iterations": settings.iterations,
+                    "seconds": settings.seconds,
+                    "quiet_wait_s": settings.quiet_wait_s,
                 }
-                runs.append(run_worker_process(spec, workdir, settings["threads"]))
+                runs.append(run_worker_process(spec, workdir, settings.threads))
             paired = combine_paired(runs)
         from benchmarks.bench_report import assemble_report, write_report
 
@@ -545,7 +589,13 @@ def main(argv: list[str] | None = None) -> int:
             started=started, load_start=load_start, load_end=load_average(),
         )
         log(f"writing the report to {out_dir} ...")
-        written = write_report(report, out_dir, cases=cases, predictions=predictions)
+        try:  # all or nothing: the files appear together, or none of them
+            with staged_outputs(out_dir) as stage:
+                written = [Path(out_dir) / p.relative_to(stage)
+                           for p in write_report(report, stage, cases=cases, predictions=predictions)]
+        except OSError as exc:
+            raise OutputError(f"--out: could not write the report to {out_dir} ({exc.strerror or exc}); "
+                              "nothing was written") from None
     for path in written:
         log(f"wrote {path}")
     log(f"done in {time.time() - started:.0f} s")

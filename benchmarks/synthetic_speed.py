@@ -17,21 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.synthetic import KINDS, generate_batch, generate_scene  # noqa: E402
-
-
-def colourize_depth(depth: np.ndarray) -> np.ndarray:
-    """uint8 HxWx3 turbo colouring of inverse depth; invalid (0) pixels are black."""
-    from matplotlib import colormaps
-
-    valid = depth > 0
-    out = np.zeros((*depth.shape, 3), dtype=np.uint8)
-    if valid.any():
-        inv = np.zeros_like(depth)
-        inv[valid] = 1.0 / depth[valid]
-        lo, hi = inv[valid].min(), inv[valid].max()
-        norm = (inv - lo) / max(hi - lo, 1e-6)
-        out[valid] = (colormaps["turbo"](norm[valid])[:, :3] * 255).astype(np.uint8)
-    return out
+from model.visualize import colorize_depth  # noqa: E402
 
 
 def write_grid(path: Path, seeds: list[int], size: int, kind: str, columns: int = 4) -> None:
@@ -41,7 +27,8 @@ def write_grid(path: Path, seeds: list[int], size: int, kind: str, columns: int 
     tiles = []
     for seed in seeds:
         s = generate_scene(seed, size, size, kind)
-        tiles.append(np.concatenate([s.rgb, colourize_depth(s.depth)], axis=1))
+        inverse = np.where(s.depth > 0, 1.0 / np.maximum(s.depth, 1e-6), 0.0)  # near objects get more contrast
+        tiles.append(np.concatenate([s.rgb, colorize_depth(inverse)], axis=1))
     rows = [np.concatenate(tiles[i : i + columns], axis=1) for i in range(0, len(tiles), columns)]
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]

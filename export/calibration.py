@@ -27,6 +27,7 @@ import numpy as np
 
 from export.onnx_graph import ExportError
 from model import CONTRACT
+from model.crop import crop_or_pad
 
 REAL_SEED_BASE = 1000
 SYNTHETIC_SEEDS = tuple(range(9000, 9008))
@@ -62,17 +63,6 @@ class CalibrationSet:
         return [{CONTRACT.rgb_name: rgb, CONTRACT.sparse_name: sparse} for rgb, sparse in self.batches]
 
 
-def _fit(array: np.ndarray, hw: tuple[int, int], top: int, left: int, mode: str) -> np.ndarray:
-    """Crop ``array`` (HxW or HxWxC) to ``hw`` at (top, left), padding (edge or zeros) where it is too small."""
-    height, width = hw
-    out = array[top:top + height, left:left + width]
-    pad_h, pad_w = height - out.shape[0], width - out.shape[1]
-    if pad_h or pad_w:
-        widths = [(0, pad_h), (0, pad_w)] + [(0, 0)] * (out.ndim - 2)
-        out = np.pad(out, widths, mode=mode)
-    return out
-
-
 def _sample(rgb_hwc: np.ndarray, sparse_hw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rgb = rgb_hwc.astype(np.float32).transpose(2, 0, 1)[None] / 255.0
     return np.ascontiguousarray(rgb), np.ascontiguousarray(sparse_hw.astype(np.float32)[None, None])
@@ -92,10 +82,10 @@ def _real_samples(static_hw: tuple[int, int] | None) -> list[tuple[np.ndarray, n
             crop = (min(crop[0], height), min(crop[1], width))
         top = max(height - crop[0], 0) if frame.sparse is not None else max((height - crop[0]) // 2, 0)
         left = max((width - crop[1]) // 3, 0)
-        rgb = _fit(frame.rgb[:, ::-1], crop, top, left, "edge")
-        gt = _fit(frame.gt[:, ::-1], crop, top, left, "constant")
+        rgb = crop_or_pad(frame.rgb[:, ::-1], crop, mode="edge", top=top, left=left)
+        gt = crop_or_pad(frame.gt[:, ::-1], crop, top=top, left=left)
         if frame.sparse is not None:
-            sparse = _fit(frame.sparse[:, ::-1], crop, top, left, "constant")
+            sparse = crop_or_pad(frame.sparse[:, ::-1], crop, top=top, left=left)
         else:
             sparse = random_points(gt, count=INDOOR_POINTS, seed=REAL_SEED_BASE + index)
         samples.append(_sample(rgb, sparse))

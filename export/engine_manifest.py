@@ -1,15 +1,21 @@
-"""TensorRT engine bookkeeping that needs no TensorRT: profiles, the sidecar manifest, cache keys, compatibility
-checks, version-dependent build flags and the equivalent ``trtexec`` command lines.
+"""Engine bookkeeping that needs no TensorRT: the sidecar manifest, cache keys and the checks made before an engine is
+deserialised; with the public names of the smaller ``export/engine_*`` modules re-exported, so callers import from here.
+
+- :mod:`export.engine_profile`: optimization profiles (``--min/--opt/--max``) and build options.
+- :mod:`export.engine_flavours`: TensorRT vs TensorRT-RTX (modules, install hints, network flags, compute capabilities).
+- :mod:`export.engine_recipes`: the equivalent ``trtexec`` and ``tensorrt_rtx`` command lines.
+- :mod:`export.gpu_probe`: name and compute capability of the local GPU (no torch, no numpy).
 
 Everything here is pure Python (plus ``onnx`` to read an ONNX file's precision) so it is tested on machines without a
 GPU. ``export/build_engine.py`` (building) and ``runtime/backends/tensorrt_backend.py`` (loading) hold the few lines
 that touch TensorRT and CUDA.
 
 An engine ``model.engine`` always travels with ``model.engine.json`` (:class:`EngineManifest`): the ONNX it came from
-(sha256), its precision, the TensorRT version, GPU and compute capability it was built for, the optimization profile
-and the build options. The runtime reads it *before* deserialising: an engine built for another GPU or TensorRT version
-is refused with the exact command that rebuilds it from the ONNX, and a truncated or altered file is refused instead of
-crashing inside TensorRT.
+(sha256), its precision, the flavour and its version, the GPU and compute capability it was built for (TensorRT) or the
+compute capabilities it targets (TensorRT-RTX), the optimization profile and the build options. The runtime reads it
+*before* deserialising: an engine of another flavour, built for another GPU or library version, is refused with what
+to do instead (the exact rebuild command), and a truncated or altered file is refused instead of crashing inside
+TensorRT.
 """
 
 from __future__ import annotations
@@ -22,37 +28,62 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
+from export.engine_flavours import (  # noqa: F401 - re-exported
+    FLAVOUR_TITLES,
+    FLAVOURS,
+    INSTALL_HINTS,
+    PORTABLE,
+    RTX_COMPUTE_CAPABILITIES,
+    RTX_PORTABLE_TARGETS,
+    TENSORRT,
+    TENSORRT_INSTALL_HINT,
+    TENSORRT_RTX,
+    TENSORRT_RTX_INSTALL_HINT,
+    FlavourError,
+    default_flavour,
+    describe_not_supported,
+    import_flavour,
+    is_installed,
+    network_creation_flags,
+    parse_compute_capabilities,
+    parse_version,
+    rtx_runs_on,
+)
+from export.engine_profile import (  # noqa: F401 - re-exported
+    BUILD_SCRIPT,
+    DEFAULT_MAX,
+    DEFAULT_MIN,
+    DEFAULT_OPT,
+    DEFAULT_OPT_LEVEL,
+    DEFAULT_WORKSPACE_MIB,
+    INPUT_CHANNELS,
+    OPT_LEVELS,
+    OUTPUT_NAME,
+    BuildOptions,
+    Profile,
+    ProfileError,
+    Shape,
+    check_shape_in_range,
+    parse_shape,
+)
+from export.engine_recipes import (  # noqa: F401 - re-exported
+    JETSON_TRTEXEC,
+    TENSORRT_RTX_CLI,
+    TRTEXEC_TARGETS,
+    tensorrt_rtx_benchmark_command,
+    tensorrt_rtx_command,
+    tensorrt_rtx_commands_text,
+    trtexec_benchmark_command,
+    trtexec_command,
+    trtexec_commands_text,
+)
 from model.atomic import atomic_write_bytes, atomic_write_text, file_sha256  # noqa: F401 - re-exported for export/ callers
 
 MANIFEST_FORMAT = "jarrn-tensorrt-engine"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: flavour (tensorrt / tensorrt-rtx) and compute-capability targets
 MANIFEST_SUFFIX = ".json"
-BUILD_SCRIPT = "export/build_engine.py"
-
-# Graph I/O (model.contract.CONTRACT): rgb [B,3,H,W], sparse_depth [B,1,H,W] -> depth [B,1,H,W].
-INPUT_CHANNELS: dict[str, int] = {"rgb": 3, "sparse_depth": 1}
-OUTPUT_NAME = "depth"
-
-DEFAULT_MIN = "1x64x64"
-DEFAULT_OPT = "1x320x320"
-DEFAULT_MAX = "4x384x1280"
-DEFAULT_OPT_LEVEL = 3
-DEFAULT_WORKSPACE_MIB = 4096
-OPT_LEVELS = range(0, 6)  # IBuilderConfig.builder_optimization_level: 0..5 (TensorRT 10 and 11), default 3
-
-JETSON_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
-
-TENSORRT_INSTALL_HINT = (
-    "TensorRT is not installed: run this inside NVIDIA's TensorRT container (docker/Dockerfile, based on "
-    "nvcr.io/nvidia/tensorrt:<yy.mm>-py3), on a Jetson with JetPack 6 where TensorRT comes with the system "
-    "(docker/Dockerfile.jetson), or `pip install tensorrt cuda-python` on a machine with an NVIDIA GPU and driver."
-)
-
-
-class ProfileError(ValueError):
-    """An invalid optimization profile, or an input shape outside the engine's profile."""
 
 
 class EngineMismatchError(RuntimeError):
@@ -61,129 +92,6 @@ class EngineMismatchError(RuntimeError):
 
 class EngineFileError(RuntimeError):
     """The engine file or its manifest is missing, truncated, corrupt or not an engine."""
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# optimization profile: batch x height x width
-
-
-@dataclass(frozen=True)
-class Shape:
-    """One ``BxHxW`` point of the profile (channels are fixed by the contract)."""
-
-    batch: int
-    height: int
-    width: int
-
-    def __str__(self) -> str:
-        return f"{self.batch}x{self.height}x{self.width}"
-
-    def as_tuple(self) -> tuple[int, int, int]:
-        return (self.batch, self.height, self.width)
-
-    def tensor_shape(self, name: str) -> tuple[int, int, int, int]:
-        """The 4-D shape of graph tensor ``name`` (rgb: 3 channels; sparse_depth and depth: 1)."""
-        channels = INPUT_CHANNELS.get(name, 1)
-        return (self.batch, channels, self.height, self.width)
-
-
-def parse_shape(text: str, what: str = "shape") -> Shape:
-    """``"1x320x320"`` (batch x height x width) -> :class:`Shape`; also accepts ``,`` or ``*`` as separators."""
-    if not isinstance(text, str):
-        raise ProfileError(f"{what}: expected BxHxW such as 1x320x320, got {text!r}")
-    parts = [p for p in re.split(r"[x,*X]", text.strip()) if p != ""]
-    if len(parts) != 3 or not all(re.fullmatch(r"[+-]?\d+", p) for p in parts):
-        raise ProfileError(f"{what}: expected BxHxW (batch x height x width) such as 1x320x320, got {text!r}")
-    batch, height, width = (int(p) for p in parts)
-    if batch < 1 or height < 1 or width < 1:
-        raise ProfileError(f"{what}: batch, height and width must be positive, got {text!r}")
-    return Shape(batch, height, width)
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A TensorRT optimization profile over batch, height and width (the same for both inputs)."""
-
-    min: Shape
-    opt: Shape
-    max: Shape
-
-    def __post_init__(self) -> None:
-        for label, lo, hi in (("min", self.min, self.opt), ("opt", self.opt, self.max)):
-            upper = "opt" if label == "min" else "max"
-            for axis, a, b in zip(("batch", "height", "width"), lo.as_tuple(), hi.as_tuple()):
-                if a > b:
-                    raise ProfileError(
-                        f"profile: {label} {axis} {a} is larger than {upper} {axis} {b} "
-                        f"(need min <= opt <= max in every dimension; got min {self.min}, opt {self.opt}, max {self.max})"
-                    )
-
-    @classmethod
-    def parse(cls, min_text: str = DEFAULT_MIN, opt_text: str = DEFAULT_OPT, max_text: str = DEFAULT_MAX) -> "Profile":
-        return cls(parse_shape(min_text, "--min"), parse_shape(opt_text, "--opt"), parse_shape(max_text, "--max"))
-
-    def tensor_shapes(self, name: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """(min, opt, max) 4-D shapes of input ``name``, as given to ``IOptimizationProfile.set_shape``."""
-        return (self.min.tensor_shape(name), self.opt.tensor_shape(name), self.max.tensor_shape(name))
-
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"min": list(self.min.as_tuple()), "opt": list(self.opt.as_tuple()), "max": list(self.max.as_tuple())}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Iterable[int]]) -> "Profile":
-        try:
-            return cls(*(Shape(*(int(v) for v in data[k])) for k in ("min", "opt", "max")))
-        except (KeyError, TypeError) as exc:
-            raise ProfileError(f"profile: expected {{'min','opt','max'}} lists of [B,H,W], got {data!r}") from exc
-
-    def cli_args(self) -> list[str]:
-        return ["--min", str(self.min), "--opt", str(self.opt), "--max", str(self.max)]
-
-    def contains(self, batch: int, height: int, width: int) -> bool:
-        return all(lo <= v <= hi for lo, v, hi in zip(self.min.as_tuple(), (batch, height, width), self.max.as_tuple()))
-
-
-def check_shape_in_range(
-    name: str, shape: tuple[int, ...], min_shape: tuple[int, ...], max_shape: tuple[int, ...]
-) -> None:
-    """Raise :class:`ProfileError` naming input ``name`` and the profile range when ``shape`` lies outside it."""
-    shape, lo, hi = tuple(int(s) for s in shape), tuple(int(s) for s in min_shape), tuple(int(s) for s in max_shape)
-    if len(shape) != len(lo) or any(s < a or s > b for s, a, b in zip(shape, lo, hi)):
-        fmt = lambda s: "x".join(str(v) for v in s)  # noqa: E731
-        raise ProfileError(
-            f"{name}: shape {fmt(shape)} is outside the engine's optimization profile "
-            f"(min {fmt(lo)}, max {fmt(hi)}, as [B,C,H,W]); resize the input, or rebuild the engine with "
-            f"{BUILD_SCRIPT} and a wider --min/--max"
-        )
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# versions and version-dependent choices
-
-
-def parse_version(version: str) -> tuple[int, ...]:
-    """``"10.3.0.30"`` -> ``(10, 3, 0, 30)``; non-numeric tails (``"11.0.0rc1"``) are cut."""
-    numbers = []
-    for part in str(version).split("."):
-        match = re.match(r"\d+", part)
-        if not match:
-            break
-        numbers.append(int(match.group()))
-    if not numbers:
-        raise ValueError(f"not a version string: {version!r}")
-    return tuple(numbers)
-
-
-def network_creation_flags(tensorrt_version: str) -> list[str]:
-    """``NetworkDefinitionCreationFlag`` names to OR together for ``Builder.create_network``.
-
-    TensorRT 10 builds weakly typed networks unless asked: set STRONGLY_TYPED so the ONNX's own types (FP16 casts,
-    Q/DQ) decide precision. TensorRT 11 removed weak typing: every network is strongly typed and no flag is needed.
-    """
-    major = parse_version(tensorrt_version)[0]
-    if major < 10:
-        raise ValueError(f"TensorRT {tensorrt_version} is too old: this project needs TensorRT 10 or newer")
-    return ["STRONGLY_TYPED"] if major == 10 else []
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -281,33 +189,72 @@ def _all_nodes(graph: Any) -> Iterable[Any]:
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """What an engine is tied to: the GPU model, its compute capability and the TensorRT version."""
+    """What an engine is tied to: the GPU model, its compute capability and the engine library (flavour, version)."""
 
     gpu_name: str
-    compute_capability: str  # "8.7"
+    """GPU model as the driver names it ("" for a TensorRT-RTX build on a CPU)."""
+    compute_capability: str
+    """``"M.m"``, e.g. ``"8.7"`` ("" for a TensorRT-RTX build on a CPU)."""
     tensorrt_version: str
+    """Version of the flavour's library (TensorRT or TensorRT-RTX)."""
+    flavour: str = TENSORRT
+    """``"tensorrt"`` or ``"tensorrt-rtx"``."""
 
     @staticmethod
     def format_cc(major: int, minor: int) -> str:
         return f"{int(major)}.{int(minor)}"
 
+    @property
+    def library(self) -> str:
+        """``"TensorRT 10.3.0.30"`` or ``"TensorRT-RTX 1.7.1.116"``."""
+        return f"{FLAVOUR_TITLES.get(self.flavour, self.flavour)} {self.tensorrt_version}"
 
-@dataclass(frozen=True)
-class BuildOptions:
-    opt_level: int = DEFAULT_OPT_LEVEL
-    workspace_mib: int | None = DEFAULT_WORKSPACE_MIB
 
-    def __post_init__(self) -> None:
-        if isinstance(self.opt_level, bool) or int(self.opt_level) not in OPT_LEVELS:
-            raise ValueError(f"--opt-level: expected an integer 0..5 (TensorRT builder optimization level), got {self.opt_level!r}")
-        if self.workspace_mib is not None and (isinstance(self.workspace_mib, bool) or int(self.workspace_mib) < 1):
-            raise ValueError(f"--workspace: expected a positive number of MiB, got {self.workspace_mib!r}")
+def onnx_input_shapes(path: str | os.PathLike) -> dict[str, tuple[int | None, ...]]:
+    """Input name -> dims of the ONNX graph (None for a dynamic dim), read without the weights."""
+    import onnx
 
-    def cli_args(self) -> list[str]:
-        args = ["--opt-level", str(self.opt_level)]
-        if self.workspace_mib is not None:
-            args += ["--workspace", str(self.workspace_mib)]
-        return args
+    model = onnx.load(str(path), load_external_data=False)
+    initialisers = {t.name for t in model.graph.initializer}
+    shapes = {}
+    for value in model.graph.input:
+        if value.name in initialisers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    return shapes
+
+
+def fixed_profile(input_shapes: dict[str, tuple[int | None, ...]]) -> Profile | None:
+    """The one profile a graph with fixed batch, height and width accepts (min = opt = max); None if any is dynamic."""
+    fixed = None
+    for dims in (input_shapes.get(name, ()) for name in INPUT_CHANNELS):
+        if len(dims) != 4 or any(dims[i] is None for i in (0, 2, 3)):
+            return None
+        shape = Shape(dims[0], dims[2], dims[3])
+        if fixed is not None and shape != fixed:
+            return None
+        fixed = shape
+    return Profile.fixed(fixed) if fixed is not None else None
+
+
+def check_profile_fits_graph(profile: Profile, input_shapes: dict[str, tuple[int | None, ...]], onnx_path: str) -> None:
+    """Raise :class:`ProfileError` naming the input and the option when a fixed ONNX dim lies outside the profile."""
+    for name in INPUT_CHANNELS:
+        dims = input_shapes.get(name)
+        if dims is None or len(dims) != 4:
+            continue
+        for axis, index, low, high in (("batch", 0, profile.min.batch, profile.max.batch),
+                                       ("height", 2, profile.min.height, profile.max.height),
+                                       ("width", 3, profile.min.width, profile.max.width)):
+            fixed = dims[index]
+            if fixed is not None and not low == fixed == high:
+                shape = "x".join("?" if d is None else str(d) for d in dims)
+                raise ProfileError(
+                    f"--min/--opt/--max: {onnx_path} has a fixed {axis} of {fixed} (input {name} is {shape}), but the "
+                    f"profile asks for {axis} {low}..{high}; leave --min/--opt/--max out for this graph, or export "
+                    "it with dynamic shapes (python export/to_onnx.py without --static/--batch)"
+                )
 
 
 def cache_key(
@@ -317,21 +264,25 @@ def cache_key(
     profile: Profile,
     device: DeviceInfo,
     options: BuildOptions,
+    targets: Iterable[str] = (),
 ) -> str:
     """The identity of a build: equal keys mean the existing engine is what a rebuild would produce.
 
-    It covers the ONNX content, its precision, the profile, the TensorRT version, GPU model, compute capability, the
-    network creation flags and the build options; not file names, paths or times.
+    It covers the ONNX content, its precision, the profile, the flavour and its version, the GPU model and compute
+    capability (TensorRT) or the target compute capabilities (TensorRT-RTX), the network creation flags and the build
+    options; not file names, paths or times.
     """
     identity = {
         "manifest_version": MANIFEST_VERSION,
         "onnx_sha256": onnx_sha256,
         "precision": precision,
         "profile": profile.to_dict(),
+        "flavour": device.flavour,
         "tensorrt_version": device.tensorrt_version,
         "gpu_name": device.gpu_name,
         "compute_capability": device.compute_capability,
-        "network_flags": network_creation_flags(device.tensorrt_version),
+        "compute_capabilities": list(targets),
+        "network_flags": network_creation_flags(device.tensorrt_version, device.flavour),
         "opt_level": options.opt_level,
         "workspace_mib": options.workspace_mib,
     }
@@ -377,12 +328,26 @@ class EngineManifest:
     outputs: list[str] = field(default_factory=lambda: [OUTPUT_NAME])
     contract_version: str = ""
     created_utc: str = ""
+    flavour: str = TENSORRT
+    compute_capabilities: list[str] = field(default_factory=list)
     format: str = MANIFEST_FORMAT
     manifest_version: int = MANIFEST_VERSION
 
+    # Fields: the ONNX (path, sha256, precision); the library (``flavour``: tensorrt or tensorrt-rtx, its version in
+    # ``tensorrt_version``); TensorRT: the build GPU (``gpu_name``, ``compute_capability``); TensorRT-RTX: the target
+    # compute capabilities (``compute_capabilities``; the GPU fields are "" for a CPU-only build); the profile, the
+    # build options, the cache key, the engine file (name, sha256, bytes), I/O names, contract version, creation time.
+
     @property
     def device(self) -> DeviceInfo:
-        return DeviceInfo(self.gpu_name, self.compute_capability, self.tensorrt_version)
+        return DeviceInfo(self.gpu_name, self.compute_capability, self.tensorrt_version, self.flavour)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Compute capabilities the engine runs on (TensorRT: the one it was built on)."""
+        if self.flavour == TENSORRT_RTX:
+            return tuple(self.compute_capabilities) or RTX_PORTABLE_TARGETS
+        return (self.compute_capability,)
 
     @property
     def profile_obj(self) -> Profile:
@@ -435,22 +400,60 @@ def manifest_path(engine_path: str | os.PathLike) -> Path:
     return engine_path.with_name(engine_path.name + MANIFEST_SUFFIX)
 
 
-def rebuild_command(manifest: EngineManifest, engine_path: str | os.PathLike) -> str:
-    """The exact ``build_engine.py`` command that rebuilds ``engine_path`` from the recorded ONNX on this machine."""
-    args = ["python", BUILD_SCRIPT, "--onnx", manifest.onnx_path, "--out", str(engine_path)]
+def rebuild_command(
+    manifest: EngineManifest,
+    engine_path: str | os.PathLike,
+    flavour: str | None = None,
+    targets: Iterable[str] | None = None,
+) -> str:
+    """The exact ``build_engine.py`` command that rebuilds ``engine_path`` from the recorded ONNX, with ``flavour``
+    (default: the engine's own) and, for TensorRT-RTX, ``targets`` (default: the engine's own)."""
+    flavour = flavour or manifest.flavour
+    args = ["python", BUILD_SCRIPT, "--onnx", manifest.onnx_path, "--out", str(engine_path), "--flavour", flavour]
     args += manifest.profile_obj.cli_args() + manifest.build_options.cli_args()
+    if flavour == TENSORRT_RTX:
+        if targets is None:
+            targets = manifest.targets if manifest.flavour == TENSORRT_RTX else RTX_PORTABLE_TARGETS
+        if tuple(targets) != RTX_PORTABLE_TARGETS:
+            args += ["--compute-capability", ",".join(targets)]
     return shlex.join(args)
 
 
 def check_compatible(manifest: EngineManifest, device: DeviceInfo, engine_path: str | os.PathLike) -> None:
-    """Refuse an engine built for another TensorRT version, compute capability or GPU model (before deserialising).
-
-    TensorRT plans are only valid for the exact TensorRT version and GPU they were built on; deserialising a foreign
-    one fails deep inside TensorRT or, worse, runs with wrong tactics.
+    """Refuse, before deserialising, an engine of another flavour or library version, or one that cannot run on this
+    GPU: TensorRT engines are tied to the GPU model they were built on, TensorRT-RTX engines to their target compute
+    capabilities. Deserialising a foreign one fails deep inside the library or, worse, runs with wrong tactics.
     """
+    if manifest.flavour not in FLAVOURS:
+        raise EngineFileError(f"{engine_path}: manifest names an unknown flavour {manifest.flavour!r} "
+                              f"(expected one of {', '.join(FLAVOURS)})")
+    built = manifest.device
+    if manifest.flavour != device.flavour:
+        raise EngineMismatchError(
+            f"{engine_path}: this is a {FLAVOUR_TITLES[manifest.flavour]} engine, it cannot be loaded with "
+            f"{device.library}; load it with flavour={manifest.flavour!r} (pip install {manifest.flavour}), or "
+            f"rebuild it with: {rebuild_command(manifest, engine_path, device.flavour)}"
+        )
+    if manifest.flavour == TENSORRT_RTX:
+        if not rtx_runs_on(manifest.targets, device.compute_capability):
+            if device.compute_capability in RTX_COMPUTE_CAPABILITIES:
+                instead = rebuild_command(manifest, engine_path, TENSORRT_RTX, (device.compute_capability,))
+            else:
+                instead = rebuild_command(manifest, engine_path, TENSORRT)
+            raise EngineMismatchError(
+                f"{engine_path}: cannot run here: "
+                + describe_not_supported(device.gpu_name, device.compute_capability, manifest.targets)
+                + f". Build an engine for this GPU with: {instead}"
+            )
+        if manifest.tensorrt_version != device.tensorrt_version:
+            raise EngineMismatchError(
+                f"{engine_path}: engine was built with {built.library}, this machine has {device.library}; "
+                f"rebuild it (on any machine with that version) with: {rebuild_command(manifest, engine_path)}"
+            )
+        return
     problems = []
     if manifest.tensorrt_version != device.tensorrt_version:
-        problems.append(f"TensorRT {manifest.tensorrt_version}, this machine has TensorRT {device.tensorrt_version}")
+        problems.append(f"{built.library}, this machine has {device.library}")
     if manifest.compute_capability != device.compute_capability or manifest.gpu_name != device.gpu_name:
         problems.append(
             f"GPU {manifest.gpu_name} (compute capability {manifest.compute_capability}), this machine has "
@@ -490,81 +493,3 @@ def check_engine_file(engine_path: str | os.PathLike, manifest: EngineManifest |
         if verify_hash and manifest.engine_sha256 and hashlib.sha256(data).hexdigest() != manifest.engine_sha256:
             raise EngineFileError(f"{path}: engine content does not match its manifest's sha256 (corrupt or replaced).{hint}")
     return data
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# trtexec equivalents (printed by build_engine.py --print-trtexec; no TensorRT needed)
-
-TRTEXEC_TARGETS = ("desktop-trt10", "desktop-trt11", "jetson-trt10")
-
-
-def _shape_arg(shape: Shape) -> str:
-    return ",".join(f"{name}:{'x'.join(str(v) for v in shape.tensor_shape(name))}" for name in INPUT_CHANNELS)
-
-
-def trtexec_command(
-    target: str,
-    onnx_path: str,
-    engine_path: str,
-    profile: Profile,
-    options: BuildOptions,
-    timing_cache: str | None = None,
-) -> list[str]:
-    """argv of the ``trtexec`` build equivalent to ``build_engine.py`` on ``target`` (see :data:`TRTEXEC_TARGETS`)."""
-    if target not in TRTEXEC_TARGETS:
-        raise ValueError(f"trtexec target: expected one of {TRTEXEC_TARGETS}, got {target!r}")
-    major = 11 if target.endswith("trt11") else 10
-    binary = JETSON_TRTEXEC if target.startswith("jetson") else "trtexec"
-    argv = [binary, f"--onnx={onnx_path}", f"--saveEngine={engine_path}"]
-    if "STRONGLY_TYPED" in network_creation_flags(f"{major}.0"):
-        argv.append("--stronglyTyped")  # TRT 11: always strongly typed, the flag is not needed
-    argv += [
-        f"--minShapes={_shape_arg(profile.min)}",
-        f"--optShapes={_shape_arg(profile.opt)}",
-        f"--maxShapes={_shape_arg(profile.max)}",
-        f"--builderOptimizationLevel={options.opt_level}",
-    ]
-    if options.workspace_mib is not None:
-        argv.append(f"--memPoolSize=workspace:{options.workspace_mib}M")
-    if timing_cache:
-        argv.append(f"--timingCacheFile={timing_cache}")
-    argv.append("--skipInference")
-    return argv
-
-
-def trtexec_benchmark_command(target: str, engine_path: str, shape: Shape) -> list[str]:
-    """argv timing an engine at ``shape`` the way the runtime uses it (CUDA graph, no host transfers)."""
-    if target not in TRTEXEC_TARGETS:
-        raise ValueError(f"trtexec target: expected one of {TRTEXEC_TARGETS}, got {target!r}")
-    binary = JETSON_TRTEXEC if target.startswith("jetson") else "trtexec"
-    argv = [binary, f"--loadEngine={engine_path}", f"--shapes={_shape_arg(shape)}"]
-    if not target.endswith("trt11"):  # TRT 11: CUDA graphs on and transfers off by default (the flags are no-ops)
-        argv += ["--useCudaGraph", "--noDataTransfers"]
-    return argv
-
-
-def trtexec_commands_text(
-    onnx_path: str, engine_path: str, profile: Profile, options: BuildOptions, cache_dir: str | None = None
-) -> str:
-    """Human-readable block with the desktop (TRT 10 and 11) and Jetson (TRT 10) build and benchmark commands.
-
-    Each target gets its own timing-cache file name: caches are only valid for one GPU model and TensorRT version.
-    """
-    titles = {
-        "desktop-trt10": "Desktop GPU, TensorRT 10.x (e.g. docker/Dockerfile with a TensorRT 10 base tag)",
-        "desktop-trt11": "Desktop GPU, TensorRT 11.x (strongly typed is the only mode: no --stronglyTyped, no --fp16/--int8)",
-        "jetson-trt10": "Jetson, JetPack 6 (TensorRT 10.3; `sudo nvpmodel -m 0 && sudo jetson_clocks` first for stable timings)",
-    }
-    folder = cache_dir or "."
-    lines = [
-        "# Equivalent trtexec builds. Precision comes from the ONNX itself (FP16 casts, INT8/FP8 Q/DQ): never add",
-        "# --fp16/--int8/--best, they would override the graph's types on TensorRT 10 and do not exist on 11.",
-        "# trtexec writes no manifest: load its engines with DepthCompleter.from_engine(path, require_manifest=False).",
-    ]
-    for target in TRTEXEC_TARGETS:
-        cache = str(Path(folder) / f"timing_{target}.cache")
-        build = trtexec_command(target, onnx_path, engine_path, profile, options, cache)
-        bench = trtexec_benchmark_command(target, engine_path, profile.opt)
-        lines += ["", f"# {titles[target]}", " \\\n    ".join(shlex.quote(a) for a in build),
-                  "# benchmark:", shlex.join(bench)]
-    return "\n".join(lines) + "\n"

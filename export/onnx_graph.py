@@ -30,11 +30,12 @@ from typing import Callable
 import onnx
 import torch
 
+from jarrn.errors import EXIT_OUTPUT, EXIT_UNAVAILABLE, UsageError
 from model import CONTRACT, Jarrn, MetricJarrn
 from model.contract import CONTRACT_VERSION
 from model.atomic import atomic_write_bytes, file_sha256  # noqa: F401 - re-exported for export/ callers
 
-PRECISIONS = ("fp32", "fp16", "int8")
+from export.precision_choices import PRECISIONS  # noqa: E402,F401 - re-exported: callers import it from here
 MIN_STATIC_SIZE = CONTRACT.pad_multiple
 METADATA_PREFIX = "jarrn."
 # onnx.save refuses single-file protobufs above 2 GiB; the full model is ~145 MB in FP32.
@@ -47,8 +48,50 @@ UNET_NODE_PREFIXES = ("/network/rgb_x_block/", "/network/sfmap_block/")
 Log = Callable[[str], None]
 
 
-class ExportError(ValueError):
-    """An export that cannot be carried out (bad options, inputs or output path); the message is for the user."""
+class ExportError(UsageError):
+    """An export that cannot be carried out (bad options, inputs or output path); the message is for the user.
+    A ValueError; exit status 2 (bad option) unless a subclass says otherwise."""
+
+
+class ExportOutputError(ExportError, OSError):
+    """The output path cannot be written (exit status 4)."""
+
+    exit_code = EXIT_OUTPUT
+
+
+class ExportMemoryError(ExportError, MemoryError):
+    """A static size whose export (tracing and validation at that size) cannot fit in this machine's memory."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
+MAX_STATIC_SIDE = 16384
+"""Largest static height or width accepted (TensorRT's default max tensor dimension is far above; this is the size
+above which the graph's int32 index arithmetic and the export's memory make no sense on any current device)."""
+ENV_SKIP_MEMORY_CHECK = "JARRN_MEMORY_GUARD"
+
+
+def check_static_size_fits(options: "ExportOptions", widths: tuple[int, ...] | None = None) -> None:
+    """Refuse a static size that cannot be built: above :data:`MAX_STATIC_SIDE`, or whose tracing and validation
+    at that size need more memory than this machine has free (override with ``JARRN_MEMORY_GUARD=off``)."""
+    if options.static_hw is None:
+        return
+    from jarrn.memory import HEADROOM, available_host_bytes, estimate_peak_bytes, gib
+
+    height, width = options.static_hw
+    if max(height, width) > MAX_STATIC_SIDE:
+        raise ExportError(f"static_hw: {height}x{width} is too large; height and width must be at most "
+                          f"{MAX_STATIC_SIDE}")
+    if os.environ.get(ENV_SKIP_MEMORY_CHECK, "").strip().lower() in ("off", "0", "false", "no"):
+        return
+    needed = estimate_peak_bytes(height, width, options.static_batch or 1, widths=widths, backend="export")
+    free = available_host_bytes()
+    if free is not None and needed > free * HEADROOM:
+        raise ExportMemoryError(
+            f"static_hw: exporting at {height}x{width} (batch {options.static_batch or 1}) needs about {gib(needed)} "
+            f"to trace and validate, {gib(free)} of host memory available; export with dynamic shapes (no --static) "
+            f"or on a larger machine, or override with {ENV_SKIP_MEMORY_CHECK}=off"
+        )
 
 
 @dataclass(frozen=True)
@@ -140,11 +183,40 @@ def _quiet(message: str) -> None:
     pass
 
 
+HEARTBEAT_SECONDS = 15.0
+"""Seconds between "still working" lines while a stage runs (FP16 AutoCast is silent for ~110 s on 2 cores)."""
+
+
+@contextlib.contextmanager
+def heartbeat(log: Log, what: str, every_s: float = HEARTBEAT_SECONDS):
+    """Log ``<what>: still working (N s)`` every ``every_s`` seconds until the block ends: the libraries print nothing
+    for minutes, and silence looks like a hang."""
+    if log is _quiet:
+        yield
+        return
+    import threading
+
+    stop, start = threading.Event(), time.perf_counter()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            log(f"{what}: still working ({time.perf_counter() - start:.0f} s)")
+
+    thread = threading.Thread(target=beat, name="export-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 @contextlib.contextmanager
 def _stage(name: str, stats: ExportStats, log: Log):
     log(f"{name} ...")
     start = time.perf_counter()
-    yield
+    with heartbeat(log, name):
+        yield
     elapsed = time.perf_counter() - start
     stats.seconds[name] = round(elapsed, 3)
     log(f"{name}: done in {elapsed:.1f} s")
@@ -157,7 +229,7 @@ def check_output_path(path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     if path.is_dir():
-        raise ExportError(f"output: {path} is a directory; give a file name such as {path / 'jarrn_fp32.onnx'}")
+        raise ExportOutputError(f"output: {path} is a directory; give a file name such as {path / 'jarrn_fp32.onnx'}")
     if path.suffix != ".onnx":
         raise ExportError(f"output: expected a file name ending in .onnx, got {path}")
     parent = path.parent
@@ -165,12 +237,29 @@ def check_output_path(path: str | os.PathLike) -> Path:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise ExportError(f"output: cannot create {parent}: {existing} is not a directory")
+        raise ExportOutputError(f"output: cannot create {parent}: {existing} is not a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ExportError(f"output: cannot write to {existing} (permission denied)")
+        raise ExportOutputError(f"output: cannot write to {existing} (permission denied)")
     if path.exists() and not os.access(path, os.W_OK) and not os.access(parent, os.W_OK):
-        raise ExportError(f"output: cannot replace {path} (permission denied)")
+        raise ExportOutputError(f"output: cannot replace {path} (permission denied)")
     return path
+
+
+def write_probe(folder: str | os.PathLike) -> None:
+    """Create and remove a small file in ``folder``: catches what permission bits do not (a read-only mount, /proc,
+    a full disk). Raises :class:`ExportOutputError`."""
+    import tempfile
+
+    from model.atomic import remove_stale_temp_files
+
+    remove_stale_temp_files(Path(folder) / "write-probe")  # probes of exports killed mid-probe
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".write-probe.pid{os.getpid()}.", suffix=".tmp") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise ExportOutputError(f"output: cannot write in {folder} ({exc.strerror or exc})") from None
 
 
 def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
@@ -180,7 +269,10 @@ def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
         raise ExportError(
             f"output: the graph is {len(data) / 2**30:.1f} GiB, over the 2 GiB limit of a single ONNX file"
         )
-    return atomic_write_bytes(path, data)
+    try:
+        return atomic_write_bytes(path, data)
+    except OSError as exc:  # full disk, read-only filesystem: the temp file is already removed
+        raise ExportOutputError(f"output: could not write {path} ({exc.strerror or exc})") from None
 
 
 def _dynamic_axes(options: ExportOptions) -> dict[str, dict[int, str]]:
@@ -209,7 +301,7 @@ def trace_to_onnx(network: Jarrn, options: ExportOptions) -> onnx.ModelProto:
     wrapper = MetricJarrn(network, aux_outputs=options.aux_outputs).eval().cpu()
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
-        # The TorchScript exporter is deprecated in favour of dynamo, but it is the TensorRT-safe path (REFERENCE 4).
+        # The TorchScript exporter is deprecated in favour of dynamo, but it is the TensorRT-safe path (docs/REFERENCE.md section 4).
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message=r".*TorchScript.*", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -248,7 +340,7 @@ def network_sha256(network: Jarrn) -> str:
 
 
 def _source_info(network: Jarrn) -> dict[str, str]:
-    source = getattr(network, "source_path", None)
+    source = network.source_path
     if source and Path(source).is_file():
         return {"checkpoint": str(source), "checkpoint_sha256": file_sha256(source)}
     return {"checkpoint": "", "checkpoint_sha256": "", "weights_sha256": network_sha256(network)}
@@ -324,6 +416,7 @@ def export_onnx(
     output_path = check_output_path(output_path)
     if not isinstance(network, Jarrn):
         raise ExportError(f"network: expected a model.Jarrn, got {type(network).__name__}")
+    check_static_size_fits(options, network.config.widths)
     network = network.eval()
     calibration = None
     if options.precision != "fp32":

@@ -6,9 +6,11 @@
     python export/to_onnx.py --checkpoint run/last.pt --static 384x1280 --output artifacts/kitti.onnx
 
 Every export is validated (export/validate.py) unless ``--no-validate``: the graph is first written next to the
-output under a hidden temporary name, validated, and only then moved to ``--output``; a graph that fails validation is
-kept as ``<name>.rejected.onnx`` with its report, and the exit status is 1. Errors in the arguments or inputs exit
-with a one-line message (status 2 for argument errors, 1 otherwise) and leave no file behind.
+output under a hidden temporary name (``.<name>.pid<PID>.<random>.staging.onnx``; a later export removes those of
+killed runs), validated, and only then moved to ``--output``; a graph that fails validation is kept as
+``<name>.rejected.onnx`` with its report, and the exit status is 6. Errors exit with one ``error:`` line and the
+status of ``jarrn --help`` (2 bad argument, 3 unusable checkpoint, 4 output not writable, 5 missing library or not
+enough memory for a static size) and leave no file behind.
 """
 
 from __future__ import annotations
@@ -27,18 +29,14 @@ import tempfile
 import time
 from typing import Sequence
 
-from export.onnx_graph import (
-    MIN_STATIC_SIZE,
-    PRECISIONS,
-    ExportError,
-    ExportOptions,
-    ExportStats,
-    check_output_path,
-    export_onnx,
-    stderr_log,
-)
+from jarrn.cli import command
+from jarrn.errors import EXIT_CHECK_FAILED, InputError
+from export.precision_choices import PRECISIONS
+from model.atomic import remove_stale_temp_files, temp_prefix
 
 DEFAULT_OUTPUT = "artifacts/jarrn_{precision}.onnx"
+PRECISION_CHOICES = PRECISIONS
+"""The choices of ``--precision`` (``export.precision_choices`` is pure Python, so ``--help`` imports neither torch nor onnx)."""
 
 
 def parse_static(text: str) -> tuple[int, int]:
@@ -46,11 +44,17 @@ def parse_static(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
     if not match:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 384x1280, got {text!r}")
+    from export.onnx_graph import MAX_STATIC_SIDE, MIN_STATIC_SIZE
+
     height, width = int(match.group(1)), int(match.group(2))
     if min(height, width) < MIN_STATIC_SIZE:
         raise argparse.ArgumentTypeError(
             f"{height}x{width} is too small: height and width must be at least {MIN_STATIC_SIZE} "
             "(the network downsamples by 64)"
+        )
+    if max(height, width) > MAX_STATIC_SIDE:
+        raise argparse.ArgumentTypeError(
+            f"{height}x{width} is too large: height and width must be at most {MAX_STATIC_SIDE}"
         )
     return height, width
 
@@ -65,57 +69,78 @@ def _positive_int(text: str) -> int:
     return value
 
 
+HELP_DESCRIPTION = """\
+Export the depth-completion model to one ONNX file that ONNX Runtime and TensorRT can run. The file takes
+an RGB image (values 0..1) and sparse depth in metres (0 = no measurement) and returns dense depth in
+metres; everything between (scaling, padding, both network branches) is inside the file, so any image
+size and batch size work unless --static or --batch fix them. After the export the file is checked
+against the PyTorch model on real frames; a file that fails the check is kept as NAME.rejected.onnx
+and the command exits with status 6."""
+
+HELP_EPILOG = """\
+precisions:
+  fp32 (default) is exact. fp16 runs the two networks in half precision and keeps the depth arithmetic in
+  fp32; int8 quantizes most convolutions after calibrating on sample frames. fp16 needs the optional
+  packages of pip install -e ".[quant]" (int8 uses them when present); each takes one to three minutes
+  on a laptop CPU, with a progress line at least every 15 seconds.
+
+examples:
+  python export/to_onnx.py                                 # bundled model -> artifacts/jarrn_fp32.onnx
+  python export/to_onnx.py --precision fp16                # half precision -> artifacts/jarrn_fp16.onnx
+  python export/to_onnx.py --precision int8                # 8-bit -> artifacts/jarrn_int8.onnx
+  python export/to_onnx.py --checkpoint runs/kitti/best.safetensors --static 384x1280 --output kitti.onnx
+  jarrn export --precision fp16
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python export/to_onnx.py",
-        description=(
-            "Export JARRN to a single ONNX graph: inputs rgb [B,3,H,W] (0..1) and sparse_depth [B,1,H,W] (metres, "
-            "0 = missing), output depth [B,1,H,W] (metres), with the validity mask, normalisation, padding to a "
-            "multiple of 64, both branches, the rectification and de-normalisation inside. Dynamic batch, height "
-            "and width unless --static/--batch. Validated against PyTorch with ONNX Runtime after the export."
-        ),
-        epilog="See export/README.md for the precision choices, the calibration set and the validation bounds.",
+        description=HELP_DESCRIPTION,
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", default=None,
                    help="weights to export: the project's .safetensors, an official training checkpoint "
-                        "(.pt/.pth with network_state_dict) or a bare state dict (default: the bundled default model)")
+                        "(.pt/.pth) or a bare state dict (default: the bundled model)")
     p.add_argument("--prob-activation", choices=("softmax_height", "sigmoid"), default=None,
-                   help="override the probability activation; official checkpoints default to softmax_height (the "
-                        "paper's softmax over image rows), project files to the one they record")
+                   help="override how the model turns scores into probabilities; official checkpoints use "
+                        "softmax_height (the paper's softmax over image rows), this project's files record their own")
     p.add_argument("--output", type=Path, default=None,
                    help=f"the .onnx file to write (default {DEFAULT_OUTPUT.format(precision='<precision>')}); "
                         "written atomically; the validation report goes next to it")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="fp32; fp16 = the U-Nets in FP16 with normalisation, reductions, softmax, rectification and "
-                        "de-normalisation in FP32 (NVIDIA Model Optimizer AutoCast, else onnxconverter-common); "
-                        "int8 = explicit Q/DQ on the U-Nets' convolutions, calibrated (Model Optimizer PTQ, else "
-                        "ONNX Runtime quantize_static). Graph inputs and outputs stay float32. Default %(default)s")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
+                   help="number format inside the file: fp32 (default), fp16 (the two networks in half precision, "
+                        "depth arithmetic in fp32) or int8 (8-bit convolutions, calibrated on sample frames); "
+                        "inputs and outputs stay float32 in every case")
     p.add_argument("--aux-outputs", action="store_true",
-                   help="also output coarse, scale, offset and prob (network domain) after depth")
+                   help="also output the model's intermediate maps (coarse, scale, offset, prob) after depth, for "
+                        "debugging")
     p.add_argument("--static", type=parse_static, default=None, metavar="HxW",
-                   help="fix the input height and width (e.g. 384x1280; each >= 64; any value, padded inside the "
-                        "graph); default: dynamic")
+                   help="fix the input height and width (e.g. 384x1280; each at least 64); default: any size")
     p.add_argument("--batch", type=_positive_int, default=None, metavar="N",
-                   help="fix the batch size to N (default: dynamic)")
+                   help="fix the batch size to N (default: any batch size)")
     p.add_argument("--opset", type=int, default=17,
-                   help="ONNX opset (default %(default)s, the TensorRT-safe choice; 13..20 accepted; INT8 graphs from "
-                        "Model Optimizer come out at opset 19, the minimum for its Q/DQ)")
+                   help="ONNX opset version, 13..20 (default %(default)s, what TensorRT parses best); int8 files made "
+                        "with NVIDIA Model Optimizer come out at opset 19, the lowest its quantization supports; the "
+                        "summary states the opset actually written")
     p.add_argument("--calibration", default=None, metavar="PATH",
-                   help="representative inputs for INT8 calibration (and FP16 AutoCast's reference run): a .npz file "
-                        "or a directory of them with arrays 'rgb' [N,3,H,W] (float 0..1 or uint8) and 'sparse_depth' "
-                        "[N,1,H,W] metres. Default: the built-in set of the bundled real frames (flipped crops) and 8 "
-                        "synthetic scenes, see export/calibration.py")
+                   help="sample inputs for int8 calibration (and the fp16 check): a .npz file, or a folder of them, "
+                        "with arrays 'rgb' [N,3,H,W] (float 0..1 or uint8) and 'sparse_depth' [N,1,H,W] in metres. "
+                        "Default: crops of the bundled real frames and 8 synthetic scenes")
     p.add_argument("--int8-exclude", action="append", default=None, metavar="REGEX",
-                   help="node-name regex to keep out of INT8 (repeatable; replaces the default, which keeps the visual "
-                        "branch and the refine branch's first and last convolution in FP32; the contract part is "
-                        "never quantized)")
+                   help="int8 only: keep the layers whose name matches this regular expression in fp32 (repeatable; "
+                        "replaces the default, which keeps the image branch and the first and last layer of the "
+                        "depth branch in fp32)")
     p.add_argument("--no-validate", action="store_true",
-                   help="skip the validation against PyTorch (ONNX Runtime on the bundled real frames and random "
-                        "inputs; bounds: FP32 max abs <= 1e-3 m; FP16/INT8 RMSE vs ground truth within +2%%/+5%% of "
-                        "FP32)")
+                   help="skip the check against PyTorch (by default: on the bundled real frames and random inputs, "
+                        "fp32 must agree within 1 mm, fp16 and int8 must stay within 2%% and 5%% of fp32's error)")
     p.add_argument("--no-simplify", action="store_true",
-                   help="skip onnxslim (constant folding, shape folding, cleanup)")
+                   help="skip the graph clean-up step (onnxslim: folds constants and removes unused nodes)")
     p.add_argument("--quiet", action="store_true", help="print only the result and errors")
+    p.add_argument("--triton-repo", type=Path, default=None, metavar="DIR",
+                   help="also write a Triton model repository with the exported graph (DIR/jarrn/config.pbtxt + "
+                        "1/model.onnx, ONNX Runtime backend; see python -m export.triton_repo for plans and options)")
     return p
 
 
@@ -124,17 +149,36 @@ def _load_network(args: argparse.Namespace):
 
     try:
         return load_model(args.checkpoint, prob_activation=args.prob_activation)
-    except (CheckpointError, FileNotFoundError, ValueError, OSError) as exc:
+    except (CheckpointError, FileNotFoundError, OSError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ExportError(message if message.startswith("checkpoint:") else f"checkpoint: {message}") from None
+        raise InputError(message if message.startswith("checkpoint:") else f"checkpoint: {message}") from None
 
 
 def _staging_path(output: Path) -> Path:
-    """A hidden, unique .onnx name next to ``output`` (same filesystem, so the final move is atomic)."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{output.stem}.", suffix=".staging.onnx", dir=output.parent)
+    """A hidden, unique .onnx name next to ``output`` (same filesystem, so the final move is atomic), tagged with
+    this process's id so that a later export removes it if this one is killed (:func:`remove_stale_exports`)."""
+    from export.onnx_graph import ExportOutputError
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=temp_prefix(output), suffix=STAGING_SUFFIX, dir=output.parent)
+    except OSError as exc:
+        raise ExportOutputError(f"output: cannot write in {output.parent} ({exc.strerror or exc})") from None
     os.close(handle)
     return Path(name)
+
+
+STAGING_SUFFIX = ".staging.onnx"
+
+
+def remove_stale_exports(output: Path) -> list[Path]:
+    """Staging and temp files that killed exports to ``output`` left beside it (their process no longer lives);
+    also the untagged ``.<stem>.XXXX.staging.onnx`` of older versions once a day old."""
+    removed = remove_stale_temp_files(output, suffixes=(".tmp", STAGING_SUFFIX))
+    # the atomic writer's own temp file for the staging graph: "." + the staging file's (hidden) name
+    removed += remove_stale_temp_files(output.with_name("." + output.name), suffixes=(".tmp",))
+    removed += remove_stale_temp_files(output.with_name(output.stem), suffixes=(STAGING_SUFFIX,))
+    return removed
 
 
 def _created_dirs(path: Path) -> list[Path]:
@@ -156,6 +200,17 @@ def _remove_empty(dirs: list[Path]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from export.onnx_graph import (
+        ExportOptions,
+        ExportOutputError,
+        ExportStats,
+        check_output_path,
+        check_static_size_fits,
+        export_onnx,
+        stderr_log,
+        write_probe,
+    )
+
     log = (lambda message: None) if args.quiet else stderr_log
     output = args.output or Path(DEFAULT_OUTPUT.format(precision=args.precision))
     options = ExportOptions(
@@ -169,9 +224,16 @@ def run(args: argparse.Namespace) -> int:
         simplify=not args.no_simplify,
     )
     check_output_path(output)
+    check_static_size_fits(options)  # the size limit now; the memory estimate again with the model's widths
+    existing = output.parent
+    while not existing.exists():
+        existing = existing.parent
+    write_probe(existing)  # permission bits say nothing about /proc, a read-only mount or a full disk
+    for stale in remove_stale_exports(output):
+        log(f"removed {stale.name}, left by an export that was killed")
     new_dirs = _created_dirs(output)
     network = _load_network(args)
-    log(f"model: {getattr(network, 'source_path', '?')} widths {list(network.config.widths)}, "
+    log(f"model: {network.source_path or 'in memory'} widths {list(network.config.widths)}, "
         f"{network.config.prob_activation}, normalisation {network.config.depth_normalisation}")
     start = time.perf_counter()
     staging = None
@@ -197,45 +259,60 @@ def run(args: argparse.Namespace) -> int:
         _remove_empty(new_dirs)
         raise
     total_seconds = time.perf_counter() - start
-    _print_summary(final, options, stats, export_seconds, total_seconds)
+    _print_summary(final, options, stats, export_seconds, total_seconds, validated=not args.no_validate)
     if reports:
         from export.validate import markdown_table, write_reports
 
         reports[0].onnx_path = str(final)
         print(markdown_table(reports))
-        md_path, json_path = write_reports(reports, final)
+        try:
+            md_path, json_path = write_reports(reports, final)
+        except OSError as exc:
+            raise ExportOutputError(f"output: wrote {final} but not its validation report ({exc.strerror or exc})") \
+                from None
         print(f"validation report: {md_path} and {json_path}")
         if not passed:
             print(f"FAILED: validation bounds exceeded; the graph was kept as {final} for inspection", file=sys.stderr)
-            return 1
+            return EXIT_CHECK_FAILED
+    if args.triton_repo is not None:
+        from export.triton_repo import write_repository
+
+        write_repository(final, args.triton_repo)
     return 0
 
 
-def _print_summary(path: Path, options: ExportOptions, stats: ExportStats, export_s: float, total_s: float) -> None:
+def written_graph_facts(path: Path) -> tuple[int, str, int]:
+    """``(opset, precision, bytes)`` read back from the written file: the precision stage may raise the opset (Model
+    Optimizer's INT8 Q/DQ needs 19), so the options alone do not say what was written."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
+    precision = next((p.value for p in model.metadata_props if p.key == "jarrn.precision"), "unknown")
+    return opset, precision, path.stat().st_size
+
+
+def _print_summary(path: Path, options: ExportOptions, stats: ExportStats, export_s: float, total_s: float, *,
+                   validated: bool = True) -> None:
     nodes = " -> ".join(f"{k} {v}" for k, v in stats.nodes.items())
+    opset, precision, size = written_graph_facts(path)
     print(f"wrote {path}")
-    print(f"  precision {options.precision}, opset {options.opset}, "
+    print(f"  precision {precision}, opset {opset}, "
           f"{'static ' + 'x'.join(map(str, options.static_hw)) if options.static_hw else 'dynamic H/W'}, "
           f"{'batch ' + str(options.static_batch) if options.static_batch else 'dynamic batch'}, "
           f"outputs {', '.join(options.output_names)}")
-    print(f"  size {stats.file_bytes / 1e6:.2f} MB; nodes: {nodes}")
+    print(f"  size {size / 1e6:.2f} MB; nodes: {nodes}")
     print(f"  export {export_s:.1f} s (" + ", ".join(f"{k} {v:.1f} s" for k, v in stats.seconds.items())
-          + f"); total with validation {total_s:.1f} s")
+          + f"); total {'with validation ' if validated else '(not validated) '}{total_s:.1f} s")
     if stats.precision_info:
         print("  " + json.dumps({k: v for k, v in stats.precision_info.items() if k != "fp32_convs"}))
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; nothing written", file=sys.stderr)
-        return 130
+    return run(args)
 
 
 if __name__ == "__main__":

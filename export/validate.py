@@ -35,7 +35,11 @@ import numpy as np
 import onnx
 import torch
 
+from export.graph_check import GraphError, check_graph
+from export.precision_choices import FP32_MAX_ABS_M, RMSE_TOLERANCE
 from export.onnx_graph import ExportError, atomic_write_bytes, file_sha256, read_metadata
+from jarrn.cli import command
+from jarrn.errors import EXIT_CHECK_FAILED, InputError
 from model import CONTRACT, Jarrn, MetricJarrn
 
 # (batch, height, width) of the random cases: two batch sizes, 75x130 and 100x333 are not multiples of 64.
@@ -49,11 +53,11 @@ Log = Callable[[str], None]
 class Bounds:
     """The accuracy every exported graph must reach."""
 
-    fp32_max_abs_m: float = 1e-3
+    fp32_max_abs_m: float = FP32_MAX_ABS_M
     """FP32: largest |ONNX - PyTorch| over every pixel of every case, metres."""
-    fp16_rmse_rel: float = 0.02
+    fp16_rmse_rel: float = RMSE_TOLERANCE["fp16"]
     """FP16: RMSE vs ground truth may exceed PyTorch FP32's by at most this fraction, on every real frame."""
-    int8_rmse_rel: float = 0.05
+    int8_rmse_rel: float = RMSE_TOLERANCE["int8"]
     """INT8: same, for INT8 graphs."""
 
     def rmse_rel(self, precision: str) -> float | None:
@@ -208,11 +212,9 @@ class _Case:
 
 def _fit(array: np.ndarray, hw: tuple[int, int], mode: str) -> np.ndarray:
     """Centre-crop the last two axes of ``array`` to ``hw``, padding (edge / zeros) where it is smaller."""
-    height, width = array.shape[-2:]
-    top, left = max((height - hw[0]) // 2, 0), max((width - hw[1]) // 2, 0)
-    out = array[..., top:top + hw[0], left:left + hw[1]]
-    pad = [(0, 0)] * (out.ndim - 2) + [(0, hw[0] - out.shape[-2]), (0, hw[1] - out.shape[-1])]
-    return np.pad(out, pad, mode=mode) if any(p[1] for p in pad) else out
+    from model.crop import crop_or_pad
+
+    return crop_or_pad(array, hw, mode=mode, channels_last=False)
 
 
 def real_cases(static_hw: tuple[int, int] | None = None, static_batch: int | None = None) -> list[_Case]:
@@ -304,11 +306,11 @@ class ReferenceCache:
 
 
 def _session(path: str | Path):
-    import onnxruntime as ort
+    from export.ort_session import open_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = open_session(path, log_severity=3)
+    check_graph(session, path)  # the contract's inputs, outputs and jarrn.* metadata, before it is trusted
+    return session
 
 
 def _rmse(pred: np.ndarray, gt: np.ndarray) -> float | None:
@@ -404,7 +406,12 @@ def network_for(onnx_path: str | Path, checkpoint: str | None, prob_activation: 
     from model import load_model
 
     meta = read_metadata(onnx_path)
-    config = json.loads(meta.get("config", "{}"))
+    try:
+        config = json.loads(meta.get("config", "{}"))
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        raise GraphError(f"{onnx_path}: metadata jarrn.config is not a JSON object ({meta.get('config', '')[:60]!r})")
     if checkpoint is None:
         checkpoint = meta.get("checkpoint") or None
         if not checkpoint or not Path(checkpoint).is_file():
@@ -445,12 +452,14 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status 0 when every graph passes, 6 when one fails its bounds, else the error's (``jarrn --help``)."""
     args = _parser().parse_args(argv)
     bounds = Bounds(args.fp32_max_abs, args.fp16_rmse_rel, args.int8_rmse_rel)
     for path in args.onnx:
         if not path.is_file():
-            sys.exit(f"error: no such file {path}")
+            raise InputError(f"no such file {path}")
     from model import CheckpointError
 
     reports, reference, network_key = [], None, None
@@ -459,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 onnx.checker.check_model(str(path))
             except Exception as exc:  # onnx raises ValidationError, DecodeError, OSError ...
-                raise ExportError(f"{path}: not a valid ONNX file ({str(exc).splitlines()[0]})") from None
+                raise GraphError(f"{path}: not a valid ONNX file ({str(exc).splitlines()[0]})") from None
             network = network_for(path, args.checkpoint, args.prob_activation)
             key = (args.checkpoint or read_metadata(path).get("checkpoint_sha256"), network.config)
             if key != network_key:
@@ -467,12 +476,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"validating {path} ...", file=sys.stderr, flush=True)
             reports.append(validate_onnx(path, network, bounds=bounds, real_frames=not args.no_real_frames,
                                          reference=reference))
-    except (ExportError, CheckpointError, FileNotFoundError) as exc:
-        sys.exit(f"error: {exc}")
+    except FileNotFoundError as exc:
+        raise InputError(str(exc)) from None
+    except (ExportError, CheckpointError):
+        raise
     print(markdown_table(reports))
     md_path, json_path = write_reports(reports, args.report or args.onnx[0])
     print(f"reports: {md_path}, {json_path}")
-    return 0 if all(r.passed for r in reports) else 1
+    return 0 if all(r.passed for r in reports) else EXIT_CHECK_FAILED
 
 
 if __name__ == "__main__":

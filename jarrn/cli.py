@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from jarrn.errors import EXIT_BUG, EXIT_CODES, EXIT_INTERRUPTED, EXIT_USAGE, JarrnError
+from jarrn.errors import EXIT_BUG, EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, JarrnError
 
 REPORT_HINT = "this is a bug in jarrn-deploy: please report it with the traceback above"
 
@@ -22,11 +23,19 @@ VERBS: dict[str, tuple[str, str]] = {
     "infer": ("runtime.infer", "complete one RGB + sparse depth pair with any backend; writes depth PNGs"),
     "serve": ("runtime.serve", "serve the model with NVIDIA Triton (PyTriton): HTTP, gRPC, dynamic batching"),
     "bench": ("benchmarks.run", "latency and accuracy report for this machine"),
-    "train": ("model.train", "train a model (synthetic scenes, real RGB-D frames, KITTI/NYUv2/DIODE)"),
+    "train": ("model.train_options", "train a model (synthetic scenes, real RGB-D frames, KITTI/NYUv2/DIODE)"),
     "evaluate": ("model.evaluate", "accuracy table of a model against interpolation on real frames"),
     "device-check": ("benchmarks.device_check", "a few minutes of checks and benchmarks on a CUDA machine"),
 }
 """Verb -> (module whose ``main(argv)`` runs it, one-line summary)."""
+
+
+USAGE_EXAMPLES = (
+    "jarrn infer --rgb image.png --sparse lidar.png --out results/   # complete one frame with the bundled model",
+    "jarrn export --precision fp16                                    # export the bundled model to ONNX",
+    "jarrn bench --quick                                              # how fast and accurate, on this machine",
+    "jarrn train --help                                               # the options of one command",
+)
 
 
 def _usage() -> str:
@@ -35,6 +44,7 @@ def _usage() -> str:
     lines += [f"  {verb:<{width}}  {summary}" for verb, (_, summary) in VERBS.items()]
     lines += ["", "exit status:"]
     lines += [f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items()]
+    lines += ["", "examples:", *(f"  {example}" for example in USAGE_EXAMPLES)]
     return "\n".join(lines)
 
 
@@ -67,6 +77,9 @@ def command(main_function: Callable[..., int | None]) -> Callable[..., int]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
+        except BrokenPipeError:  # output piped into a reader that stopped early (``| head``): not an error of ours
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit-time flush stays quiet
+            return EXIT_OK
         except SystemExit:
             raise
         except Exception:  # noqa: BLE001 - the last line of defence: a bug, shown as one

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import torch
 
-from model.atomic import atomic_path
+from jarrn.errors import InputError, OutputError
+from model.atomic import atomic_path, remove_stale_temp_files
 from model.contract import CONTRACT_VERSION
 from model.network import Jarrn, JarrnConfig
 
@@ -20,8 +22,80 @@ _BRANCHES = ("rgb_x_block", "sfmap_block")
 _MAX_KEYS_IN_ERROR = 8
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read or does not hold JARRN weights."""
+_CONFIG_KEYS = frozenset(JarrnConfig().to_dict())
+# safetensors' own writers tag plain state dicts "pt"; anything else that is not ours is another project's file.
+_PLAIN_FORMATS = frozenset({"pt"})
+
+
+class CheckpointError(InputError):
+    """A checkpoint file that cannot be read or does not hold JARRN weights (a ValueError, exit status 3)."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint path does not exist (also a FileNotFoundError, for callers that catch that)."""
+
+
+def parse_recorded_config(raw: object, path: str | os.PathLike = "<checkpoint>") -> JarrnConfig:
+    """The :class:`JarrnConfig` a file records (a dict, or its JSON text), checked key by key; :class:`CheckpointError`
+    naming the file and the field otherwise."""
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: the recorded config is not valid JSON ({exc})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: the recorded config must be a JSON object, got {type(raw).__name__}")
+    unknown = sorted(str(k) for k in raw if k not in _CONFIG_KEYS)
+    if unknown:
+        raise CheckpointError(f"{path}: the recorded config has unknown fields {unknown}; expected {sorted(_CONFIG_KEYS)}")
+    widths = raw.get("widths")
+    if not isinstance(widths, (list, tuple)) or not all(isinstance(w, int) and not isinstance(w, bool) for w in widths):
+        raise CheckpointError(f"{path}: the recorded config needs 'widths', a list of 7 integers, got {widths!r}")
+    for key in _CONFIG_KEYS - {"widths"}:
+        if key in raw and not isinstance(raw[key], str):
+            raise CheckpointError(f"{path}: the recorded config field {key!r} must be a string, got {raw[key]!r}")
+    try:
+        return JarrnConfig.from_dict(raw)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: the recorded config is not a valid JARRN config ({exc})") from None
+
+
+def check_contract_version(recorded: object, path: str | os.PathLike = "<checkpoint>") -> None:
+    """A file written for another version of the tensor contract would compute something else: refuse it."""
+    if recorded is not None and str(recorded) != CONTRACT_VERSION:
+        raise CheckpointError(
+            f"{path}: written for tensor contract version {recorded!r}, this code implements version "
+            f"{CONTRACT_VERSION!r}; re-export the weights with this version (model.checkpoint.save_model)"
+        )
+
+
+def check_tensors(state_dict: Mapping[str, object], path: str | os.PathLike = "<checkpoint>") -> None:
+    """Every entry is a floating-point tensor with finite values (int weights or NaN would load and give garbage)."""
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, expected a tensor")
+        if not value.is_floating_point():
+            raise CheckpointError(f"{path}: tensor {key!r} has dtype {str(value.dtype).replace('torch.', '')}; "
+                                  "JARRN weights are floating point (float32, float16 or bfloat16)")
+    for key, value in state_dict.items():
+        finite = torch.isfinite(value)
+        if not bool(finite.all()):
+            bad = int(finite.numel() - int(finite.sum()))
+            raise CheckpointError(f"{path}: tensor {key!r} holds {bad} NaN or infinite value(s) of {value.numel()}; "
+                                  "the weights are corrupt (a diverged training run?)")
+
+
+def _reason(exc: BaseException, limit: int = 200) -> str:
+    """One line for the user from a loader's exception: torch's weights-only refusals span many lines of advice, of
+    which the line after 'WeightsUnpickler error:' says what was found."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = next((lines[i + 1] for i, line in enumerate(lines[:-1]) if line.endswith("WeightsUnpickler error:")), None)
+    if text is not None:
+        text = f"it holds Python objects that safe loading refuses: {text}"
+    else:
+        text = lines[0] if lines else ""
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def strip_prefixes(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -55,7 +129,7 @@ def infer_widths(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike
     return tuple(reversed(mids)) + (outer,)
 
 
-def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
+def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], JarrnConfig | None]:
     """State dict and, for project files, the recorded config."""
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
@@ -66,15 +140,26 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
                 metadata = handle.metadata() or {}
             state = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{path}: could not be read as safetensors ({exc})") from None
-        config = json.loads(metadata["config"]) if "config" in metadata else None
+            raise CheckpointError(f"{path}: could not be read as safetensors ({_reason(exc)})") from None
+        fmt = metadata.get("format")
+        claims_project = "config" in metadata or "contract_version" in metadata
+        if fmt is not None and fmt != PROJECT_FORMAT and (claims_project or fmt not in _PLAIN_FORMATS):
+            raise CheckpointError(f"{path}: format tag {fmt!r} is not {PROJECT_FORMAT!r}; this file was written by "
+                                  "another tool (convert it with model.checkpoint.save_model)")
+        check_contract_version(metadata.get("contract_version"), path)
+        config = parse_recorded_config(metadata["config"], path) if "config" in metadata else None
         return state, config
     try:
         payload = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files; all mean the same to the user
-        raise CheckpointError(f"{path}: could not be read as a PyTorch checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: could not be read as a PyTorch checkpoint ({_reason(exc)})") from None
     if isinstance(payload, dict) and "network_state_dict" in payload:
-        return payload["network_state_dict"], payload.get("jarrn_config")
+        state = payload["network_state_dict"]
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path}: 'network_state_dict' is a {type(state).__name__}, expected a dict of tensors")
+        check_contract_version(payload.get("contract_version"), path)
+        recorded = payload.get("jarrn_config")
+        return state, (parse_recorded_config(recorded, path) if recorded is not None else None)
     if isinstance(payload, dict) and payload and all(isinstance(v, torch.Tensor) for v in payload.values()):
         return payload, None
     raise CheckpointError(
@@ -102,6 +187,7 @@ def build_from_state_dict(
                 more = f" (+{len(keys) - _MAX_KEYS_IN_ERROR} more)" if len(keys) > _MAX_KEYS_IN_ERROR else ""
                 parts.append(f"{len(keys)} {label} keys: {keys[:_MAX_KEYS_IN_ERROR]}{more}")
         raise CheckpointError(f"{path}: not a JARRN checkpoint of widths {list(config.widths)}; " + "; ".join(parts))
+    check_tensors(state, path)  # after the keys, so another architecture is reported as such
     network.load_state_dict({k: v.float() for k, v in state.items()})
     return network
 
@@ -119,24 +205,63 @@ def load_model(
     state dict, or the project's ``.safetensors`` file; ``None`` loads the bundled default model. Widths come from the
     tensor shapes; the probability activation and depth normalisation come from the file's recorded config
     (project files) or default to the official softmax-over-height and 'max' unless overridden here.
+
+    Everything is checked before it is trusted: the recorded config and contract version, floating-point dtypes and
+    finite values; a file that fails raises :class:`CheckpointError` (a ValueError) naming the file and the fault,
+    a missing file :class:`CheckpointNotFoundError` (also a FileNotFoundError), a CUDA ``device`` on a machine
+    without one :class:`jarrn.errors.UnavailableError`.
     """
+    from jarrn.devices import resolve_device
+
+    device = resolve_device(device, name="device")
     if path is None:
         if not DEFAULT_CHECKPOINT.exists():
-            raise FileNotFoundError(
+            raise CheckpointNotFoundError(
                 f"no bundled default model at {DEFAULT_CHECKPOINT}; pass a checkpoint path or train one (model/train.py)"
             )
         path = DEFAULT_CHECKPOINT
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint: {path} is a folder, expected a .safetensors, .pt or .pth file")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint: no such file {path}")
-    state, recorded = _read_file(path)
-    config = JarrnConfig.from_dict(recorded) if recorded else JarrnConfig(infer_widths(strip_prefixes(state), path))
+        raise CheckpointNotFoundError(f"checkpoint: no such file {path}")
+    state, config = _read_file(path)
+    if config is None:
+        config = JarrnConfig(infer_widths(strip_prefixes(state), path))
     overrides = {k: v for k, v in (("prob_activation", prob_activation), ("depth_normalisation", depth_normalisation)) if v}
     if overrides:
-        config = JarrnConfig.from_dict({**config.to_dict(), **overrides})
+        try:
+            config = JarrnConfig.from_dict({**config.to_dict(), **overrides})
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from None
     network = build_from_state_dict(state, config, path)
     network.source_path = str(path)
     return network.to(device).eval()
+
+
+def read_training_checkpoint(path: str | os.PathLike) -> dict:
+    """The payload of a ``model.train`` ``last.pt``, checked: a dict with the network and optimizer state, the step
+    and a valid recorded config (returned parsed as ``payload["jarrn_config"]``: a :class:`JarrnConfig`)."""
+    path = Path(path)
+    try:
+        payload = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for corrupt or truncated files
+        raise CheckpointError(f"{path}: could not be read as a training checkpoint ({_reason(exc)}); "
+                              "delete it to start a new run") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: expected a model.train checkpoint (a dict), got {type(payload).__name__}")
+    missing = [k for k in ("network_state_dict", "optimizer_state_dict", "step", "jarrn_config") if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: not a model.train checkpoint (missing {missing}); delete it or use another --out")
+    if not isinstance(payload["network_state_dict"], dict) or not isinstance(payload["optimizer_state_dict"], dict):
+        raise CheckpointError(f"{path}: network_state_dict and optimizer_state_dict must be dicts")
+    if isinstance(payload["step"], bool) or not isinstance(payload["step"], int) or payload["step"] < 0:
+        raise CheckpointError(f"{path}: 'step' must be a non-negative integer, got {payload['step']!r}")
+    check_contract_version(payload.get("contract_version"), path)
+    payload = dict(payload)
+    payload["jarrn_config"] = parse_recorded_config(payload["jarrn_config"], path)
+    check_tensors(strip_prefixes(payload["network_state_dict"]), path)
+    return payload
 
 
 def save_model(network: Jarrn, path: str | os.PathLike, *, half: bool = False, extra_metadata: Mapping[str, str] | None = None) -> Path:
@@ -152,16 +277,40 @@ def save_model(network: Jarrn, path: str | os.PathLike, *, half: bool = False, e
         "contract_version": CONTRACT_VERSION,
         **(extra_metadata or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 
 def save_training_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
-    """``torch.save`` through a temp file and rename, so an interrupted save never leaves a truncated file."""
+    """``torch.save`` through a temp file and rename, so an interrupted save never leaves a truncated file; temp files
+    of earlier runs that were killed while saving are removed first. Training payloads (with ``network_state_dict``)
+    record the contract version."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(path)
+        with atomic_path(path) as tmp:
+            if "network_state_dict" in payload:
+                payload = {**payload, "contract_version": payload.get("contract_version", CONTRACT_VERSION)}
+            torch.save(payload, tmp)
     return path
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A full disk or a read-only folder while saving becomes one OutputError line (still an OSError); the atomic
+    writer has already removed its temp file, and the previous file at ``path`` is untouched."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"{path}: could not be written ({exc.strerror or exc})") from None
+    except RuntimeError as exc:  # torch.save reports a failed write as RuntimeError ("... file write failed")
+        if "write" not in str(exc).lower():
+            raise
+        raise OutputError(f"{path}: could not be written ({str(exc).splitlines()[0]})") from None

@@ -20,14 +20,18 @@ network's relative depth, roughly in [0, 1] and not in metres.
 
 from __future__ import annotations
 
+# This module is numpy only, so the thin runtime imports it without torch. The in-graph half (normalisation, padding,
+# push-pull fill, MetricJarrn) lives in model.metric_jarrn; its names stay importable from here on first use.
+
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
+import importlib
+from typing import Any
 
-from model.network import DOWNSAMPLING_FACTOR, SPARSE_FILLS, Jarrn
+import numpy as np
+
+DOWNSAMPLING_FACTOR = 64
+"""The network's six stride-2 convolutions: the graph pads height and width to a multiple of this."""
 
 CONTRACT_VERSION = "1"
 
@@ -51,172 +55,90 @@ class TensorContract:
     version: str = CONTRACT_VERSION
     """Bumped whenever any convention above changes."""
 
+    @property
+    def input_channels(self) -> dict[str, int]:
+        """Graph input name -> channel count, in the order every backend feeds them (rgb, then sparse depth)."""
+        return {self.rgb_name: 3, self.sparse_name: 1}
+
 
 CONTRACT = TensorContract()
-_NORMALISATION_EPS = 1e-6
-
-
-def normalise_sparse(sparse: torch.Tensor, mask: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-image ``(normalised sparse, low, range)`` with ``metres = normalised * range + low``.
-
-    Images without valid points get ``low = 0, range = 1`` (relative mode); 'minmax' falls back to 'max' when all
-    points have the same depth, since their range would be zero.
-    """
-    high = torch.amax(sparse, dim=(1, 2, 3), keepdim=True)
-    has_points = high > 0
-    if method == "max":
-        low = torch.zeros_like(high)
-    elif method == "minmax":
-        masked_for_min = torch.where(mask > 0, sparse, torch.full_like(sparse, float("inf")))
-        low = torch.amin(masked_for_min, dim=(1, 2, 3), keepdim=True)
-        low = torch.where((high - low) > _NORMALISATION_EPS * high, low, torch.zeros_like(low))
-        low = torch.where(has_points, low, torch.zeros_like(low))
-    else:
-        raise ValueError(f"depth_normalisation: expected 'max' or 'minmax', got {method!r}")
-    value_range = torch.where(has_points, high - low, torch.ones_like(high))
-    normalised = (sparse - low) / value_range * mask
-    return normalised, low, value_range
-
-
-PUSHPULL_LEVELS = 12
-"""Pyramid levels of :func:`pushpull_fill`: a 4096-pixel side reaches a single cell (the image-wide mean)."""
-
-
-def _pad_to_even(x: torch.Tensor) -> torch.Tensor:
-    return F.pad(x, (0, x.shape[-1] % 2, 0, x.shape[-2] % 2))
-
-
-def _binomial_blur(x: torch.Tensor) -> torch.Tensor:
-    """3x3 binomial (1-2-1) smoothing of a one-channel map; zero padding, i.e. no points outside the image."""
-    kernel = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype, device=x.device)
-    kernel = (kernel[:, None] * kernel[None, :] / 16.0)[None, None]
-    return F.conv2d(x, kernel, padding=1)
-
-
-def pushpull_fill(sparse: torch.Tensor, mask: torch.Tensor, levels: int = PUSHPULL_LEVELS) -> torch.Tensor:
-    """Fill every empty pixel of ``sparse`` ``[B,1,H,W]`` from the finest pyramid level that has points around it.
-
-    Push: smooth the points and the mask (3x3 binomial) and average them over 2x2 cells, level after level. Pull: from
-    the coarsest level down, a pixel with points in its smoothed neighbourhood takes their weighted mean, any other
-    pixel the bilinear upsampling of the coarser level. Measured pixels keep their exact value. Odd sizes are padded
-    with zeros (= no points) before pooling, so PyTorch, ONNX Runtime and TensorRT divide the same way; cells still
-    empty at the top take the image's mean point. Affine in the depth, so it commutes with the normalisation; a
-    fixed level count, so it traces to one graph for every input size.
-    """
-    values, weights = [sparse * mask], [mask]
-    for _ in range(levels):
-        values.append(F.avg_pool2d(_pad_to_even(_binomial_blur(values[-1])), 2))
-        weights.append(F.avg_pool2d(_pad_to_even(_binomial_blur(weights[-1])), 2))
-    point_sum = torch.sum(values[0], dim=(1, 2, 3), keepdim=True)
-    point_count = torch.sum(weights[0], dim=(1, 2, 3), keepdim=True)
-    image_mean = point_sum / torch.clamp(point_count, min=1.0)
-    filled = _cell_mean_or(values[-1], weights[-1], image_mean.expand_as(values[-1]))
-    for value, weight in zip(reversed(values[:-1]), reversed(weights[:-1])):
-        upsampled = F.interpolate(filled, scale_factor=2.0, mode="bilinear", align_corners=False)
-        upsampled = upsampled[:, :, : value.shape[-2], : value.shape[-1]]
-        filled = _cell_mean_or(_binomial_blur(value), _binomial_blur(weight), upsampled)
-    return torch.where(mask > 0, sparse, filled)
-
-
-def _cell_mean_or(value: torch.Tensor, weight: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-    has_points = weight > 0
-    mean = value / torch.where(has_points, weight, torch.ones_like(weight))
-    return torch.where(has_points, mean, fallback)
-
-
-def network_sparse_input(sparse: torch.Tensor, mask: torch.Tensor, fill: str) -> torch.Tensor:
-    """What the network's sparse channel receives for the config's ``sparse_fill`` (normalised depth, ``[B,1,H,W]``)."""
-    if fill == "none":
-        return sparse
-    if fill == "pushpull":
-        return pushpull_fill(sparse, mask)
-    raise ValueError(f"sparse_fill: expected one of {sorted(SPARSE_FILLS)}, got {fill!r}")
-
-
-def _pad_amount(size: int) -> int:
-    return (CONTRACT.pad_multiple - size % CONTRACT.pad_multiple) % CONTRACT.pad_multiple
-
-
-class MetricJarrn(nn.Module):
-    """The whole contract around a :class:`Jarrn`: metric inputs of any size in, metric depth out (the ONNX graph)."""
-
-    def __init__(self, network: Jarrn, aux_outputs: bool = False) -> None:
-        super().__init__()
-        self.network = network
-        self.aux_outputs = aux_outputs
-
-    def forward(self, rgb: torch.Tensor, sparse_depth: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        height, width = rgb.shape[-2], rgb.shape[-1]
-        mask = (sparse_depth > 0).to(sparse_depth.dtype)
-        sparse, low, value_range = normalise_sparse(sparse_depth, mask, self.network.config.depth_normalisation)
-        pad = (0, _pad_amount(width), 0, _pad_amount(height))
-        rgb_padded = F.pad(rgb, pad, mode="replicate")
-        mask_padded = F.pad(mask, pad)
-        sparse_padded = network_sparse_input(F.pad(sparse, pad), mask_padded, self.network.config.sparse_fill)
-        out = self.network(rgb_padded, sparse_padded, mask_padded)
-        cropped = [t[:, :, :height, :width] for t in out]
-        depth = torch.clamp(cropped[0] * value_range + low, min=0.0)
-        if self.aux_outputs:
-            return (depth, *cropped[1:])
-        return depth
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # numpy side: validation and layout conversion, shared by every backend
 
 
+def _check_array(value: object, name: str) -> np.ndarray:
+    """A plain numpy array (not a list, masked array or np.matrix, whose semantics would be silently lost)."""
+    if isinstance(value, np.ma.MaskedArray):
+        hint = "np.ma.filled(a, 0): 0 marks missing depth" if name == "sparse_depth" else "np.ma.getdata(a)"
+        raise TypeError(f"{name}: expected a plain numpy array, got a masked array; convert it first ({hint})")
+    if isinstance(value, np.matrix):
+        raise TypeError(f"{name}: expected a plain numpy array, got np.matrix; use np.asarray(a)")
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(value).__name__}")
+    return value
+
+
+def _check_not_empty(name: str, shape: tuple[int, ...], original: tuple[int, ...]) -> None:
+    if 0 in shape:
+        raise ValueError(f"{name}: empty array of shape {original}; expected at least one image of 1x1 pixels")
+
+
 def _as_batched_rgb(rgb: np.ndarray) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray):
-        raise TypeError(f"rgb: expected a numpy array, got {type(rgb).__name__}")
+    rgb = _check_array(rgb, "rgb")
+    original = tuple(rgb.shape)
     if rgb.ndim == 3:
         rgb = rgb[None]
     if rgb.ndim != 4 or rgb.shape[-1] != 3:
-        raise ValueError(f"rgb: expected HxWx3 or BxHxWx3 (RGB, channels last), got shape {tuple(rgb.shape)}")
+        hint = " (channels first? transpose to HxWx3)" if rgb.ndim == 4 and rgb.shape[1] == 3 else ""
+        raise ValueError(f"rgb: expected HxWx3 or BxHxWx3 (RGB, channels last), got shape {original}{hint}")
+    _check_not_empty("rgb", rgb.shape, original)
     if rgb.dtype == np.uint8:
         return rgb.astype(np.float32) / 255.0
     if not np.issubdtype(rgb.dtype, np.floating):
         raise ValueError(f"rgb: expected uint8 (0..255) or float in [0,1], got dtype {rgb.dtype}")
-    rgb = rgb.astype(np.float32, copy=False)
-    if not np.isfinite(rgb).all():
+    if not np.isfinite(rgb).all():  # checked before the float32 cast, which turns huge float64 values into inf
         raise ValueError("rgb: contains NaN or inf")
-    if rgb.min() < 0.0 or rgb.max() > 1.0:
+    low, high = float(rgb.min()), float(rgb.max())
+    if low < 0.0 or high > 1.0:
         raise ValueError(
-            f"rgb: float input must lie in [0,1], got values in [{rgb.min():.3g}, {rgb.max():.3g}] "
-            "(pass uint8 for 0..255 images)"
+            f"rgb: float input must lie in [0,1], got values in [{low:.8g}, {high:.8g}] (pass uint8 for 0..255 images)"
         )
-    return rgb
+    return rgb.astype(np.float32, copy=False)
 
 
 def _as_batched_sparse(sparse: np.ndarray) -> np.ndarray:
-    if not isinstance(sparse, np.ndarray):
-        raise TypeError(f"sparse_depth: expected a numpy array, got {type(sparse).__name__}")
+    sparse = _check_array(sparse, "sparse_depth")
+    original = tuple(sparse.shape)
     if sparse.ndim == 2:
         sparse = sparse[None]
     if sparse.ndim == 4 and sparse.shape[1] == 1:
         sparse = sparse[:, 0]
     if sparse.ndim != 3:
-        raise ValueError(f"sparse_depth: expected HxW or BxHxW metres, got shape {tuple(sparse.shape)}")
+        raise ValueError(f"sparse_depth: expected HxW or BxHxW metres, got shape {original}")
+    _check_not_empty("sparse_depth", sparse.shape, original)
     if not np.issubdtype(sparse.dtype, np.floating):
         raise ValueError(
             f"sparse_depth: expected float metres, got dtype {sparse.dtype}; raw depth PNGs must be converted first "
             "(model.depth_io.read_depth_png: KITTI value/256, TUM value/5000, millimetres value/1000)"
         )
-    sparse = sparse.astype(np.float32, copy=False)
+    # Checked on the caller's dtype: a float64 1e300 is a huge value, not the inf it becomes in float32.
     if not np.isfinite(sparse).all():
         raise ValueError("sparse_depth: contains NaN or inf; mark missing depth with 0")
     if sparse.min(initial=0.0) < 0.0:
-        raise ValueError(f"sparse_depth: negative depth ({sparse.min():.3g} m); mark missing depth with 0")
+        raise ValueError(f"sparse_depth: negative depth ({float(sparse.min()):.6g} m); mark missing depth with 0")
     if sparse.max(initial=0.0) > CONTRACT.max_plausible_depth_m:
         raise ValueError(
-            f"sparse_depth: values up to {sparse.max():.6g} look like raw sensor units, not metres "
+            f"sparse_depth: values up to {float(sparse.max()):.6g} look like raw sensor units, not metres "
             f"(limit {CONTRACT.max_plausible_depth_m:g} m); divide by the sensor's scale (KITTI 256, TUM 5000, mm 1000)"
         )
-    return sparse
+    return sparse.astype(np.float32, copy=False)
 
 
 def prepare_inputs(rgb: np.ndarray, sparse_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """Validate user inputs and return graph inputs ``(rgb [B,3,H,W], sparse_depth [B,1,H,W], was_batched)``."""
-    was_batched = rgb.ndim == 4 if isinstance(rgb, np.ndarray) else False
+    was_batched = rgb.ndim == 4 if isinstance(rgb, np.ndarray) and not isinstance(rgb, np.matrix) else False
     rgb_b = _as_batched_rgb(rgb)
     sparse_b = _as_batched_sparse(sparse_depth)
     if rgb_b.shape[:3] != sparse_b.shape:
@@ -234,11 +156,11 @@ def depth_to_user(depth: np.ndarray, was_batched: bool) -> np.ndarray:
     return depth if was_batched else depth[0]
 
 
-@torch.inference_mode()
-def complete_depth(network: Jarrn, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
-    """PyTorch reference path: user numpy inputs in, float32 metres out, any H and W."""
-    rgb_nchw, sparse_nchw, was_batched = prepare_inputs(rgb, sparse_depth)
-    device = next(network.parameters()).device
-    wrapper = MetricJarrn(network).eval()
-    depth = wrapper(torch.from_numpy(rgb_nchw).to(device), torch.from_numpy(sparse_nchw).to(device))
-    return depth_to_user(depth.float().cpu().numpy(), was_batched)
+_IN_GRAPH_NAMES = frozenset({"MetricJarrn", "normalise_sparse", "pushpull_fill", "upsample2x_bilinear",
+                             "network_sparse_input", "complete_depth", "PUSHPULL_LEVELS"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _IN_GRAPH_NAMES:
+        return getattr(importlib.import_module("model.metric_jarrn"), name)
+    raise AttributeError(f"module 'model.contract' has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """Dataset adapters for training on real RGB-D data: KITTI depth completion, NYUv2, DIODE and generic folders.
 
-Every adapter is a map-style dataset whose items look like :class:`model.synthetic.SyntheticDepthDataset`'s:
+Every adapter is a map-style dataset whose items look like those of the training's synthetic source
+(``model.train.SyntheticSource``):
 ``{"rgb": float32 [3,H,W] in [0,1], "depth": float32 [1,H,W] metres, 0 = invalid}``; KITTI items also carry
 ``"sparse"`` (float32 [1,H,W] metres, the real projected LiDAR). Frames keep their native size; the training loop
 crops them. A missing, unreadable or inconsistent file raises :class:`DatasetError` naming it.
@@ -46,12 +47,25 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from jarrn.errors import InputError
+
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg")
 KITTI_CAMERAS = ("image_02", "image_03")
 
 
-class DatasetError(ValueError):
-    """A dataset file that is missing, unreadable or inconsistent with its partner files (the message names it)."""
+class DatasetError(InputError):
+    """A dataset file that is missing, unreadable or inconsistent with its partner files (the message names it).
+    A ValueError; exit status 3."""
+
+    @classmethod
+    def from_loader(cls, exc: BaseException) -> "DatasetError":
+        """The one-line error inside what a DataLoader worker re-raised (its message carries the worker's traceback)."""
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        marker = f"{cls.__name__}: "
+        for line in reversed(lines):
+            if marker in line:
+                return cls(line.split(marker, 1)[1].strip())
+        return cls(lines[-1].strip() if lines else type(exc).__name__)
 
 
 def _read_rgb(path: Path) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Evaluate a model on the bundled real frames against nearest and linear interpolation (issue 3's table).
+"""Evaluate a model on the bundled real frames against nearest and linear interpolation.
 
     python -m model.evaluate                        # the bundled default model -> reports/evaluation/
     python -m model.evaluate --model runs/x/best.safetensors --out reports/x
@@ -13,7 +13,6 @@ Writes ``evaluation.md``, ``evaluation.json``, ``evaluation.png`` (RMSE per case
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
@@ -23,7 +22,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from model.atomic import atomic_write_bytes, atomic_write_text
+from jarrn.cli import command
+from jarrn.errors import InputError, OutputError, UsageError
+from model.atomic import atomic_write_bytes, atomic_write_text, check_writable_folder, staged_outputs
+from model.visualize import Tile, figure_png, tile_grid_png
 
 METHODS = ("model", "pushpull fill", "nearest", "linear")
 METRICS = ("rmse", "mae", "absrel", "delta1")
@@ -53,7 +55,7 @@ def fill_only(sparse: np.ndarray) -> np.ndarray:
     """The contract's push-pull fill of ``sparse`` (HxW metres), without any network."""
     import torch
 
-    from model.contract import pushpull_fill
+    from model.metric_jarrn import pushpull_fill
 
     tensor = torch.from_numpy(np.ascontiguousarray(sparse, dtype=np.float32))[None, None]
     return pushpull_fill(tensor, (tensor > 0).float())[0, 0].numpy()
@@ -106,15 +108,6 @@ def render_markdown(results: Sequence[CaseResult], model_label: str, command: st
     return "\n".join(lines)
 
 
-def _png(fig) -> bytes:  # noqa: ANN001
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def rmse_chart(results: Sequence[CaseResult], title: str) -> bytes:
     import matplotlib
 
@@ -132,41 +125,68 @@ def rmse_chart(results: Sequence[CaseResult], title: str) -> bytes:
     ax.set_ylabel("RMSE (m)")
     ax.set_title(title)
     ax.legend()
-    return _png(fig)
+    return figure_png(fig, dpi=110)
 
 
 def panel(case, prediction: np.ndarray, linear: np.ndarray) -> bytes:  # noqa: ANN001
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """RGB | ground truth | model, then linear interpolation and both error maps, each with a colour bar in metres."""
     valid = case.gt > 0
-    vmin, vmax = np.percentile(case.gt[valid], [1, 99])
+    vmin, vmax = (float(v) for v in np.percentile(case.gt[valid], [1, 99]))
     errors = [np.where(valid, np.abs(p - case.gt), np.nan) for p in (prediction, linear)]
     emax = float(np.nanpercentile(np.concatenate([e[valid] for e in errors]), 99))
-    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5 * case.gt.shape[0] / case.gt.shape[1] + 1))
-    images = [("RGB", case.rgb, None, None, None), ("ground truth", np.where(valid, case.gt, np.nan), "turbo", vmin, vmax),
-              ("model", prediction, "turbo", vmin, vmax), ("linear interpolation", linear, "turbo", vmin, vmax),
-              ("|model - GT| (m)", errors[0], "magma", 0, emax), ("|linear - GT| (m)", errors[1], "magma", 0, emax)]
-    for ax, (title, image, cmap, lo, hi) in zip(axes.flat, images):
-        shown = ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
-        ax.set_title(title)
-        ax.axis("off")
-        if cmap:
-            fig.colorbar(shown, ax=ax, fraction=0.03)
-    fig.suptitle(case.name)
-    return _png(fig)
+    depth_range = (vmin, vmax)
+    tiles = [Tile("RGB", case.rgb), Tile("ground truth", np.where(valid, case.gt, np.nan), "turbo", depth_range),
+             Tile("model", prediction, "turbo", depth_range), Tile("linear interpolation", linear, "turbo", depth_range),
+             Tile("|model - GT| (m)", errors[0], "magma", (0.0, emax), "|error| (m)"),
+             Tile("|linear - GT| (m)", errors[1], "magma", (0.0, emax), "|error| (m)")]
+    return tile_grid_png(tiles, case.name, ncols=3, tile_width_in=5.0, dpi=110, palette=False)
 
 
+HELP_DESCRIPTION = """\
+Measure how accurate a model is on the real frames that come with the project (a KITTI street scene with
+its LiDAR, two indoor scenes with 500 and 100 random depth points) and compare it with plain nearest and
+linear interpolation of the same points. Errors are in metres against the measured depth."""
+
+HELP_EPILOG = """\
+output:
+  evaluation.md (the table), evaluation.json, evaluation.png (a bar chart of the errors) and one
+  panel_<case>.png per frame (image, measured depth, prediction, interpolation, error maps).
+
+examples:
+  python -m model.evaluate                                         # the bundled model -> reports/evaluation/
+  python -m model.evaluate --model runs/kitti/best.safetensors --out reports/kitti
+  jarrn evaluate --no-panels
+"""
+
+
+@command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: the bundled default model)")
-    parser.add_argument("--out", type=Path, default=Path("reports/evaluation"), help="report folder (%(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the indoor random points (default 0)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--no-panels", action="store_true", help="skip the per-case PNG panels")
+    parser = argparse.ArgumentParser(prog="python -m model.evaluate", description=HELP_DESCRIPTION,
+                                     epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model file to evaluate (.safetensors, .pth); default: the bundled model")
+    parser.add_argument("--out", type=Path, default=Path("reports/evaluation"),
+                        help="folder for the report (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random indoor depth points (default 0)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (0, the default: all cores)")
+    parser.add_argument("--device", default="auto",
+                        help="'auto' (the first CUDA GPU when PyTorch sees one, else the CPU; default), 'cpu', 'cuda' "
+                             "(= cuda:0) or 'cuda:N'")
+    parser.add_argument("--no-panels", action="store_true", help="skip the per-frame picture panels (faster)")
+    parser.add_argument("--held-out-root", type=Path, default=None,
+                        help="also evaluate the held-out sets of an rgbd_extra folder (model.rgbd_extra) and write "
+                             "summary.md with the bundled cases and those sets (model, fill, nearest, linear, gain)")
     args = parser.parse_args(argv)
+    if args.threads < 0:
+        raise UsageError(f"--threads: expected a non-negative integer (0: torch's default), got {args.threads}")
+    if args.model is not None and args.model.is_dir():
+        raise UsageError(f"--model: {args.model} is a folder, expected a checkpoint file")
+    if args.held_out_root is not None and not args.held_out_root.is_dir():
+        raise UsageError(f"--held-out-root: expected an rgbd_extra folder, got {args.held_out_root}")
+    from jarrn.devices import resolve_device
+
+    device = resolve_device(args.device)  # a bad or missing device fails before anything is written
+    check_writable_folder(args.out, "--out")  # before the minutes of evaluation, not after
 
     import torch
 
@@ -176,35 +196,50 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     try:
-        network = load_model(args.model)
-    except (FileNotFoundError, CheckpointError, ValueError) as exc:
-        print(f"error: --model: {exc}", file=sys.stderr)
-        return 2
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        print(f"error: --out: cannot create {args.out} ({exc.strerror})", file=sys.stderr)
-        return 2
-    label = Path(getattr(network, "source_path", "model")).name
+        network = load_model(args.model, device=device)
+    except (FileNotFoundError, CheckpointError) as exc:
+        raise InputError(f"--model: {exc}") from None
+    label = Path(network.source_path or "model").name
     cases = evaluation_cases(load_real_frames(), seed=args.seed)
-    print(f"evaluating {label} on {len(cases)} cases", flush=True)
+    print(f"evaluating {label} on {len(cases)} cases on {device}", flush=True)
     results, predictions = evaluate(network, cases, log=lambda line: print(line, flush=True))
+    held_out = None
+    if args.held_out_root is not None:
+        from model.heldout_eval import evaluate_held_out
+
+        held_out = evaluate_held_out(network, args.held_out_root, seed=args.seed, panels=not args.no_panels,
+                                     log=lambda line: print(line, flush=True))
 
     command = "python -m model.evaluate" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
-    atomic_write_text(args.out / "evaluation.md", render_markdown(results, label, command))
-    payload = {"model": str(getattr(network, "source_path", "")), "config": network.config.to_dict(),
-               "seed": args.seed, "command": command,
+    try:
+        # All or nothing: every file is written into a hidden staging folder first, then moved in.
+        with staged_outputs(args.out) as stage:
+            _write_outputs(stage, args, network, label, command, device, results, cases, predictions)
+            if held_out is not None:
+                from model.heldout_eval import write_report
+
+                write_report(stage, held_out, results, label, command)
+    except OSError as exc:
+        raise OutputError(f"--out: could not write the report to {args.out} ({exc.strerror or exc}); "
+                          "nothing was written") from None
+    print(f"wrote {args.out}/evaluation.md (.json, .png{'' if args.no_panels else ', panel_*.png'})")
+    return 0
+
+
+def _write_outputs(stage: Path, args: argparse.Namespace, network, label: str, command: str,  # noqa: ANN001
+                   device: str, results, cases, predictions) -> None:  # noqa: ANN001
+    atomic_write_text(stage / "evaluation.md", render_markdown(results, label, command))
+    payload = {"model": network.source_path or "", "config": network.config.to_dict(),
+               "seed": args.seed, "device": device, "command": command,
                "cases": [{"name": r.name, "size": list(r.size), "points": r.points, "metrics": r.metrics,
                           "ratio_to_linear": r.ratio_to_linear, "model_seconds": r.model_seconds} for r in results]}
-    atomic_write_text(args.out / "evaluation.json", json.dumps(payload, indent=2) + "\n")
-    atomic_write_bytes(args.out / "evaluation.png", rmse_chart(results, f"RMSE on the real frames: {label}"))
+    atomic_write_text(stage / "evaluation.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_bytes(stage / "evaluation.png", rmse_chart(results, f"RMSE on the real frames: {label}"))
     if not args.no_panels:
         for case in cases:
             prediction, linear = predictions[case.name]
             safe = case.name.replace("@", "_at_")
-            atomic_write_bytes(args.out / f"panel_{safe}.png", panel(case, prediction, linear))
-    print(f"wrote {args.out}/evaluation.md (.json, .png{'' if args.no_panels else ', panel_*.png'})")
-    return 0
+            atomic_write_bytes(stage / f"panel_{safe}.png", panel(case, prediction, linear))
 
 
 if __name__ == "__main__":

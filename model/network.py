@@ -15,13 +15,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from model.contract import DOWNSAMPLING_FACTOR  # noqa: F401 - re-exported: the network's input size multiple
 from model.rectification import PROB_ACTIVATIONS, Rectification
 
 FULL_WIDTHS: tuple[int, ...] = (512, 512, 512, 512, 256, 128, 64)
 SMALL_WIDTHS: tuple[int, ...] = (128, 128, 96, 64, 48, 32, 16)
 DEPTH_NORMALISATIONS = frozenset({"max", "minmax"})
 SPARSE_FILLS = frozenset({"none", "pushpull"})
-DOWNSAMPLING_FACTOR = 64  # six stride-2 convolutions
 _LEAKY_SLOPE = 0.2
 
 
@@ -199,6 +199,8 @@ class Jarrn(nn.Module):
     def __init__(self, config: JarrnConfig | None = None) -> None:
         super().__init__()
         self.config = config or JarrnConfig()
+        self.source_path: str | None = None
+        """The checkpoint file this network was loaded from (set by ``load_model``); None when built in memory."""
         self.rgb_x_block = build_unet(5, 1, self.config.widths)
         self.sfmap_block = build_unet(3, 3, self.config.widths)
         self.rectification = Rectification(self.config.prob_activation)
@@ -212,7 +214,7 @@ class Jarrn(nn.Module):
 
     def complete(self, rgb, sparse_depth_m):  # noqa: ANN001, ANN201 - numpy in, numpy out; see model.contract
         """Dense metric depth from user inputs (numpy, any H and W); see :func:`model.contract.complete_depth`."""
-        from model.contract import complete_depth
+        from model.metric_jarrn import complete_depth
 
         return complete_depth(self, rgb, sparse_depth_m)
 

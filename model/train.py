@@ -1,6 +1,7 @@
-"""Train JARRN: the official recipe (REFERENCE.md section 2) on synthetic scenes or real RGB-D datasets.
+"""Train JARRN: the paper's recipe (loss, schedule, sparse-input mix) on synthetic scenes or real RGB-D datasets.
 
-Run ``python -m model.train --help`` for every option. A run directory (``--out``) receives:
+``python -m model.train --help`` shows every option (the command line lives in ``model/train_options.py``, so that
+``--help`` answers without importing torch). A run directory (``--out``) receives:
 
 - ``last.pt``: the training checkpoint (official layout ``epoch``, ``network_state_dict``, ``optimizer_state_dict``,
   ``scaler_state_dict`` plus ``jarrn_config``, ``step``, ``lr_scheduler``, RNG states and the history), written
@@ -55,24 +56,36 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+if __name__ == "__main__":  # `python -m model.train`: parse (and answer --help) before the heavy imports below
+    from model.train_options import main as _parse_then_train
+
+    sys.exit(_parse_then_train())
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from model.checkpoint import save_model, save_training_checkpoint, strip_prefixes
-from model.contract import network_sparse_input, normalise_sparse
+from jarrn.cli import command
+from jarrn.errors import OutputError, UsageError
+
+from model.atomic import atomic_path, atomic_write_text, check_writable_folder, remove_stale_temp_files
+from model.checkpoint import (
+    CheckpointError,
+    read_training_checkpoint,
+    save_model,
+    save_training_checkpoint,
+    strip_prefixes,
+)
+from model.metric_jarrn import network_sparse_input, normalise_sparse
 from model.losses import LossTerms, jarrn_loss
 from model.network import DOWNSAMPLING_FACTOR, Jarrn, JarrnConfig
 from model.sparse import add_noise, add_outliers, lidar_scanlines, random_points, valid_mask
+from model.train_options import SPARSE_MIXES, VALIDATION_SCORES, build_parser  # noqa: F401 - build_parser re-exported
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Sparse input patterns
 
-SPARSE_MIXES: dict[str, dict[str, float]] = {
-    "official": {"none": 0.32, "ratio_low": 0.16, "ratio_high": 0.16, "dense": 0.16, "lidar": 0.20},
-    "eval": {"none": 0.05, "points": 0.45, "lidar": 0.30, "ratio_low": 0.10, "dense": 0.10},
-}
 HOLE_PROBABILITY = 0.5
 DENSE_NOISE_PROBABILITY = 0.3
 DENSE_NOISE_SIGMA = (0.01, 0.1)
@@ -378,9 +391,6 @@ def validate(network: Jarrn, cases: list[ValCase]) -> dict[str, dict[str, float]
     return results
 
 
-VALIDATION_SCORES = ("mean", "worst")
-
-
 def validation_score(results: dict[str, dict[str, float]], how: str = "mean") -> float:
     """Mean ('mean') or largest ('worst') over the cases of RMSE / linear-interpolation RMSE (below 1 = better)."""
     ratios = [r["ratio"] for r in results.values()]
@@ -454,6 +464,10 @@ def train_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimizer
     return LossTerms(*(t.detach() for t in terms))
 
 
+LOSS_TERM_NAMES = ("loss", "absolute", "relative", "gradient", "dense_absolute")
+"""Column names in log.csv of the :class:`model.losses.LossTerms` fields, in their order."""
+
+
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -474,12 +488,10 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:  # pid-tagged temp: see model.atomic
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def _flatten_val(step: int, epoch: int, results: dict[str, dict[str, float]], how: str = "mean") -> dict[str, Any]:
@@ -532,113 +544,13 @@ def plot_curves(path: Path, train_rows: list[dict[str, Any]], val_rows: list[dic
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Command line
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m model.train",
-        description=__doc__.split("\n\n")[0] + " Writes checkpoints, logs and curves to --out.",
-        epilog=__doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    g = p.add_argument_group("run")
-    g.add_argument("--out", type=Path, default=Path("runs/train"), help="run directory (created); default %(default)s")
-    g.add_argument("--resume", action="store_true",
-                   help="continue from OUT/last.pt (model, optimizer, scaler, step, history, RNG); starts fresh "
-                        "when there is none")
-    g.add_argument("--seed", type=int, default=0, help="seed of the weights, data order and augmentation (default 0)")
-    g.add_argument("--device", default="auto", help="'auto' (CUDA if available), 'cpu', 'cuda' or 'cuda:N'")
-    g.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
-    g.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: load in the main process)")
-    g.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="mixed precision (torch.autocast float16 + GradScaler); default: on for CUDA, off on CPU")
-    g.add_argument("--time-limit-min", type=float, default=0.0,
-                   help="stop (checkpoint, validate, export) after this many minutes of training (0: no limit)")
-
-    g = p.add_argument_group("model")
-    g.add_argument("--config", choices=("small", "full"), default="small",
-                   help="network widths: small (1.45M parameters) or full (36.3M, the paper's); default small")
-    g.add_argument("--widths", type=lambda s: tuple(int(v) for v in s.split(",")), default=None,
-                   help="custom U-Net widths, 7 comma-separated multiples of 4 (innermost first); overrides --config")
-    g.add_argument("--prob-activation", choices=("softmax_height", "sigmoid"), default="softmax_height",
-                   help="rectification probability: the official softmax over image rows, or a per-pixel sigmoid")
-    g.add_argument("--depth-normalisation", choices=("max", "minmax"), default="max",
-                   help="how sparse metres become network input (and the GT is mapped likewise): divide by the "
-                        "largest sparse depth ('max', official) or map [min, max] to [0, 1] ('minmax')")
-    g.add_argument("--sparse-fill", choices=("none", "pushpull"), default="none",
-                   help="the network's sparse channel: 'none' (points only, official) or 'pushpull' (points plus a "
-                        "push-pull interpolation of the empty pixels; recorded in the exported file)")
-    g.add_argument("--start-as-fill", action="store_true",
-                   help="with --sparse-fill pushpull: initialise the network to return the fill (model.train."
-                        "start_as_fill) so it learns corrections; not with --init")
-    g.add_argument("--init", type=Path, default=None,
-                   help="initial weights (any file model.checkpoint.load_model reads); ignored with --resume")
-
-    g = p.add_argument_group("data")
-    g.add_argument("--data", choices=("synthetic", "kitti", "nyu", "diode", "folder"), default="synthetic",
-                   help="training frames: procedural synthetic scenes (default) or a dataset adapter from "
-                        "model.datasets (needs --data-root)")
-    g.add_argument("--data-root", type=Path, default=None, help="dataset root for --data kitti|nyu|diode|folder")
-    g.add_argument("--depth-scale", type=float, default=1000.0,
-                   help="--data folder/nyu: depth PNG value per metre (1000 = millimetres; KITTI 256, TUM 5000)")
-    g.add_argument("--crop", type=lambda s: tuple(int(v) for v in s.split("x")), default=(128, 128),
-                   help="training crop HxW, multiples of 64 (default 128x128; the paper uses 320x320)")
-    g.add_argument("--render-scale", type=lambda s: tuple(float(v) for v in s.split(",")), default=(1.0, 2.0),
-                   help="synthetic: each scene is rendered at crop height times a factor drawn from this range "
-                        "(and a random aspect 1.0-1.6), then cropped; default 1.0,2.0")
-    g.add_argument("--sparse-mix", choices=sorted(SPARSE_MIXES), default="official",
-                   help="sparse-input mix: 'official' (paper mix at 80%% + 20%% LiDAR lines) or 'eval' (random "
-                        "points and LiDAR, few empty inputs); see below")
-    g.add_argument("--real-sparse-prob", type=float, default=0.5,
-                   help="datasets with real sparse input (KITTI LiDAR): probability to use it instead of a mix pattern")
-    g.add_argument("--outlier-prob", type=float, default=0.0,
-                   help="probability that a random-point pattern gets 0-3%% outliers (depth x or / up to 2..20), "
-                        "like the flying pixels of real depth sensors; 0 = none (default)")
-    g.add_argument("--jitter", type=float, default=0.2, help="colour-jitter strength (brightness/contrast/saturation)")
-
-    g = p.add_argument_group("schedule")
-    g.add_argument("--epochs", type=int, default=60, help="epochs (default 60; the paper trains 60-100)")
-    g.add_argument("--epoch-samples", type=int, default=0,
-                   help="samples per epoch (synthetic data: required, each epoch renders fresh scenes; datasets: "
-                        "default = dataset size)")
-    g.add_argument("--batch-size", type=int, default=4, help="batch size per process/GPU (paper: 4)")
-    g.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
-    g.add_argument("--milestones", type=lambda s: [int(v) for v in s.split(",")], default=[20, 40],
-                   help="epochs at which the learning rate is multiplied by --gamma (default 20,40)")
-    g.add_argument("--gamma", type=float, default=0.5, help="MultiStepLR factor (default 0.5)")
-    g.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length in epochs (default 1)")
-    g.add_argument("--grad-clip", type=float, default=0.0, help="clip the gradient norm to this (0: off, official)")
-    g.add_argument("--ema", type=float, default=0.0,
-                   help="keep an exponential moving average of the weights with this decay (e.g. 0.999) and validate "
-                        "and export it instead of the raw weights (0: off, official)")
-    g.add_argument("--dense-absolute-weight", type=float, default=0.0,
-                   help="weight of an extra L1 on all valid GT pixels in the absolute domain for samples with sparse "
-                        "input (not in the official loss; 0 = official)")
-
-    g = p.add_argument_group("logging, validation, export")
-    g.add_argument("--log-every", type=int, default=20, help="steps between log.csv rows (default 20)")
-    g.add_argument("--checkpoint-every", type=int, default=200, help="steps between last.pt writes (default 200)")
-    g.add_argument("--val-every", type=int, default=500,
-                   help="steps between validations on the real frames (0: only at the end; -1: never)")
-    g.add_argument("--val-score", choices=VALIDATION_SCORES, default="mean",
-                   help="which validation score picks best.safetensors: the mean or the worst case's RMSE / linear "
-                        "RMSE (default mean)")
-    g.add_argument("--val-max-side", type=int, default=640,
-                   help="validate on frames down-scaled (integer factor) to this longer side for speed (0: full size)")
-    g.add_argument("--export", type=Path, default=None, help="write the final weights here (.safetensors) at the end")
-    g.add_argument("--export-which", choices=("best", "last"), default="best",
-                   help="export the best-validation weights (default; falls back to last) or the last ones")
-    g.add_argument("--half", action="store_true", help="export in float16 (half the file size)")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bar")
-    return p
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -656,64 +568,137 @@ def _distributed() -> tuple[int, int, int]:
 
 def _build_source(args: argparse.Namespace, crop: tuple[int, int]) -> tuple[Dataset, bool]:
     """The frame source and whether it is unbounded (fresh frames every epoch)."""
-    if args.data == "synthetic":
+    if args.data in ("synthetic", "rgbd_extra"):  # rgbd_extra: main() mixes real frames into these
         if args.epoch_samples <= 0:
-            raise SystemExit("--data synthetic needs --epoch-samples N (samples per epoch)")
+            raise UsageError(f"--data {args.data} needs --epoch-samples N (samples per epoch)")
         return SyntheticSource(args.epoch_samples, crop, seed=args.seed, render_scale=args.render_scale), True
     if args.data_root is None:
-        raise SystemExit(f"--data {args.data} needs --data-root")
+        raise UsageError(f"--data {args.data} needs --data-root")
     from model import datasets
 
     if args.data == "kitti":
-        return datasets.KittiDepthCompletion(args.data_root), False
-    if args.data == "nyu":
-        return datasets.NyuV2(args.data_root, depth_scale=args.depth_scale), False
-    if args.data == "diode":
-        return datasets.Diode(args.data_root), False
-    return datasets.DepthFolder(args.data_root, depth_scale=args.depth_scale), False
+        source = datasets.KittiDepthCompletion(args.data_root)
+    elif args.data == "nyu":
+        source = datasets.NyuV2(args.data_root, depth_scale=args.depth_scale)
+    elif args.data == "diode":
+        source = datasets.Diode(args.data_root)
+    else:
+        source = datasets.DepthFolder(args.data_root, depth_scale=args.depth_scale)
+    source[0]  # a corrupt or mismatched first frame fails now, with its file name, not inside the first batch
+    return source, False
 
 
+def _positive(args: argparse.Namespace, name: str, *, allow_zero: bool = False, integer: bool = False,
+              upper: float | None = None) -> None:
+    """:class:`UsageError` naming ``--name`` unless its value is finite and > 0 (>= 0 with ``allow_zero``)."""
+    value = getattr(args, name)
+    flag = "--" + name.replace("_", "-")
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if ok and upper is not None:
+        ok = value <= upper if allow_zero or integer else value < upper
+    if not ok:
+        kind = "integer" if integer else "number"
+        bound = f" <= {upper:g}" if upper is not None else ""
+        raise UsageError(f"{flag}: expected a {'non-negative' if allow_zero else 'positive'} {kind}{bound}, got {value}")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every value checked before any work (and before ``--out`` is touched): one :class:`UsageError` line naming the
+    option and what it accepts."""
+    for name in ("batch_size", "checkpoint_every", "log_every", "epochs"):
+        _positive(args, name, integer=True)
+    for name in ("workers", "threads", "epoch_samples", "val_max_side"):
+        _positive(args, name, allow_zero=True, integer=True)
+    for name in ("lr", "gamma", "depth_scale"):
+        _positive(args, name)
+    for name in ("warmup_epochs", "grad_clip", "jitter", "time_limit_min", "dense_absolute_weight"):
+        _positive(args, name, allow_zero=True)
+    for name in ("real_sparse_prob", "outlier_prob"):
+        _positive(args, name, allow_zero=True, upper=1.0)
+    if args.val_every < -1:
+        raise UsageError(f"--val-every: expected steps >= 1, 0 (only at the end) or -1 (never), got {args.val_every}")
+    scales = tuple(args.render_scale)
+    if len(scales) != 2 or not all(math.isfinite(v) and v > 0 for v in scales) or scales[0] > scales[1]:
+        raise UsageError(f"--render-scale: expected LOW,HIGH with 0 < LOW <= HIGH, got {','.join(map(str, scales))}")
+    if any(m < 0 for m in args.milestones):
+        raise UsageError(f"--milestones: expected non-negative epochs, got {args.milestones}")
+    if args.widths is not None:
+        try:
+            JarrnConfig(tuple(args.widths))
+        except ValueError as exc:
+            raise UsageError(f"--widths: {str(exc).split(': ', 1)[-1]}") from None
+    for flag, path in (("--data-root", args.data_root), ("--init", args.init)):
+        if path is not None and not Path(path).exists():
+            raise UsageError(f"{flag}: no such {'file' if flag == '--init' else 'folder'} {path}")
+    if args.export is not None:
+        export = Path(args.export)
+        if export.suffix != ".safetensors":
+            raise UsageError(f"--export: expected a file name ending in .safetensors, got {export}")
+        if export.is_dir():
+            raise OutputError(f"--export: {export} is a folder; give a file name such as {export / 'model.safetensors'}")
+        check_writable_folder(export.parent, "--export", create=False)
+
+
+@command
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_args(args)
+    from model.datasets import DatasetError
     crop = tuple(args.crop)
     if len(crop) != 2 or any(c <= 0 or c % DOWNSAMPLING_FACTOR for c in crop):
-        raise SystemExit(f"--crop: expected HxW, multiples of {DOWNSAMPLING_FACTOR}, got {args.crop}")
+        raise UsageError(f"--crop: expected HxW, multiples of {DOWNSAMPLING_FACTOR}, got {args.crop}")
     if not 0.0 <= args.ema < 1.0:
-        raise SystemExit(f"--ema: expected a decay in [0, 1) (0 = off), got {args.ema}")
+        raise UsageError(f"--ema: expected a decay in [0, 1) (0 = off), got {args.ema}")
     rank, local_rank, world = _distributed()
+    from jarrn.devices import resolve_device
+    from jarrn.errors import JarrnError
+
+    try:  # one process per GPU under torchrun: each takes cuda:<LOCAL_RANK>
+        device = torch.device(resolve_device(args.device, local_rank=local_rank if world > 1 else None))
+    except JarrnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if device.type == "cuda":
+        torch.cuda.set_device(device.index)  # an index: set_device rejects a bare torch.device("cuda")
+        torch.backends.cudnn.benchmark = True  # fixed crop and batch: let cuDNN pick the fastest convolutions once
     if world > 1:
         import torch.distributed as dist
 
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    if args.device == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(args.device)
-        if device.type == "cuda" and world > 1:
-            device = torch.device(f"cuda:{local_rank}")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     amp = (device.type == "cuda") if args.amp is None else bool(args.amp and device.type == "cuda")
     is_main = rank == 0
     out: Path = args.out
     if is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        check_writable_folder(out, "--out")
+        stale_files = [f for name in ("last.pt", "best.safetensors", "history.json", "log.csv", "val.csv", "curves.png")
+                       for f in remove_stale_temp_files(out / name)]
+        for stale in stale_files:
+            print(f"removed {stale.name}, left by a run that was killed while saving", flush=True)
     torch.manual_seed(args.seed + rank)
 
     widths = args.widths or (JarrnConfig.small().widths if args.config == "small" else JarrnConfig.full().widths)
     config = JarrnConfig(tuple(widths), args.prob_activation, args.depth_normalisation, args.sparse_fill)
     if args.start_as_fill and (args.sparse_fill == "none" or args.init is not None):
-        raise SystemExit("--start-as-fill: needs --sparse-fill pushpull and no --init")
+        raise UsageError("--start-as-fill: needs --sparse-fill pushpull and no --init")
     network = Jarrn(config)
     if args.start_as_fill and not args.resume:
         start_as_fill(network)
     if args.init is not None and not args.resume:
         from model.checkpoint import load_model
 
-        network.load_state_dict(load_model(args.init).state_dict())
+        try:
+            network.load_state_dict(load_model(args.init).state_dict())
+        except CheckpointError as exc:
+            raise CheckpointError(f"--init: {exc}") from None
+        except RuntimeError as exc:  # load_state_dict: another architecture than --config/--widths
+            raise CheckpointError(f"--init: {args.init} does not fit the requested model {config.to_dict()} "
+                                  f"({str(exc).splitlines()[0]}); pass the same --config/--widths") from None
     network.to(device)
+    channels_last = device.type == "cuda" if args.channels_last is None else bool(args.channels_last)
+    if channels_last:  # NHWC: what cuDNN's FP16 tensor-core convolutions work in, so no layout transposes per layer
+        network.to(memory_format=torch.channels_last)
     ema = None
     if args.ema > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -728,25 +713,33 @@ def main(argv: list[str] | None = None) -> int:
                               seed=args.seed, epoch_samples=args.epoch_samples or None,
                               fresh_source_per_epoch=fresh, real_sparse_probability=args.real_sparse_prob,
                               jitter=args.jitter, outlier_probability=args.outlier_prob)
+    if args.data == "rgbd_extra":  # the training sets' real frames, mixed with the synthetic samples above
+        from model.rgbd_extra import mixed_training_samples
+
+        samples = mixed_training_samples(args, crop, samples)
     sampler = ResumableDistributedSampler(samples, num_replicas=world, rank=rank, shuffle=True, seed=args.seed,
                                           drop_last=True)
     steps_per_epoch = len(sampler) // args.batch_size
     if steps_per_epoch < 1:
-        raise SystemExit(f"an epoch of {len(samples)} samples over {world} process(es) gives no full batch of "
+        raise UsageError(f"an epoch of {len(samples)} samples over {world} process(es) gives no full batch of "
                          f"{args.batch_size}; raise --epoch-samples or lower --batch-size")
     total_steps = args.epochs * steps_per_epoch
 
     step, history, best_score = 0, {"train": [], "val": []}, math.inf
     last_path = out / "last.pt"
     if args.resume and last_path.is_file():
-        payload = torch.load(last_path, map_location="cpu", weights_only=True)
-        saved = JarrnConfig.from_dict(payload["jarrn_config"])
+        payload = read_training_checkpoint(last_path)
+        saved = payload["jarrn_config"]
         if saved != config:
-            raise SystemExit(f"{last_path}: saved config {saved.to_dict()} differs from the requested "
+            raise UsageError(f"{last_path}: saved config {saved.to_dict()} differs from the requested "
                              f"{config.to_dict()}; use the same --config/--widths/--prob-activation/"
                              "--depth-normalisation/--sparse-fill")
-        network.load_state_dict(strip_prefixes(payload["network_state_dict"]))
-        optimizer.load_state_dict(payload["optimizer_state_dict"])
+        try:
+            network.load_state_dict(strip_prefixes(payload["network_state_dict"]))
+            optimizer.load_state_dict(payload["optimizer_state_dict"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"--resume: {last_path} does not fit this run "
+                                  f"({str(exc).splitlines()[0]}); delete it or use another --out") from None
         if payload.get("scaler_state_dict"):
             scaler.load_state_dict(payload["scaler_state_dict"])
         if ema is not None and payload.get("ema_state_dict"):
@@ -766,7 +759,12 @@ def main(argv: list[str] | None = None) -> int:
 
         model = DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None)
 
-    val_cases = build_val_cases(args.val_max_side) if (is_main and args.val_every >= 0) else []
+    val_cases = build_val_cases(args.val_max_side) if (is_main and args.val_every >= 0
+                                                        and args.data != "rgbd_extra") else []
+    if is_main and args.val_every >= 0 and args.data == "rgbd_extra":  # the held-out sets, not the reported frames
+        from model.rgbd_extra import validation_cases
+
+        val_cases = validation_cases(args.data_root, args.val_max_side, seed=args.seed)
 
     def lr_at(s: int) -> float:
         return learning_rate(s, base_lr=args.lr, steps_per_epoch=steps_per_epoch, milestones=args.milestones,
@@ -792,12 +790,13 @@ def main(argv: list[str] | None = None) -> int:
         }
 
     def write_logs() -> None:
-        _write_csv(out / "log.csv", history["train"])
-        _write_csv(out / "val.csv", history["val"])
-        tmp = out / ".history.json.tmp"
-        tmp.write_text(json.dumps(history, indent=1))
-        os.replace(tmp, out / "history.json")
-        plot_curves(out / "curves.png", history["train"], history["val"])
+        try:
+            _write_csv(out / "log.csv", history["train"])
+            _write_csv(out / "val.csv", history["val"])
+            atomic_write_text(out / "history.json", json.dumps(history, indent=1))
+            plot_curves(out / "curves.png", history["train"], history["val"])
+        except OSError as exc:  # a full disk: one line, last.pt (written before) is intact
+            raise OutputError(f"--out: could not write the logs in {out} ({exc.strerror or exc})") from None
 
     def run_validation(s: int) -> None:
         nonlocal best_score
@@ -815,7 +814,7 @@ def main(argv: list[str] | None = None) -> int:
         (out / "args.json").write_text(json.dumps(payload_at(step)["args"], indent=1))
         print(f"training {config.to_dict()} on {args.data} ({args.sparse_mix} mix), crop {crop[0]}x{crop[1]}, "
               f"batch {args.batch_size} x {world}, {steps_per_epoch} steps/epoch, {total_steps} steps, device "
-              f"{device}{' (AMP)' if amp else ''}", flush=True)
+              f"{device}{' (AMP)' if amp else ''}{' (channels-last)' if channels_last else ''}", flush=True)
 
     stop_requested = False
     previous_handler = None
@@ -832,7 +831,9 @@ def main(argv: list[str] | None = None) -> int:
         progress = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
                         mininterval=1.0 if sys.stderr.isatty() else 30.0)
     started = time.monotonic()
-    window: dict[str, float] = {}
+    # The loss terms of the steps since the last log row, summed on the device: reading them on the host every step
+    # would wait for the GPU five times a step (the step itself is a few ms on a big GPU).
+    window: torch.Tensor | None = None
     window_count, window_start = 0, time.monotonic()
     network.train()
     try:
@@ -843,7 +844,7 @@ def main(argv: list[str] | None = None) -> int:
             sampler.start_index = (step % steps_per_epoch) * args.batch_size
             loader = DataLoader(samples, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
                                 drop_last=True, pin_memory=device.type == "cuda",
-                                persistent_workers=False)
+                                persistent_workers=False, prefetch_factor=4 if args.workers > 0 else None)
             for batch in loader:
                 lr = lr_at(step)
                 for group in optimizer.param_groups:
@@ -854,25 +855,27 @@ def main(argv: list[str] | None = None) -> int:
                 if ema is not None:
                     ema.update_parameters(network)
                 step += 1
-                values = {"loss": terms.total, "absolute": terms.absolute, "relative": terms.relative,
-                          "gradient": terms.gradient, "dense_absolute": terms.dense_absolute}
-                for k, v in values.items():
-                    window[k] = window.get(k, 0.0) + float(v)
+                step_terms = torch.stack([t.float() for t in terms])
+                window = step_terms if window is None else window + step_terms
                 window_count += 1
-                if not math.isfinite(float(terms.total)):
-                    raise FloatingPointError(f"loss is {float(terms.total)} at step {step}")
                 if progress is not None:
                     progress.update(1)
-                    progress.set_postfix(loss=f"{float(terms.total):.3f}", lr=f"{lr:.1e}", refresh=False)
-                if is_main and (step % args.log_every == 0 or step == total_steps):
-                    elapsed = time.monotonic() - window_start
-                    row = {"step": step, "epoch": step / steps_per_epoch, "lr": lr,
-                           **{k: v / window_count for k, v in window.items()},
-                           "samples_per_s": window_count * args.batch_size * world / max(elapsed, 1e-9),
-                           "elapsed_s": time.monotonic() - started}
-                    history["train"].append(row)
-                    window, window_count, window_start = {}, 0, time.monotonic()
                 val_due = args.val_every > 0 and step % args.val_every == 0
+                log_due = step % args.log_every == 0 or step == total_steps
+                if log_due or val_due or step % args.checkpoint_every == 0:  # check the loss before saving anything
+                    means = dict(zip(LOSS_TERM_NAMES, (window / window_count).tolist()))
+                    if not math.isfinite(means["loss"]):
+                        raise FloatingPointError(f"loss is {means['loss']} in steps {step - window_count + 1}..{step}")
+                    if progress is not None:
+                        progress.set_postfix(loss=f"{means['loss']:.3f}", lr=f"{lr:.1e}", refresh=False)
+                    if log_due:
+                        if is_main:
+                            elapsed = time.monotonic() - window_start
+                            history["train"].append({
+                                "step": step, "epoch": step / steps_per_epoch, "lr": lr, **means,
+                                "samples_per_s": window_count * args.batch_size * world / max(elapsed, 1e-9),
+                                "elapsed_s": time.monotonic() - started})
+                        window, window_count, window_start = None, 0, time.monotonic()
                 if is_main and val_due and step < total_steps:
                     run_validation(step)
                 if is_main and (step % args.checkpoint_every == 0 or val_due):
@@ -887,6 +890,11 @@ def main(argv: list[str] | None = None) -> int:
                     break
             if stop_requested:
                 break
+    except DatasetError as exc:  # from a DataLoader worker it carries the worker's traceback: keep the message
+        if progress is not None:
+            progress.close()
+        _cleanup(world, previous_handler)
+        raise DatasetError.from_loader(exc) from None
     except (KeyboardInterrupt, _Stop):
         if progress is not None:
             progress.close()

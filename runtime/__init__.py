@@ -1,18 +1,38 @@
 """One API over TensorRT, ONNX Runtime and the PyTorch reference: ``DepthCompleter.complete(rgb, sparse) -> depth``.
 
 See :mod:`runtime.completer` for the API and thread-safety notes, :mod:`runtime.infer` for the command line.
+The names below are imported on first use, so ``python -m runtime.infer --help`` (which imports this package first)
+answers without loading numpy, PyTorch or ONNX Runtime.
 """
 
-from export.engine_manifest import EngineFileError, EngineMismatchError, ProfileError
-from runtime.backends import BACKENDS, Backend, BackendUnavailable
-from runtime.completer import DepthCompleter
+from __future__ import annotations
 
-__all__ = [
-    "BACKENDS",
-    "Backend",
-    "BackendUnavailable",
-    "DepthCompleter",
-    "EngineFileError",
-    "EngineMismatchError",
-    "ProfileError",
-]
+import importlib
+from typing import Any
+
+_LAZY_NAMES: dict[str, str] = {
+    "BACKENDS": "runtime.backends",
+    "Backend": "runtime.backends",
+    "BackendUnavailable": "runtime.backends",
+    "DepthCompleter": "runtime.completer",
+    "EngineFileError": "export.engine_manifest",
+    "EngineMismatchError": "export.engine_manifest",
+    "ProfileError": "export.engine_manifest",
+    "GraphError": "runtime.backends",
+    "MemoryGuard": "runtime.memory_guard",
+    "MemoryGuardError": "runtime.memory_guard",
+}
+
+__all__ = sorted(_LAZY_NAMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_NAMES:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY_NAMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES))

@@ -24,16 +24,24 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from jarrn.errors import UsageError
 from model.contract import depth_to_user, prepare_inputs
 from runtime.backends import Backend
+from runtime.memory_guard import MemoryGuard, user_batch_shape
 
 
 class DepthCompleter:
     """Dense metric depth from RGB + sparse depth, numpy in and out, on any backend (see the module docstring)."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, *, memory_guard: MemoryGuard | bool = True) -> None:
+        """``memory_guard``: refuse inputs whose estimated peak memory does not fit (:class:`MemoryGuard`; ``False``
+        or ``JARRN_MEMORY_GUARD=off`` turns it off, ``MemoryGuard(limit_bytes=...)`` sets the budget)."""
         self.backend = backend
         self._lock = threading.Lock()
+        self._closed = False
+        if memory_guard is True:
+            memory_guard = MemoryGuard.for_backend(backend)
+        self.memory_guard: MemoryGuard | None = memory_guard or None
 
     # -- constructors --------------------------------------------------------------------------------------------------
     @classmethod
@@ -45,16 +53,22 @@ class DepthCompleter:
         require_manifest: bool = True,
         verify_hash: bool = True,
         device: int = 0,
+        flavour: str | None = None,
+        runtime_cache: str | os.PathLike | None = None,
     ) -> "DepthCompleter":
-        """TensorRT engine built by ``export/build_engine.py`` (its ``.json`` manifest is checked before loading).
+        """TensorRT or TensorRT-RTX engine built by ``export/build_engine.py`` (its ``.json`` manifest, which also names
+        the flavour, is checked before loading).
 
-        ``require_manifest=False`` accepts engines without a manifest (e.g. from ``trtexec``) at your own risk;
-        ``cuda_graphs=True`` replays one CUDA graph per input shape (needs cuda-python).
+        ``require_manifest=False`` accepts engines without a manifest (e.g. from ``trtexec``; ``flavour="tensorrt-rtx"``
+        for one from ``tensorrt_rtx``) at your own risk; ``cuda_graphs=True`` replays one CUDA graph per input shape
+        (TensorRT: needs cuda-python; TensorRT-RTX: its built-in strategy); ``runtime_cache`` (TensorRT-RTX) keeps the
+        just-in-time compiled kernels in that file between runs (default: the file the manifest records, if any).
         """
         from runtime.backends.tensorrt_backend import TensorRTBackend
 
         return cls(TensorRTBackend(path, cuda_graphs=cuda_graphs, require_manifest=require_manifest,
-                                   verify_hash=verify_hash, device=device))
+                                   verify_hash=verify_hash, device=device, flavour=flavour,
+                                   runtime_cache=runtime_cache))
 
     @classmethod
     def from_onnx(
@@ -65,36 +79,57 @@ class DepthCompleter:
         intra_op_threads: int | None = None,
         trt_cache_dir: str | os.PathLike | None = None,
         profile: Any | None = None,
+        check_metadata: bool = True,
     ) -> "DepthCompleter":
         """ONNX Runtime session; ``providers`` in priority order: "cpu", "cuda", "tensorrt" (or full provider names,
         or ``(name, options)`` pairs). For "tensorrt", ``trt_cache_dir`` keeps its engines between runs and
-        ``profile`` (:class:`export.engine_manifest.Profile`) fixes the shape range it builds for."""
+        ``profile`` (:class:`export.engine_manifest.Profile`) fixes the shape range it builds for.
+
+        The graph is checked before it is trusted (:func:`runtime.backends.onnxruntime_backend.check_graph`): the
+        contract's inputs and ``depth`` output, and the ``jarrn.*`` metadata of ``export/to_onnx.py`` (skip the
+        metadata part with ``check_metadata=False`` for graphs exported another way); :class:`GraphError` otherwise."""
         from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return cls(OnnxRuntimeBackend(path, providers, intra_op_threads=intra_op_threads,
-                                      trt_cache_dir=trt_cache_dir, profile=profile))
+                                      trt_cache_dir=trt_cache_dir, profile=profile, check_metadata=check_metadata))
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "cpu") -> "DepthCompleter":
-        """PyTorch reference (:class:`model.MetricJarrn`); ``path=None`` loads the bundled default model."""
+    def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "cpu",
+                        options: Any | None = None) -> "DepthCompleter":
+        """PyTorch reference (:class:`model.MetricJarrn`); ``path=None`` loads the bundled default model.
+
+        ``device``: 'cpu', 'cuda', 'cuda:N' or 'auto'. ``options``: a
+        :class:`runtime.backends.torch_backend.TorchBackendOptions` (FP16 autocast, channels-last, torch.compile with
+        CUDA graphs; ``TorchBackendOptions.gpu_fast()`` on a GPU); default FP32 eager."""
         from runtime.backends.torch_backend import TorchBackend
 
-        return cls(TorchBackend.from_checkpoint(path, device))
+        return cls(TorchBackend.from_checkpoint(path, device, options))
 
     @classmethod
-    def from_network(cls, network: Any, device: str = "cpu") -> "DepthCompleter":
-        """PyTorch reference around an already loaded :class:`model.Jarrn`."""
+    def from_network(cls, network: Any, device: str = "cpu", options: Any | None = None) -> "DepthCompleter":
+        """PyTorch reference around an already loaded :class:`model.Jarrn` (``options`` as in from_checkpoint)."""
         from runtime.backends.torch_backend import TorchBackend
 
-        return cls(TorchBackend(network, device))
+        return cls(TorchBackend(network, device, options))
 
     # -- inference -----------------------------------------------------------------------------------------------------
     def complete(self, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
         """``rgb`` uint8 HxWx3 (or float in [0,1]), ``sparse_depth`` float HxW metres (0 = missing), or batches with a
-        leading B -> float32 depth in metres, HxW (or BxHxW). Raises ValueError/TypeError naming the bad argument."""
+        leading B -> float32 depth in metres, HxW (or BxHxW). Raises ValueError/TypeError naming the bad argument,
+        :class:`runtime.memory_guard.MemoryGuardError` (a MemoryError) for a size whose estimated peak memory does not
+        fit, and :class:`jarrn.errors.UsageError` after :meth:`close`."""
+        if self._closed:
+            raise UsageError("DepthCompleter: complete() after close(); create a new completer")
+        guard, shape = self.memory_guard, user_batch_shape(rgb)
+        if guard is not None and shape is not None:
+            guard.check(shape)  # before the conversion, which allocates for the size too
         rgb_nchw, sparse_nchw, was_batched = prepare_inputs(rgb, sparse_depth)
         with self._lock:
+            if self._closed:
+                raise UsageError("DepthCompleter: complete() after close(); create a new completer")
             depth = self.backend.run(rgb_nchw, sparse_nchw)
+        if guard is not None:
+            guard.ran(rgb_nchw.shape)
         return depth_to_user(depth, was_batched)
 
     __call__ = complete
@@ -104,8 +139,11 @@ class DepthCompleter:
         return self.backend.name
 
     def close(self) -> None:
+        """Release the backend; closing twice is harmless, :meth:`complete` afterwards raises UsageError."""
         with self._lock:
-            self.backend.close()
+            if not self._closed:
+                self._closed = True
+                self.backend.close()
 
     def __enter__(self) -> "DepthCompleter":
         return self

@@ -1,35 +1,32 @@
-"""Complete one RGB + sparse depth pair and write the results.
-
-    python -m runtime.infer --rgb image.png --sparse lidar.png --out results/            # KITTI uint16 PNG (m x 256)
-    python -m runtime.infer --rgb rgb.png --sparse depth.png --sparse-scale 5000 --out r/   # TUM RGB-D (m x 5000)
-    python -m runtime.infer --rgb rgb.png --sparse points.npy --model jarrn.engine --out r/ # float metres, TensorRT
+"""Complete one RGB + sparse depth pair with any backend and write the depth as PNGs (``python -m runtime.infer``,
+``jarrn infer``).
 
 Writes, each atomically: ``DIR/depth.png`` (uint16, metres x 256, the KITTI convention: 0 = no depth, up to 255.99 m),
-``DIR/depth_color.png`` (turbo colour map, near = blue) and ``DIR/panel.png`` (RGB, sparse input and output side by
-side with titles and a shared colour bar in metres).
+``DIR/depth_color.png`` (turbo colour map, near = blue, with a colour bar in metres and a title naming the backend,
+precision and model) and ``DIR/panel.png`` (RGB, sparse input and output side by side, same title, shared colour bar).
 
-Backend choice when ``--backend`` is not given (the fastest that can run ``--model``):
-  - ``.engine`` / ``.plan`` / ``.trt``: TensorRT; if TensorRT is not installed, ONNX Runtime on the ONNX recorded in
-    the engine's manifest when that file exists, else an error saying how to get TensorRT;
-  - ``.onnx``: ONNX Runtime, CUDA execution provider when onnxruntime-gpu sees a GPU, else CPU (``--providers`` to
-    choose, e.g. ``tensorrt,cuda``; the TensorRT provider builds its engine on first use, minutes, then caches it);
-  - a checkpoint (``.safetensors``, ``.pth``, ``.pt``) or no ``--model`` (the bundled default model): PyTorch, on the
-    GPU when PyTorch sees one (``--device`` to choose).
+Backend choice when ``--backend`` is not given (the fastest that can run ``--model``): an engine runs on TensorRT (or,
+without TensorRT, on ONNX Runtime with the ONNX its manifest names), an ONNX file on ONNX Runtime (CUDA when
+onnxruntime-gpu sees a GPU), a checkpoint or no ``--model`` on PyTorch. With no ``--model`` every backend runs the
+bundled default model: ONNX Runtime and TensorRT get it exported (and built) once and cached by content
+(``runtime/default_model.py``).
+
+Argument parsing comes first and imports nothing heavy, so ``--help`` answers at once; numpy, PyTorch, ONNX Runtime
+and TensorRT are imported only when the work starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 ONNX_SUFFIXES = (".onnx",)
-KITTI_SCALE = 256.0
+KITTI_SCALE = 256.0  # the same value as model.depth_io.KITTI_DEPTH_SCALE, spelled here to keep --help free of numpy
+BUNDLED = "bundled default model"
 
 
 class InferError(Exception):
@@ -48,10 +45,20 @@ def model_kind(model: str | None) -> str:
     return "checkpoint"
 
 
-def _tensorrt_available() -> bool:
-    import importlib.util
+def _tensorrt_available(engine: str | None = None) -> bool:
+    """Whether the library that runs ``engine`` is installed: the flavour its manifest records (TensorRT or
+    TensorRT-RTX); standard TensorRT when there is no engine or no readable manifest."""
+    from export.engine_flavours import TENSORRT, is_installed
 
-    return importlib.util.find_spec("tensorrt") is not None
+    flavour = TENSORRT
+    if engine is not None:
+        from export.engine_manifest import EngineFileError, EngineManifest, manifest_path
+
+        try:
+            flavour = EngineManifest.load(manifest_path(engine)).flavour or TENSORRT
+        except EngineFileError:
+            pass
+    return is_installed(flavour)
 
 
 def _ort_gpu_providers() -> list[str]:
@@ -65,19 +72,28 @@ def _ort_gpu_providers() -> list[str]:
 def choose_backend(model: str | None, backend: str | None) -> tuple[str, str | None, str]:
     """``(backend, model path to load, why)`` following the rule in the module docstring."""
     kind = model_kind(model)
+    if backend is not None and model is None:
+        if backend == "tensorrt":
+            from runtime.default_model import require_tensorrt
+
+            require_tensorrt()  # before any work: one line saying what to do instead
+        if backend == "torch":
+            return backend, None, f"requested with --backend; {BUNDLED}"
+        return backend, None, f"requested with --backend; {BUNDLED}, exported once and cached"
     if backend is not None:
         needs = {"tensorrt": "engine", "onnxruntime": "onnx", "torch": "checkpoint"}[backend]
         if kind != needs:
             hints = {
                 "engine": "an engine from python export/build_engine.py (.engine)",
                 "onnx": "an ONNX file from python export/to_onnx.py (.onnx)",
-                "checkpoint": "a checkpoint (.safetensors/.pth/.pt) or no --model for the bundled model",
+                "checkpoint": "a checkpoint (.safetensors/.pth/.pt)",
             }
-            raise InferError(f"--backend {backend} needs --model to be {hints[needs]}, got {model or 'none'}")
+            raise InferError(f"--backend {backend} needs --model to be {hints[needs]} (or no --model for the "
+                             f"{BUNDLED}), got {model}")
         return backend, model, "requested with --backend"
     if kind == "engine":
-        if _tensorrt_available():
-            return "tensorrt", model, "TensorRT engine given and TensorRT installed"
+        if _tensorrt_available(model):
+            return "tensorrt", model, "TensorRT engine given and its TensorRT library installed"
         from export.engine_manifest import TENSORRT_INSTALL_HINT, EngineFileError, EngineManifest, manifest_path
 
         try:
@@ -89,11 +105,21 @@ def choose_backend(model: str | None, backend: str | None) -> tuple[str, str | N
         raise InferError(TENSORRT_INSTALL_HINT)
     if kind == "onnx":
         return "onnxruntime", model, "ONNX model given"
-    return "torch", model, "checkpoint given" if model else "bundled default model"
+    if model is None and not _torch_available():
+        return "onnxruntime", None, f"{BUNDLED}; PyTorch is not installed, so ONNX Runtime on its cached export"
+    return "torch", model, "checkpoint given" if model else BUNDLED
 
 
-def read_sparse(path: Path, scale: float) -> np.ndarray:
-    """uint16 depth PNG (metres = value / scale) or .npy in metres."""
+def _torch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def read_sparse(path: Path, scale: float) -> Any:
+    """uint16 depth PNG (metres = value / scale) or .npy in metres (a float32 HxW array)."""
+    import numpy as np
+
     from model.depth_io import read_depth_png
 
     if not path.is_file():
@@ -116,9 +142,26 @@ def read_sparse(path: Path, scale: float) -> np.ndarray:
         raise InferError(f"--sparse: {exc}") from None
 
 
+def scale_warning(sparse: Any, path: Path, scale: float) -> str | None:
+    """One line when the sparse depth looks mis-scaled (see ``model.depth_io.depth_scale_warning``), else None."""
+    from model.depth_io import depth_scale_warning
+
+    is_png = path.suffix.lower() != ".npy"
+    warning = depth_scale_warning(sparse, scale if is_png else None)
+    if warning is None:
+        return None
+    return f"--sparse: {warning.replace(' scale ', ' --sparse-scale ') if is_png else warning}"
+
+
 def build_completer(backend: str, model: str | None, args: argparse.Namespace):  # noqa: ANN201
     from runtime import DepthCompleter
 
+    if model is None and backend in ("onnxruntime", "tensorrt"):
+        from runtime import default_model
+
+        model = str(default_model.bundled_engine(progress) if backend == "tensorrt"
+                    else default_model.bundled_onnx(progress))
+        args.resolved_model = model
     if backend == "tensorrt":
         return DepthCompleter.from_engine(model, cuda_graphs=args.cuda_graphs)
     if backend == "onnxruntime":
@@ -132,50 +175,115 @@ def build_completer(backend: str, model: str | None, args: argparse.Namespace): 
     return DepthCompleter.from_checkpoint(model, device=device)
 
 
-def write_outputs(out_dir: Path, rgb: np.ndarray, sparse: np.ndarray, depth: np.ndarray, backend: str) -> list[Path]:
-    from model.depth_io import colorize_depth, write_depth_png, write_rgb_png
-    from runtime.panel import display_range, make_panel
+def model_precision(backend: str, model: str | None) -> str:
+    """'fp32', 'fp16', 'int8' as recorded in the model file (ONNX metadata, engine manifest); 'fp32' for PyTorch."""
+    if backend == "torch" or model is None:
+        return "fp32"
+    try:
+        if model_kind(model) == "engine":
+            from export.engine_manifest import EngineManifest, manifest_path
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lo, hi = display_range(depth)
+            return str(EngineManifest.load(manifest_path(model)).precision)
+        try:
+            import onnx  # reads the metadata without building a session
+        except ImportError:
+            onnx = None
+        if onnx is not None:
+            graph = onnx.load(model, load_external_data=False)
+            return next((p.value for p in graph.metadata_props if p.key == "jarrn.precision"), "unknown")
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        return session.get_modelmeta().custom_metadata_map.get("jarrn.precision", "unknown")
+    except Exception:  # noqa: BLE001 - only a label: a file without the record says so
+        return "unknown"
+
+
+def write_outputs(out_dir: Path, rgb: Any, sparse: Any, depth: Any, caption: str) -> list[Path]:
+    """depth.png, depth_color.png (colour bar in metres) and panel.png in ``out_dir``; ``caption`` says what made
+    them (backend, precision, model)."""
+    from model.depth_io import write_depth_png, write_rgb_png
+    from runtime.panel import depth_with_colorbar, display_range, make_panel
+
+    from model.atomic import staged_outputs
+
+    value_range = display_range(depth)
     points = int((sparse > 0).sum())
     titles = (
         f"RGB {rgb.shape[1]}x{rgb.shape[0]}",
         f"sparse input: {points:,} points ({100 * points / sparse.size:.1f}%)",
-        f"completed depth ({backend})",
+        "completed depth",
     )
-    written = [
-        write_depth_png(out_dir / "depth.png", depth, scale=KITTI_SCALE),
-        write_rgb_png(out_dir / "depth_color.png", colorize_depth(depth, lo, hi)),
-        write_rgb_png(out_dir / "panel.png", make_panel(rgb, sparse, depth, titles=titles)),
-    ]
-    for path in written:  # the atomic writer's temp files are created 0600; results are meant to be shared
-        os.chmod(path, 0o644)
-    return written
+    with staged_outputs(out_dir) as stage:  # all three files or none (a full disk leaves nothing half-done)
+        staged = [
+            write_depth_png(stage / "depth.png", depth, scale=KITTI_SCALE),
+            write_rgb_png(stage / "depth_color.png", depth_with_colorbar(depth, title=caption, value_range=value_range)),
+            write_rgb_png(stage / "panel.png", make_panel(rgb, sparse, depth, titles=titles, caption=caption)),
+        ]
+    return [out_dir / path.name for path in staged]
+
+
+HELP_DESCRIPTION = """\
+Complete the depth of one image: give a colour image and its sparse depth (LiDAR, depth camera or any
+scattered points), get dense depth in metres. Writes three files to --out: depth.png (16-bit, metres x 256),
+depth_color.png (colour picture with a scale bar in metres) and panel.png (input, sparse points and result
+side by side). Runs the bundled model unless --model names another one."""
+
+HELP_EPILOG = """\
+which backend runs:
+  Without --backend, the file given with --model decides: an engine (.engine, .plan) runs on TensorRT,
+  an ONNX file on ONNX Runtime, a checkpoint (.safetensors, .pth) or no --model on PyTorch. With no
+  --model, every backend uses the bundled model; ONNX Runtime and TensorRT export (and build) it on first
+  use, which takes a while once, and keep it in ~/.cache/jarrn-deploy/models for later runs.
+
+sparse depth files:
+  A 16-bit PNG stores depth x scale: KITTI uses 256 (the default), TUM RGB-D 5000, most depth cameras
+  millimetres (1000). A .npy file holds float metres. 0 means no measurement. A depth that does not look
+  like metres (for instance a TUM file read with the KITTI scale) gets a warning suggesting a scale.
+
+examples:
+  python -m runtime.infer --rgb image.png --sparse lidar.png --out results/
+  python -m runtime.infer --rgb rgb.png --sparse depth.png --sparse-scale 5000 --out results/
+  python -m runtime.infer --rgb rgb.png --sparse depth.png --backend onnxruntime --out results/
+  python -m runtime.infer --rgb rgb.png --sparse points.npy --model model.engine --out results/
+  jarrn infer --rgb data/real/tum_desk/rgb.png --sparse data/real/tum_desk/depth.png --sparse-scale 5000 --out out/
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m runtime.infer`` (building it imports nothing heavy)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime.infer",
+        description=HELP_DESCRIPTION,
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--rgb", required=True, type=Path, help="colour image, 8-bit PNG or JPEG")
+    parser.add_argument("--sparse", required=True, type=Path,
+                        help="sparse depth: a 16-bit PNG (metres = value / --sparse-scale) or a .npy of float "
+                             "metres; 0 = missing")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the results (created if needed)")
+    parser.add_argument("--model", default=None,
+                        help="model to run: a TensorRT engine (.engine, .plan), an ONNX file (.onnx) or a checkpoint "
+                             "(.safetensors, .pth); default: the bundled model, on any backend")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
+                        help="run on this backend (default: the fastest that can run --model; see below)")
+    parser.add_argument("--sparse-scale", type=float, default=KITTI_SCALE,
+                        help="PNG units per metre: 256 KITTI (default), 5000 TUM RGB-D, 1000 millimetres")
+    parser.add_argument("--providers", default=None,
+                        help="ONNX Runtime only: execution providers in order of preference, comma separated: "
+                             "cpu, cuda, tensorrt (default: cuda when available, else cpu)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="TensorRT only: record and replay a CUDA graph per input size (faster repeated calls)")
+    parser.add_argument("--debug", action="store_true", help="show the full Python traceback on errors")
+    return parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m runtime.infer",
-        description="Dense metric depth from an RGB image and sparse depth; writes depth.png, depth_color.png, panel.png.",
-        epilog="Backend when --backend is omitted: .engine -> tensorrt, .onnx -> onnxruntime, checkpoint/none -> torch.",
-    )
-    parser.add_argument("--rgb", required=True, type=Path, help="colour image (PNG/JPEG, 8-bit)")
-    parser.add_argument("--sparse", required=True, type=Path,
-                        help="sparse depth: uint16 PNG (metres = value / --sparse-scale) or .npy float metres; 0 = missing")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
-    parser.add_argument("--model", default=None,
-                        help="engine (.engine/.plan), ONNX (.onnx) or checkpoint (.safetensors/.pth); default: bundled model")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
-                        help="force a backend (default: the fastest that can run --model, see above)")
-    parser.add_argument("--sparse-scale", type=float, default=KITTI_SCALE,
-                        help="PNG units per metre: 256 KITTI (default), 1000 millimetres, 5000 TUM RGB-D")
-    parser.add_argument("--providers", default=None,
-                        help="onnxruntime providers in priority order, comma separated: cpu, cuda, tensorrt")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.add_argument("--cuda-graphs", action="store_true", help="tensorrt: replay a CUDA graph per input shape")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    return parser.parse_args(argv)
+    return build_parser().parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -191,24 +299,43 @@ def run(args: argparse.Namespace) -> int:
         rgb = read_rgb(args.rgb)
     except (ValueError, OSError) as exc:
         raise InferError(f"--rgb: {exc}") from None
-    sparse = read_sparse(args.sparse, args.sparse_scale)
+    import warnings
+
+    from model.depth_io import DepthScaleWarning
+
+    with warnings.catch_warnings():  # the reader's own warning names the file; ours names the option to change
+        warnings.simplefilter("ignore", DepthScaleWarning)
+        sparse = read_sparse(args.sparse, args.sparse_scale)
+    args.scale_warning = scale_warning(sparse, args.sparse, args.sparse_scale)
     if rgb.shape[:2] != sparse.shape:
         raise InferError(
             f"--rgb and --sparse: sizes differ, rgb is {rgb.shape[1]}x{rgb.shape[0]}, sparse is "
             f"{sparse.shape[1]}x{sparse.shape[0]} (width x height)"
         )
     backend, model, why = choose_backend(args.model, args.backend)
+    from model.contract import prepare_inputs
+
+    prepare_inputs(rgb, sparse)  # every backend checks this again; here it fails before the model loads
+    step(f"loading {Path(model).name if model else BUNDLED} on {backend} ...")
     start = time.perf_counter()
     completer = build_completer(backend, model, args)
     load_s = time.perf_counter() - start
+    step(f"completing {rgb.shape[1]}x{rgb.shape[0]} ...")
     start = time.perf_counter()
     depth = completer.complete(rgb, sparse)
     run_s = time.perf_counter() - start
     completer.close()
-    written = write_outputs(args.out, rgb, sparse, depth, backend)
+    model = getattr(args, "resolved_model", None) or model
+    precision = model_precision(backend, model)
+    model_label = Path(args.model).name if args.model else (
+        f"{_bundled_name()} (bundled{', exported' if backend != 'torch' else ''})")
+    caption = f"{backend} {precision.upper()}, model {model_label}"
+    written = write_outputs(args.out, rgb, sparse, depth, caption)
+    if args.scale_warning:
+        print(f"warning: {args.scale_warning}", file=sys.stderr)
     valid = depth[depth > 0]
     print(
-        f"{backend} ({why}; model {model or 'bundled default'}): {rgb.shape[1]}x{rgb.shape[0]}, "
+        f"{backend} {precision} ({why}{f'; model {model}' if model else ''}): {rgb.shape[1]}x{rgb.shape[0]}, "
         f"{int((sparse > 0).sum())} sparse points -> depth {valid.min() if valid.size else 0:.2f}.."
         f"{valid.max() if valid.size else 0:.2f} m; load {load_s:.2f} s, first inference {run_s:.2f} s"
     )
@@ -216,20 +343,50 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def progress(message: str) -> None:
+    """A progress line on stderr (stdout keeps the one result line); for the long first-use steps (export, engine
+    build) whatever stderr is."""
+    print(f"infer: {message}", file=sys.stderr, flush=True)
+
+
+def step(message: str) -> None:
+    """A progress line for a step that takes seconds (loading, completing), shown to a person at a terminal only:
+    in logs and pipes an error then stays the only line on stderr."""
+    if sys.stderr.isatty():
+        progress(message)
+
+
+def _bundled_name() -> str:
+    from runtime.default_model import BUNDLED_CHECKPOINT
+
+    return BUNDLED_CHECKPOINT.name
+
+
+def _with_scale_hint(message: str, args: argparse.Namespace) -> str:
+    """The error line, plus the mis-scaling warning when there was one (it is often the cause)."""
+    hint = getattr(args, "scale_warning", None)
+    return f"{message}; note: {hint}" if hint else message
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.debug:
         return run(args)
+    from jarrn.errors import JarrnError
+
     try:
         return run(args)
     except InferError as exc:
-        print(f"infer: {exc}", file=sys.stderr)
+        print(f"infer: {_with_scale_hint(str(exc), args)}", file=sys.stderr)
         return 2
+    except JarrnError as exc:
+        print(f"infer: {_with_scale_hint(str(exc), args)}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - library errors (bad checkpoint, engine mismatch...) as one line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"infer: {message}", file=sys.stderr)
+        print(f"infer: {_with_scale_hint(message, args)}", file=sys.stderr)
         return 1
 
 

@@ -140,7 +140,7 @@ def test_help_works() -> None:
         (["--batches", "1,zero"], "--batches: bad value 'zero'"),
         (["--threads", "0"], "--threads: expected a positive integer"),
         (["--quiet-wait", "-1"], "--quiet-wait: expected seconds >= 0"),
-        (["--device", "tpu"], "invalid choice: 'tpu'"),
+        (["--device", "tpu"], "--device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
         (["--model", "/nonexistent/model.safetensors"], "--model: no such file"),
         (["--onnx", "/nonexistent/jarrn_fp32.onnx"], "--onnx: no such file"),
     ],
@@ -154,6 +154,20 @@ def test_bad_arguments_give_a_clear_error(args: list[str], message: str, capsys:
     err = capsys.readouterr().err
     assert message in err, err
     assert err.startswith("usage: python benchmarks/run.py")
+
+
+def test_settings_are_typed_and_recorded_as_json_lists() -> None:
+    from benchmarks import run
+    from benchmarks.settings import BenchmarkSettings
+
+    settings = run.resolve_args(run.build_parser().parse_args(["--quick", "--sizes", "64x96", "--threads", "1"]))
+    assert isinstance(settings, BenchmarkSettings)
+    assert settings.sizes == ((64, 96),) and settings.threads == 1 and settings.quick
+    with pytest.raises(AttributeError):
+        settings.threads = 2  # type: ignore[misc]
+    recorded = settings.as_dict()
+    assert recorded["sizes"] == [(64, 96)] and recorded["engines"] == [] and recorded["device"] == "cpu"
+    json.dumps(recorded)
 
 
 def test_bad_argument_from_the_command_line() -> None:

@@ -8,7 +8,7 @@ import torch
 
 from conftest import randomise_alphas
 from model import CONTRACT, Jarrn, JarrnConfig, MetricJarrn, prepare_inputs
-from model.contract import normalise_sparse, pushpull_fill
+from model.metric_jarrn import normalise_sparse, pushpull_fill
 
 TINY = JarrnConfig((16, 16, 16, 16, 8, 8, 8))
 

@@ -6,7 +6,6 @@ import pytest
 from PIL import Image
 
 from model.depth_io import (
-    colorize_depth,
     read_depth_png,
     read_kitti_depth,
     read_millimetre_depth,
@@ -161,34 +160,7 @@ def test_read_rgb_missing_file_names_the_path(tmp_path):
         read_rgb(tmp_path / "missing_rgb.png")
 
 
-def test_colorize_depth_paints_invalid_black_and_valid_non_black():
-    depth = np.array([[0.0, 1.0, np.nan], [5.0, -2.0, 10.0]], np.float32)
-    img = colorize_depth(depth)
-    assert img.dtype == np.uint8 and img.shape == (2, 3, 3)
-    for r, c in [(0, 0), (0, 2), (1, 1)]:
-        assert img[r, c].tolist() == [0, 0, 0]
-    for r, c in [(0, 1), (1, 0), (1, 2)]:
-        assert img[r, c].any()
-
-
-def test_colorize_depth_uses_given_range_and_clips_outside():
-    depth = np.array([[1.0, 2.0, 3.0, 50.0]], np.float32)
-    img = colorize_depth(depth, vmin=2.0, vmax=3.0)
-    assert img[0, 0].tolist() == img[0, 1].tolist()  # below vmin -> low end
-    assert img[0, 2].tolist() == img[0, 3].tolist()  # above vmax -> high end
-    assert img[0, 1].tolist() != img[0, 2].tolist()
-
-
-def test_colorize_depth_all_invalid_is_all_black():
-    assert not colorize_depth(np.zeros((3, 3), np.float32)).any()
-
-
-def test_colorize_depth_rejects_vmax_below_vmin():
-    with pytest.raises(ValueError, match="vmax must be >= vmin"):
-        colorize_depth(np.ones((2, 2), np.float32), vmin=5.0, vmax=1.0)
-
-
 def test_write_rgb_png_round_trips(tmp_path):
-    img = colorize_depth(np.arange(1, 13, dtype=np.float32).reshape(3, 4))
+    img = np.arange(36, dtype=np.uint8).reshape(3, 4, 3) * 7
     path = write_rgb_png(tmp_path / "c.png", img)
     np.testing.assert_array_equal(read_rgb(path), img)

@@ -18,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from export.engine_manifest import (
     TENSORRT_INSTALL_HINT,
+    TENSORRT_RTX_INSTALL_HINT,
     BuildOptions,
     DeviceInfo,
     EngineFileError,
@@ -281,7 +282,7 @@ def test_other_gpu_or_tensorrt_asks_for_rebuild_with_exact_command(here: DeviceI
     command = rebuild_command(_manifest(), "/srv/jarrn_fp16.engine")
     assert message.endswith(command)
     assert command == ("python export/build_engine.py --onnx /models/jarrn_fp16.onnx --out /srv/jarrn_fp16.engine "
-                       "--min 1x64x64 --opt 1x320x320 --max 4x384x1280 --opt-level 3 --workspace 4096")
+                       "--flavour tensorrt --min 1x64x64 --opt 1x320x320 --max 4x384x1280 --opt-level 3 --workspace 4096")
 
 
 def test_rebuild_command_parses_back_to_the_same_build() -> None:
@@ -367,52 +368,158 @@ def test_trtexec_text_has_three_targets_and_benchmarks() -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 # build_engine.py as a user runs it (subprocess; TensorRT hidden so the test means the same on every machine)
 
-_HIDE_TENSORRT = (
-    "import runpy, sys; sys.modules['tensorrt'] = None; sys.argv = ['export/build_engine.py'] + sys.argv[1:]; "
-    "runpy.run_path('export/build_engine.py', run_name='__main__')"
+_HIDE_LIBRARIES = (
+    "import runpy, sys; [sys.modules.__setitem__(m, None) for m in sys.argv[1].split(',') if m]; "
+    "sys.argv = ['export/build_engine.py'] + sys.argv[2:]; runpy.run_path('export/build_engine.py', run_name='__main__')"
 )
 
 
-def _build_engine(*args: str, hide_tensorrt: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-c", _HIDE_TENSORRT, *args] if hide_tensorrt else [sys.executable, "export/build_engine.py", *args]
+def _build_engine(*args: str, hide: str = "tensorrt,tensorrt_rtx") -> subprocess.CompletedProcess:
+    """Run build_engine.py as a user would, with the named modules hidden (so the test means the same everywhere)."""
+    cmd = [sys.executable, "-c", _HIDE_LIBRARIES, hide, *args] if hide else [sys.executable, "export/build_engine.py", *args]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
 
 
-def test_build_engine_without_tensorrt_says_how_to_get_it(tmp_path: Path) -> None:
+def _one_error_line(result: subprocess.CompletedProcess) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0][len("error: "):]
+
+
+def test_build_engine_without_any_tensorrt_says_how_to_get_it(tmp_path: Path) -> None:
     onnx_path = _graph_onnx(tmp_path / "m.onnx")
     result = _build_engine("--onnx", str(onnx_path))
-    assert result.returncode == 3, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in result.stderr
-    assert lines[0] == f"build_engine: {TENSORRT_INSTALL_HINT}"
-    assert "nvcr.io/nvidia/tensorrt" in lines[0] and "JetPack" in lines[0] and "pip install tensorrt" in lines[0]
+    assert result.returncode == 5, result.stderr
+    message = _one_error_line(result)
+    assert message == TENSORRT_INSTALL_HINT
+    assert "nvcr.io/nvidia/tensorrt" in message and "JetPack" in message and "pip install tensorrt" in message
     assert not (tmp_path / "m.engine").exists()
+
+
+@pytest.mark.parametrize(("flavour", "hide", "hint"), [("tensorrt", "tensorrt", TENSORRT_INSTALL_HINT),
+                                                       ("tensorrt-rtx", "tensorrt_rtx", TENSORRT_RTX_INSTALL_HINT)])
+def test_build_engine_missing_flavour_names_its_install(tmp_path: Path, flavour: str, hide: str, hint: str) -> None:
+    result = _build_engine("--onnx", str(_graph_onnx(tmp_path / "m.onnx")), "--flavour", flavour, hide=hide)
+    assert result.returncode == 5 and _one_error_line(result) == hint
+    assert not (tmp_path / "m.engine").exists() and not (tmp_path / "m.engine.json").exists()
 
 
 @pytest.mark.skipif(__import__("importlib.util").util.find_spec("tensorrt") is not None, reason="tensorrt installed")
 def test_build_engine_script_runs_from_repo_root_without_install(tmp_path: Path) -> None:
-    result = _build_engine("--onnx", str(_graph_onnx(tmp_path / "m.onnx")), hide_tensorrt=False)
-    assert result.returncode == 3 and result.stderr.strip() == f"build_engine: {TENSORRT_INSTALL_HINT}"
+    result = _build_engine("--onnx", str(_graph_onnx(tmp_path / "m.onnx")), "--flavour", "tensorrt", hide="")
+    assert result.returncode == 5 and _one_error_line(result) == TENSORRT_INSTALL_HINT
 
 
 def test_build_engine_print_trtexec_needs_no_tensorrt() -> None:
     result = _build_engine("--onnx", "artifacts/jarrn_fp16.onnx", "--max", "2x480x640", "--print-trtexec")
     assert result.returncode == 0, result.stderr
     assert "--maxShapes=rgb:2x3x480x640,sparse_depth:2x1x480x640" in result.stdout
-    assert "--saveEngine=artifacts/jarrn_fp16.engine" in result.stdout
+    assert "--saveEngine=artifacts/jarrn_fp16.engine" in result.stdout and "trtexec" in result.stdout
+
+
+def test_build_engine_print_recipe_for_tensorrt_rtx() -> None:
+    result = _build_engine("--onnx", "m.onnx", "--flavour", "tensorrt-rtx", "--compute-capability", "8.6,89",
+                           "--print-trtexec")
+    assert result.returncode == 0, result.stderr
+    assert "\ntensorrt_rtx \\\n    --onnx=m.onnx" in result.stdout and "trtexec" not in result.stdout
+    text = result.stdout
+    assert "--computeCapabilities=86,89" in text and "--saveEngine=m.engine" in text and "--skipInference" in text
+    assert "--maxShapes=rgb:4x3x384x1280,sparse_depth:4x1x384x1280" in text and "--timingCacheFile" not in text
+    assert "--runtimeCacheFile=" in text and "--loadEngine=m.engine" in text
+    portable = _build_engine("--onnx", "m.onnx", "--flavour", "tensorrt-rtx", "--print-trtexec")
+    assert "--computeCapabilities" not in portable.stdout and "8.0 8.6 8.9 12.0 12.1" in portable.stdout
 
 
 @pytest.mark.parametrize(
-    ("args", "says"),
+    ("args", "code", "says"),
     [
-        (["--onnx", "missing.onnx"], "--onnx: no such file missing.onnx"),
-        (["--onnx", "m.onnx", "--min", "1x0x64"], "--min: batch, height and width must be positive"),
-        (["--onnx", "m.onnx", "--opt", "8x320x320"], "opt batch 8 is larger than max batch 4"),
-        (["--onnx", "m.onnx", "--opt-level", "9"], "--opt-level"),
+        (["--onnx", "missing.onnx"], 3, "--onnx: no such file missing.onnx"),
+        (["--onnx", "m.onnx", "--min", "1x0x64"], 2, "--min: batch, height and width must be positive"),
+        (["--onnx", "m.onnx", "--opt", "8x320x320"], 2, "opt batch 8 is larger than max batch 4"),
+        (["--onnx", "m.onnx", "--opt-level", "9"], 2, "--opt-level"),
+        (["--onnx", "m.onnx", "--compute-capability", "9.0"], 2,
+         "--compute-capability: '9.0' is not a TensorRT-RTX target; expected 'portable' or a comma-separated list of "
+         "7.5, 8.0, 8.6, 8.9, 12.0, 12.1; 9.0 is Hopper (H100/H200/GH200): use standard TensorRT"),
+        (["--onnx", "m.onnx", "--compute-capability", "8.6,sm_87"], 2, "'sm_87' is not a TensorRT-RTX target"),
+        (["--onnx", "m.onnx", "--compute-capability", "banana"], 2, "'banana' is not a TensorRT-RTX target"),
+        (["--onnx", "m.onnx", "--flavour", "tensorrt", "--compute-capability", "8.6"], 2,
+         "--compute-capability: only for --flavour tensorrt-rtx"),
+        (["--onnx", "m.onnx", "--flavour", "tensorrt", "--runtime-cache", "x.cache"], 2,
+         "--runtime-cache: only for --flavour tensorrt-rtx"),
     ],
 )
-def test_build_engine_bad_arguments_one_line(args: list[str], says: str) -> None:
+def test_build_engine_bad_arguments_one_line(args: list[str], code: int, says: str) -> None:
     result = _build_engine(*args)
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and says in result.stderr, result.stderr
+    assert result.returncode == code, result.stderr
+    assert says in _one_error_line(result), result.stderr
+
+
+def test_build_engine_unreadable_onnx_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07not really protobuf" * 10)
+    result = _build_engine("--onnx", str(bad), "--flavour", "tensorrt-rtx", hide="")
+    assert result.returncode == 3 and f"--onnx: {bad} could not be read as ONNX" in _one_error_line(result)
+    assert not (tmp_path / "bad.engine").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# TensorRT-RTX: compute-capability targets, flavour-aware checks
+
+
+def test_compute_capability_spellings_and_portable_default() -> None:
+    from export.engine_manifest import RTX_PORTABLE_TARGETS, parse_compute_capabilities
+
+    assert parse_compute_capabilities(None) == parse_compute_capabilities("portable") == RTX_PORTABLE_TARGETS
+    assert parse_compute_capabilities("sm_120, 86,SM89,8.6") == ("8.6", "8.9", "12.0")
+    assert parse_compute_capabilities("7.5") == ("7.5",)
+
+
+@pytest.mark.parametrize(("targets", "cc", "runs"), [
+    (("8.0", "8.6", "8.9", "12.0", "12.1"), "8.0", True),
+    (("8.0", "8.6", "8.9", "12.0", "12.1"), "12.3", True),  # portable engines also load on newer Blackwell RTX
+    (("8.0", "8.6", "8.9", "12.0", "12.1"), "9.0", False),
+    (("8.0", "8.6", "8.9", "12.0", "12.1"), "8.7", False),
+    (("8.0", "8.6", "8.9", "12.0", "12.1"), "10.0", False),
+    (("8.6",), "8.9", False),
+    (("8.6",), "12.3", False),
+])
+def test_rtx_engine_targets(targets: tuple[str, ...], cc: str, runs: bool) -> None:
+    from export.engine_manifest import rtx_runs_on
+
+    assert rtx_runs_on(targets, cc) is runs
+
+
+def test_rtx_manifest_checks_targets_not_gpu_model() -> None:
+    rtx = _manifest(flavour="tensorrt-rtx", tensorrt_version="1.7.1.116", gpu_name="", compute_capability="",
+                    compute_capabilities=["8.6", "8.9"])
+    check_compatible(rtx, DeviceInfo("NVIDIA GeForce RTX 3060", "8.6", "1.7.1.116", "tensorrt-rtx"), "m.engine")
+    with pytest.raises(EngineMismatchError, match=r"NVIDIA H200 has compute capability 9\.0, which this TensorRT-RTX "
+                                                  r"engine does not target \(targets 8\.6, 8\.9\); Hopper"):
+        check_compatible(rtx, DeviceInfo("NVIDIA H200", "9.0", "1.7.1.116", "tensorrt-rtx"), "m.engine")
+    with pytest.raises(EngineMismatchError, match=r"built with TensorRT-RTX 1\.7\.1\.116, this machine has "
+                                                  r"TensorRT-RTX 1\.8\.0"):
+        check_compatible(rtx, DeviceInfo("NVIDIA GeForce RTX 3060", "8.6", "1.8.0", "tensorrt-rtx"), "m.engine")
+    with pytest.raises(EngineMismatchError, match=r"this is a TensorRT-RTX engine, it cannot be loaded with TensorRT"):
+        check_compatible(rtx, DEVICE, "m.engine")
+    assert rebuild_command(rtx, "m.engine").endswith("--flavour tensorrt-rtx --min 1x64x64 --opt 1x320x320 --max "
+                                                     "4x384x1280 --opt-level 3 --workspace 4096 --compute-capability 8.6,8.9")
+
+
+def test_tensorrt_rtx_recipe() -> None:
+    from export.engine_manifest import tensorrt_rtx_command
+
+    argv = tensorrt_rtx_command("m.onnx", "m.engine", PROFILE, OPTIONS, ("8.6",))
+    assert argv[0] == "tensorrt_rtx" and "--computeCapabilities=86" in argv and "--skipInference" in argv
+    assert not {"--fp16", "--int8", "--stronglyTyped"} & set(argv)
+    assert not any(a.startswith("--timingCacheFile") for a in argv)
+
+
+def test_manifest_version_1_files_still_load_as_tensorrt(tmp_path: Path) -> None:
+    data = json.loads(_manifest().to_json())
+    data["manifest_version"] = 1
+    for key in ("flavour", "compute_capabilities"):
+        data.pop(key)
+    manifest = EngineManifest.from_json(json.dumps(data))
+    assert manifest.flavour == "tensorrt" and manifest.targets == ("8.9",)

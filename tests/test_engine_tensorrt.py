@@ -126,12 +126,16 @@ class FakeGpu:
     def destroy_graph(self, graph, graph_exec) -> None: ...
 
 
-def make_fake_tensorrt(version: str, gpu: FakeGpu) -> types.ModuleType:
-    """A ``tensorrt`` stand-in with the calls build_engine.py and tensorrt_backend.py make (TRT 10/11 Python API)."""
-    trt = types.ModuleType("tensorrt")
+def make_fake_tensorrt(version: str, gpu: FakeGpu, rtx: bool = False) -> types.ModuleType:
+    """A ``tensorrt`` (or, with ``rtx``, ``tensorrt_rtx``) stand-in with the calls build_engine.py and
+    tensorrt_backend.py make (TRT 10/11 and TensorRT-RTX 1.x Python API)."""
+    trt = types.ModuleType("tensorrt_rtx" if rtx else "tensorrt")
     trt.__version__ = version
-    trt.calls = {"deserialize": 0, "build": 0}
+    trt.calls = {"deserialize": 0, "build": 0, "timing_cache": 0}
     trt.Logger = type("Logger", (), {"WARNING": 2, "VERBOSE": 4, "__init__": lambda self, level=2: None})
+    trt.ILogger = type("ILogger", (), {"Severity": types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3,
+                                                                          VERBOSE=4),
+                                       "__init__": lambda self: None})
     trt.NetworkDefinitionCreationFlag = types.SimpleNamespace(STRONGLY_TYPED=1)  # as in TRT 10 (EXPLICIT_BATCH=0); 11.x keeps it, ignored
     trt.MemoryPoolType = types.SimpleNamespace(WORKSPACE="workspace")
     trt.TensorIOMode = types.SimpleNamespace(INPUT="input", OUTPUT="output")
@@ -168,6 +172,11 @@ def make_fake_tensorrt(version: str, gpu: FakeGpu) -> types.ModuleType:
     class Config:
         def __init__(self) -> None:
             self.pools, self.profiles, self.builder_optimization_level, self.cache = {}, [], 3, None
+            self.num_compute_capabilities, self.targets = 0, {}
+
+        def set_compute_capability(self, cc, index: int) -> None:
+            assert rtx and 0 <= index < self.num_compute_capabilities
+            self.targets[index] = cc
 
         def set_memory_pool_limit(self, pool, size: int) -> None:
             self.pools[pool] = size
@@ -177,6 +186,7 @@ def make_fake_tensorrt(version: str, gpu: FakeGpu) -> types.ModuleType:
             return len(self.profiles) - 1
 
         def create_timing_cache(self, data: bytes) -> TimingCache:
+            trt.calls["timing_cache"] += 1  # TensorRT-RTX: would make the AOT build look for a GPU
             return TimingCache(bytes(data))
 
         def set_timing_cache(self, cache: TimingCache, ignore_mismatch: bool) -> bool:
@@ -208,7 +218,8 @@ def make_fake_tensorrt(version: str, gpu: FakeGpu) -> types.ModuleType:
         def build_serialized_network(self, network: Network, config: Config) -> bytes:
             trt.calls["build"] += 1
             record = {"flags": network.flags, "inputs": network.inputs, "profile": config.profiles[0].shapes,
-                      "workspace": config.pools.get("workspace"), "opt_level": config.builder_optimization_level}
+                      "workspace": config.pools.get("workspace"), "opt_level": config.builder_optimization_level,
+                      "targets": [config.targets[i] for i in range(config.num_compute_capabilities)]}
             return (b"FAKEPLAN" + json.dumps(record).encode()).ljust(4096, b"\0")
 
     class Context:
@@ -265,8 +276,40 @@ def make_fake_tensorrt(version: str, gpu: FakeGpu) -> types.ModuleType:
             assert index == 0
             return [tuple(s) for s in self.record["profile"][name]]
 
-        def create_execution_context(self) -> Context:
-            return Context(self)
+        def create_execution_context(self, runtime_config=None) -> Context:
+            assert rtx or runtime_config is None
+            context = Context(self)
+            context.runtime_config = runtime_config
+            return context
+
+        def create_runtime_config(self):
+            assert rtx, "standard TensorRT has no runtime config"
+            return RuntimeConfig()
+
+    class RuntimeCache:
+        def __init__(self) -> None:
+            self.data = b""
+
+        def deserialize(self, data: bytes) -> None:
+            trt.calls["cache_loaded"] = bytes(data)
+            self.data = bytes(data)
+
+        def serialize(self) -> bytes:
+            return self.data + b"kernels;"
+
+    class RuntimeConfig:
+        def __init__(self) -> None:
+            self.cuda_graph_strategy, self.cache = "DISABLED", None
+
+        def create_runtime_cache(self) -> RuntimeCache:
+            return RuntimeCache()
+
+        def set_runtime_cache(self, cache: RuntimeCache) -> bool:
+            self.cache = cache
+            return True
+
+        def get_runtime_cache(self) -> RuntimeCache | None:
+            return self.cache
 
     class Runtime:
         def __init__(self, logger) -> None: ...
@@ -278,6 +321,10 @@ def make_fake_tensorrt(version: str, gpu: FakeGpu) -> types.ModuleType:
             return Engine(json.loads(data[8:].rstrip(b"\0")))
 
     trt.Builder, trt.OnnxParser, trt.Runtime = Builder, OnnxParser, Runtime
+    if rtx:
+        trt.ComputeCapability = types.SimpleNamespace(SM75="SM75", SM80="SM80", SM86="SM86", SM89="SM89",
+                                                      SM120="SM120", SM121="SM121")
+        trt.CudaGraphStrategy = types.SimpleNamespace(DISABLED="DISABLED", WHOLE_GRAPH_CAPTURE="WHOLE_GRAPH_CAPTURE")
     return trt
 
 
@@ -288,10 +335,12 @@ def fake_env(monkeypatch: pytest.MonkeyPatch):
 
     state = {}
 
-    def install(version: str = "10.3.0.30", gpu: FakeGpu | None = None):
+    def install(version: str = "10.3.0.30", gpu: FakeGpu | None = None, rtx: bool = False):
         gpu = gpu or FakeGpu()
-        trt = make_fake_tensorrt(version, gpu)
-        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        trt = make_fake_tensorrt(version, gpu, rtx)
+        monkeypatch.setitem(sys.modules, trt.__name__, trt)
+        if rtx:
+            monkeypatch.setitem(sys.modules, "tensorrt", None)  # only TensorRT-RTX installed: it is the default
         monkeypatch.setattr(cuda_module, "load_cuda_api", lambda device=0: gpu)
         monkeypatch.setattr(build_engine, "probe_gpu",
                             lambda device=0: (gpu.device_name, DeviceInfo.format_cc(*gpu.compute_capability)))
@@ -311,6 +360,16 @@ def _onnx(path: Path) -> Path:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     helper.set_model_props(model, {"jarrn.precision": "fp16"})
     onnx.save(model, str(path))
+    return path
+
+
+def _static_onnx(path: Path, batch: int = 1, height: int = 375, width: int = 1242) -> Path:
+    def info(name: str, channels: int):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, channels, height, width])
+
+    graph = helper.make_graph([helper.make_node("Identity", ["sparse_depth"], ["depth"])], "g",
+                              [info("rgb", 3), info("sparse_depth", 1)], [info("depth", 1)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
 
@@ -458,6 +517,188 @@ def test_missing_tensorrt_gives_install_hint(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(BackendUnavailable, match="TensorRT is not installed: run this inside NVIDIA's TensorRT container"):
         DepthCompleter.from_engine(tmp_path / "m.engine")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# TensorRT-RTX over the fake: CPU-only AOT build with targets, runtime cache, built-in CUDA graphs, GPU preflight
+
+RTX_VERSION = "1.7.1.116"
+
+
+@pytest.fixture()
+def fake_rtx_engine(tmp_path: Path, fake_env) -> Path:
+    trt, _ = fake_env(RTX_VERSION, FakeGpu("NVIDIA GeForce RTX 4090", (8, 9)), rtx=True)
+    _onnx(tmp_path / "m.onnx")
+    assert _build(tmp_path, "--runtime-cache", "jit.cache") == 0  # no --flavour: TensorRT-RTX is the installed one
+    return tmp_path / "m.engine"
+
+
+def test_rtx_build_is_cpu_only_with_portable_targets_and_no_timing_cache(fake_rtx_engine: Path, fake_env) -> None:
+    from export.engine_manifest import RTX_PORTABLE_TARGETS
+
+    record = json.loads(fake_rtx_engine.read_bytes()[8:].rstrip(b"\0"))
+    assert record["targets"] == [] and record["flags"] == 2  # portable default: no target set; strongly typed
+    manifest = EngineManifest.load(manifest_path(fake_rtx_engine))
+    assert manifest.flavour == "tensorrt-rtx" and manifest.tensorrt_version == RTX_VERSION
+    assert tuple(manifest.compute_capabilities) == RTX_PORTABLE_TARGETS and manifest.gpu_name == ""
+    assert manifest.build["cpu_only_aot"] is True and manifest.build["runtime_cache"] == "jit.cache"
+    assert "timing_cache" not in manifest.build and not (fake_rtx_engine.parent / "tc").exists()
+
+
+def test_rtx_build_sets_chosen_compute_capabilities(tmp_path: Path, fake_env) -> None:
+    trt, _ = fake_env(RTX_VERSION, rtx=True)
+    _onnx(tmp_path / "m.onnx")
+    assert _build(tmp_path, "--flavour", "tensorrt-rtx", "--compute-capability", "sm_89,8.6") == 0
+    record = json.loads((tmp_path / "m.engine").read_bytes()[8:].rstrip(b"\0"))
+    assert record["targets"] == ["SM86", "SM89"] and trt.calls["timing_cache"] == 0
+    assert EngineManifest.load(tmp_path / "m.engine.json").compute_capabilities == ["8.6", "8.9"]
+    assert _build(tmp_path, "--compute-capability", "8.9,8.6") == 0 and trt.calls["build"] == 1  # same build: reused
+    assert _build(tmp_path, "--compute-capability", "8.9") == 0 and trt.calls["build"] == 2  # other targets: rebuilt
+
+
+def test_unknown_compute_capability_is_one_usage_error_and_writes_nothing(tmp_path: Path, fake_env) -> None:
+    from jarrn.errors import UsageError
+
+    trt, _ = fake_env(RTX_VERSION, rtx=True)
+    _onnx(tmp_path / "m.onnx")
+    with pytest.raises(UsageError, match=r"--compute-capability: '8\.7' is not a TensorRT-RTX target.*Jetson Orin"):
+        _build(tmp_path, "--compute-capability", "8.7")
+    assert trt.calls["build"] == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_rtx_engine_runs_with_runtime_cache_and_builtin_cuda_graphs(fake_rtx_engine: Path, fake_env,
+                                                                     cuda_graphs: bool) -> None:
+    from runtime import DepthCompleter
+
+    trt, gpu = fake_env(RTX_VERSION, FakeGpu("NVIDIA GeForce RTX 4090", (8, 9)), rtx=True)
+    completer = DepthCompleter.from_engine(fake_rtx_engine, cuda_graphs=cuda_graphs)
+    backend = completer.backend
+    assert backend.flavour == "tensorrt-rtx" and trt.calls["deserialize"] == 1
+    strategy = backend.context.runtime_config.cuda_graph_strategy
+    assert strategy == ("WHOLE_GRAPH_CAPTURE" if cuda_graphs else "DISABLED")
+    for shape in [(1, 32, 48), (2, 64, 96), (1, 32, 48)]:
+        rgb, sparse = _inputs(*shape, seed=sum(shape))
+        np.testing.assert_allclose(completer.complete(rgb, sparse), _expected(rgb, sparse), rtol=1e-6, atol=1e-6)
+    assert gpu.counts["capture"] == 0  # TensorRT-RTX captures on its own; no manual stream capture
+    cache_file = fake_rtx_engine.parent / "jit.cache"  # from the manifest, relative to the engine's folder
+    assert not cache_file.exists()
+    completer.close()
+    assert cache_file.read_bytes() == b"kernels;"
+    again = DepthCompleter.from_engine(fake_rtx_engine)
+    assert trt.calls["cache_loaded"] == b"kernels;"
+    again.close()
+    assert cache_file.read_bytes() == b"kernels;kernels;"
+    explicit = fake_rtx_engine.parent / "elsewhere.cache"
+    DepthCompleter.from_engine(fake_rtx_engine, runtime_cache=explicit).close()
+    assert explicit.read_bytes() == b"kernels;"
+
+
+@pytest.mark.parametrize(
+    ("gpu", "says"),
+    [
+        (FakeGpu("NVIDIA H200", (9, 0)), r"NVIDIA H200 has compute capability 9\.0.*Hopper.*standard TensorRT.*"
+                                          r"--flavour tensorrt "),
+        (FakeGpu("NVIDIA H100 80GB HBM3", (9, 0)), r"H100 80GB HBM3 has compute capability 9\.0"),
+        (FakeGpu("Orin (nvgpu)", (8, 7)), r"Orin \(nvgpu\) has compute capability 8\.7.*JetPack's TensorRT"),
+        (FakeGpu("NVIDIA GeForce RTX 2080 Ti", (7, 5)), r"7\.5.*--flavour tensorrt-rtx .*--compute-capability 7\.5$"),
+    ],
+)
+def test_rtx_engine_is_refused_before_deserialising_on_a_gpu_it_does_not_target(fake_rtx_engine: Path, fake_env,
+                                                                                gpu: FakeGpu, says: str) -> None:
+    from runtime import DepthCompleter
+
+    trt, _ = fake_env(RTX_VERSION, gpu, rtx=True)
+    with pytest.raises(EngineMismatchError, match=says) as err:
+        DepthCompleter.from_engine(fake_rtx_engine)
+    assert "\n" not in str(err.value) and trt.calls["deserialize"] == 0
+
+
+def test_rtx_engine_runs_on_every_portable_target_and_newer_blackwell(fake_rtx_engine: Path, fake_env) -> None:
+    from runtime import DepthCompleter
+
+    for name, cc in [("NVIDIA A100-SXM4-80GB", (8, 0)), ("NVIDIA GeForce RTX 3090", (8, 6)),
+                     ("NVIDIA GeForce RTX 5090", (12, 0)), ("NVIDIA GB10", (12, 1))]:
+        fake_env(RTX_VERSION, FakeGpu(name, cc), rtx=True)
+        DepthCompleter.from_engine(fake_rtx_engine).close()
+
+
+def test_engine_of_the_other_flavour_is_refused(fake_rtx_engine: Path, fake_engine_factory) -> None:
+    from runtime import DepthCompleter
+
+    with pytest.raises(EngineMismatchError, match=r"TensorRT-RTX engine \(says m\.engine\.json\).*flavour='tensorrt-rtx'"):
+        DepthCompleter.from_engine(fake_rtx_engine, flavour="tensorrt")
+    trt_engine = fake_engine_factory()
+    with pytest.raises(EngineMismatchError, match=r"a TensorRT engine .*cannot be loaded as TensorRT-RTX"):
+        DepthCompleter.from_engine(trt_engine, flavour="tensorrt-rtx")
+
+
+@pytest.fixture()
+def fake_engine_factory(tmp_path: Path, fake_env):
+    def make() -> Path:
+        folder = tmp_path / "trt"
+        folder.mkdir()
+        _onnx(folder / "m.onnx")
+        fake_env()
+        assert _build(folder) == 0
+        return folder / "m.engine"
+
+    return make
+
+
+def test_rtx_build_failure_shows_the_builders_own_error_and_writes_nothing(tmp_path: Path, fake_env) -> None:
+    from jarrn.errors import CheckFailedError
+
+    trt, _ = fake_env(RTX_VERSION, rtx=True)
+    _onnx(tmp_path / "m.onnx")
+
+    def refuse(self, network, config):
+        build_engine._LOGGERS[trt].log(trt.ILogger.Severity.ERROR,
+                                       "Error Code 1: Myelin (Resize shape dims should be\nnon-negative)")
+        return None
+
+    trt.Builder.build_serialized_network = refuse
+    with pytest.raises(CheckFailedError, match=r"TensorRT-RTX 1\.7\.1\.116 could not build an engine: Error Code 1: "
+                                               r"Myelin \(Resize shape dims should be non-negative\)$"):
+        _build(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_static_graph_gets_its_own_shape_as_profile(tmp_path: Path, fake_env) -> None:
+    fake_env(RTX_VERSION, rtx=True)
+    onnx_path = _static_onnx(tmp_path / "kitti.onnx")
+    assert build_engine.run(build_engine.parse_args(["--onnx", str(onnx_path)])) == 0
+    record = json.loads((tmp_path / "kitti.engine").read_bytes()[8:].rstrip(b"\0"))
+    assert record["profile"]["rgb"] == [[1, 3, 375, 1242]] * 3 and record["profile"]["sparse_depth"] == [[1, 1, 375, 1242]] * 3
+    assert EngineManifest.load(tmp_path / "kitti.engine.json").profile == {"min": [1, 375, 1242], "opt": [1, 375, 1242],
+                                                                           "max": [1, 375, 1242]}
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--max", "4x384x1280"], r"--min/--opt/--max: .*kitti\.onnx has a fixed batch of 1 \(input rgb is 1x3x375x1242\), "
+                              r"but the profile asks for batch 1\.\.4"),
+    (["--min", "1x375x1242", "--opt", "1x375x1242", "--max", "1x384x1280"], r"fixed height of 375"),
+])
+def test_profile_that_cannot_hold_a_static_graph_is_refused_and_nothing_written(tmp_path: Path, fake_env, args,
+                                                                                says: str) -> None:
+    from jarrn.errors import UsageError
+
+    trt, _ = fake_env(RTX_VERSION, rtx=True)
+    onnx_path = _static_onnx(tmp_path / "kitti.onnx")
+    with pytest.raises(UsageError, match=says):
+        build_engine.run(build_engine.parse_args(["--onnx", str(onnx_path), *args]))
+    assert trt.calls["build"] == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["kitti.onnx"]
+
+
+def test_truncated_rtx_engine_is_refused_before_deserialising(fake_rtx_engine: Path, fake_env) -> None:
+    from runtime import DepthCompleter, EngineFileError
+
+    trt, _ = fake_env(RTX_VERSION, FakeGpu("NVIDIA GeForce RTX 4090", (8, 9)), rtx=True)
+    fake_rtx_engine.write_bytes(fake_rtx_engine.read_bytes()[:3000])
+    with pytest.raises(EngineFileError, match=r"3000 bytes but its manifest records 4096 \(truncated or replaced\)\. "
+                                              r"Rebuild it with: python export/build_engine.py .*--flavour tensorrt-rtx"):
+        DepthCompleter.from_engine(fake_rtx_engine)
+    assert trt.calls["deserialize"] == 0
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -52,5 +52,5 @@ def test_panel_is_a_png(fill_checkpoint):
 
 
 def test_missing_model_is_a_clear_error(tmp_path, capsys):
-    assert evaluate.main(["--model", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path)]) == 2
+    assert evaluate.main(["--model", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path)]) == 3  # InputError
     assert "--model" in capsys.readouterr().err

@@ -407,7 +407,7 @@ def test_validate_cli_exit_status(fp32_export, tiny_checkpoint, tmp_path):
     script = REPO / "export" / "validate.py"
     args = [sys.executable, str(script), "--no-real-frames", "--checkpoint", str(tiny_checkpoint)]
     failed = subprocess.run([*args, str(bad)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert failed.returncode == 1, failed.stderr
+    assert failed.returncode == 6, failed.stderr  # the check failed (jarrn.errors.EXIT_CHECK_FAILED)
     assert "FAIL" in failed.stdout and (tmp_path / "bad.validation.md").exists()
 
 
@@ -434,13 +434,13 @@ def test_cli_exports_without_validation(tiny_checkpoint, tmp_path, capsys):
     assert "MB" in printed and "nodes" in printed and "export" in printed
 
 
-def _expect_error(argv: list[str], capsys, needle: str, code: int = 1) -> str:
-    if code == 2:
-        with pytest.raises(SystemExit) as info:
-            to_onnx_main(argv)
-        assert info.value.code == 2
-    else:
-        assert to_onnx_main(argv) == code
+def _expect_error(argv: list[str], capsys, needle: str, code: int) -> str:
+    """Exit statuses of `jarrn --help`: 2 bad argument (argparse's or ours), 3 bad input, 4 unwritable output."""
+    try:
+        got = to_onnx_main(argv)
+    except SystemExit as info:  # argparse
+        got = info.code
+    assert got == code
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
     return err
@@ -450,14 +450,14 @@ def test_bad_checkpoint(tmp_path, capsys):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     out = tmp_path / "out" / "m.onnx"
-    err = _expect_error(["--checkpoint", str(broken), "--output", str(out)], capsys, "error: checkpoint:")
+    err = _expect_error(["--checkpoint", str(broken), "--output", str(out)], capsys, "error: checkpoint:", 3)
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_checkpoint(tmp_path, capsys):
     _expect_error(["--checkpoint", str(tmp_path / "nope.pt"), "--output", str(tmp_path / "m.onnx")], capsys,
-                  "no such file")
+                  "no such file", 3)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -465,9 +465,9 @@ def test_unwritable_output(tiny_checkpoint, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     _expect_error(["--checkpoint", str(tiny_checkpoint), "--output", str(blocker / "m.onnx")], capsys,
-                  "is not a directory")
-    _expect_error(["--checkpoint", str(tiny_checkpoint), "--output", str(tmp_path)], capsys, "is a directory")
-    _expect_error(["--checkpoint", str(tiny_checkpoint), "--output", str(tmp_path / "m.txt")], capsys, ".onnx")
+                  "is not a directory", 4)
+    _expect_error(["--checkpoint", str(tiny_checkpoint), "--output", str(tmp_path)], capsys, "is a directory", 4)
+    _expect_error(["--checkpoint", str(tiny_checkpoint), "--output", str(tmp_path / "m.txt")], capsys, ".onnx", 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
@@ -502,7 +502,7 @@ def test_bad_calibration_data(tiny_checkpoint, tmp_path, capsys, arrays, needle)
     np.savez(calib, **arrays)
     out = tmp_path / "m.onnx"
     _expect_error(["--checkpoint", str(tiny_checkpoint), "--output", str(out), "--precision", "int8",
-                   "--calibration", str(calib)], capsys, needle)
+                   "--calibration", str(calib)], capsys, needle, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.npz"]
 
 

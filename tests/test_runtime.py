@@ -17,6 +17,7 @@ from model.checkpoint import DEFAULT_CHECKPOINT
 from model.depth_io import read_depth_png, read_rgb
 from model.real_frames import evaluation_cases, load_real_frames
 from runtime import BackendUnavailable, DepthCompleter
+from runtime.backends import GraphError
 from runtime.backends.onnxruntime_backend import resolve_providers, tensorrt_provider_options
 from runtime.infer import InferError, choose_backend, main as infer_main
 
@@ -197,8 +198,15 @@ def test_onnx_loading_errors(tmp_path: Path) -> None:
         DepthCompleter.from_onnx(tmp_path / "missing.onnx")
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a protobuf at all")
-    with pytest.raises(RuntimeError, match="broken.onnx: ONNX Runtime could not load the model"):
+    with pytest.raises(GraphError, match="broken.onnx: ONNX Runtime could not load the model"):
         DepthCompleter.from_onnx(broken)
+
+
+def test_onnxruntime_backend_reports_its_session_settings(tiny: dict) -> None:
+    settings = DepthCompleter.from_onnx(tiny["onnx"], intra_op_threads=1).backend.session_settings
+    assert settings["providers"] == ["CPUExecutionProvider"]
+    assert settings["session_options"]["intra_op_num_threads"] == 1
+    assert settings["session_options"]["graph_optimization_level"].endswith("ORT_ENABLE_ALL")
 
 
 def test_completer_surface(tiny: dict) -> None:
@@ -244,8 +252,8 @@ def test_infer_cli_writes_three_pngs(tiny: dict, kitti_crop: dict, tmp_path: Pat
     stored = read_depth_png(out / "depth.png", scale=256)
     # uint16 at 1/256 m: half a step of rounding on top of the backend tolerance
     np.testing.assert_allclose(stored, np.clip(expected, 0, 65535 / 256), rtol=RTOL, atol=0.5 / 256 + ATOL_M)
-    with Image.open(out / "depth_color.png") as im:
-        assert im.mode == "RGB" and im.size == (320, 160)
+    with Image.open(out / "depth_color.png") as im:  # the depth picture plus a title and a colour bar in metres
+        assert im.mode == "RGB" and im.size[0] >= 320 and im.size[1] > 160 + 40
     with Image.open(out / "panel.png") as im:
         assert im.mode == "RGB" and im.size[0] > 3 * 320 and im.size[1] > 160  # three tiles side by side + titles
 
@@ -313,9 +321,9 @@ def test_default_backend_rule(tiny: dict, tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(InferError, match="--backend onnxruntime needs --model to be an ONNX file"):
         choose_backend("m.pth", "onnxruntime")
     engine = tmp_path / "m.engine"
-    monkeypatch.setattr(infer, "_tensorrt_available", lambda: True)
+    monkeypatch.setattr(infer, "_tensorrt_available", lambda engine=None: True)
     assert choose_backend(str(engine), None)[0] == "tensorrt"
-    monkeypatch.setattr(infer, "_tensorrt_available", lambda: False)
+    monkeypatch.setattr(infer, "_tensorrt_available", lambda engine=None: False)
     with pytest.raises(InferError, match="TensorRT is not installed"):
         choose_backend(str(engine), None)
     EngineManifest(onnx_path=str(tiny["onnx"]), onnx_sha256="", precision="fp32", tensorrt_version="10.3.0.30",
@@ -323,3 +331,43 @@ def test_default_backend_rule(tiny: dict, tmp_path: Path, monkeypatch: pytest.Mo
                    build={}, cache_key="").save(manifest_path(engine))
     backend, model, why = choose_backend(str(engine), None)
     assert (backend, model) == ("onnxruntime", str(tiny["onnx"])) and "TensorRT not installed" in why
+
+
+@pytest.mark.parametrize("flavour", ["tensorrt", "tensorrt-rtx"])
+def test_infer_looks_for_the_library_the_engine_manifest_names(tmp_path: Path, flavour: str) -> None:
+    import importlib.util
+
+    from export.engine_manifest import EngineManifest, manifest_path
+    from runtime import infer
+
+    engine = tmp_path / "m.engine"
+    EngineManifest(onnx_path="m.onnx", onnx_sha256="", precision="fp32", tensorrt_version="1.7.1",
+                   gpu_name="g", compute_capability="8.6", profile={"min": [1, 1, 1], "opt": [1, 1, 1], "max": [1, 1, 1]},
+                   build={}, cache_key="", flavour=flavour).save(manifest_path(engine))
+    module = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}[flavour]
+    assert infer._tensorrt_available(str(engine)) == (importlib.util.find_spec(module) is not None)
+
+
+def test_infer_outputs_appear_all_together_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import model.depth_io as depth_io
+    from runtime.infer import write_outputs
+
+    rgb = np.zeros((64, 96, 3), np.uint8)
+    sparse = np.zeros((64, 96), np.float32)
+    sparse[::8, ::8] = 5.0
+    depth = np.full((64, 96), 5.0, np.float32)
+    real_write = depth_io.write_rgb_png
+
+    def full_disk_on_the_panel(path, image):  # noqa: ANN001, ANN202
+        if Path(path).name == "panel.png":
+            raise OSError(28, "No space left on device")
+        return real_write(path, image)
+
+    monkeypatch.setattr(depth_io, "write_rgb_png", full_disk_on_the_panel)
+    with pytest.raises(OSError):
+        write_outputs(tmp_path / "out", rgb, sparse, depth, "test")
+    assert list((tmp_path / "out").iterdir()) == []
+    monkeypatch.setattr(depth_io, "write_rgb_png", real_write)
+    written = write_outputs(tmp_path / "out", rgb, sparse, depth, "test")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["depth.png", "depth_color.png", "panel.png"]
+    assert all(p.is_file() for p in written)

@@ -1,4 +1,4 @@
-"""Tests for the procedural synthetic RGB-D scene generator (model/synthetic.py)."""
+"""Tests for the procedural synthetic RGB-D scene generator (model/synthetic/)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import torch
 
 from model.synthetic import (
     SceneConfig,
-    SyntheticDepthDataset,
     SyntheticSample,
     generate_batch,
     generate_scene,
@@ -201,33 +200,19 @@ def test_generate_batch_rejects_bad_seeds(seeds: object) -> None:
         generate_batch(seeds, 32, 32)  # type: ignore[arg-type]
 
 
-def test_dataset_items() -> None:
-    ds = SyntheticDepthDataset(5, 32, 40, seed_offset=100)
-    assert len(ds) == 5
-    item = ds[2]
-    assert set(item) == {"rgb", "depth"}
-    assert item["rgb"].shape == (3, 32, 40) and item["rgb"].dtype == torch.float32
-    assert item["depth"].shape == (1, 32, 40) and item["depth"].dtype == torch.float32
-    assert 0.0 <= float(item["rgb"].min()) and float(item["rgb"].max()) <= 1.0
-    ref = generate_scene(102, 32, 40)
-    assert np.array_equal((item["rgb"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), ref.rgb)
-    assert np.array_equal(item["depth"][0].numpy(), ref.depth)
-    assert torch.equal(ds[-1]["depth"], ds[4]["depth"])
-    with pytest.raises(IndexError):
-        ds[5]
+def test_training_source_items_are_generated_scenes_as_tensors() -> None:
+    # The training loop's synthetic source is what production uses; its items must be the generator's output as
+    # float tensors (rgb /255 in [3,H,W], depth [1,H,W] metres) with the scene's intrinsics.
+    from model.train import SyntheticSource
 
-
-def test_dataset_works_with_a_dataloader() -> None:
-    loader = torch.utils.data.DataLoader(SyntheticDepthDataset(4, 32, 32), batch_size=2)
-    batches = list(loader)
-    assert len(batches) == 2
-    assert batches[0]["rgb"].shape == (2, 3, 32, 32) and batches[0]["depth"].shape == (2, 1, 32, 32)
-
-
-def test_dataset_validates_arguments() -> None:
-    with pytest.raises(ValueError, match="length"):
-        SyntheticDepthDataset(0, 32, 32)
-    with pytest.raises(ValueError, match="height"):
-        SyntheticDepthDataset(4, 8, 32)
-    with pytest.raises(ValueError, match="seed_offset"):
-        SyntheticDepthDataset(4, 32, 32, seed_offset=-3)
+    source = SyntheticSource(3, (32, 40), seed=5, render_scale=(1.0, 1.0), kind="indoor")
+    item = source[1]
+    rgb, depth = item["rgb"], item["depth"]
+    h, w = rgb.shape[1:]
+    assert rgb.dtype == torch.float32 and rgb.shape[0] == 3 and depth.shape == (1, h, w)
+    scene_seed = int(np.random.default_rng([5, 1]).integers(0, 2**31 - 1))
+    ref = generate_scene(scene_seed, h, w, "indoor")
+    assert np.array_equal((rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), ref.rgb)
+    assert np.array_equal(depth[0].numpy(), ref.depth)
+    assert item["intrinsics"] == ref.intrinsics
+    assert torch.equal(source[1]["depth"], depth)

@@ -9,7 +9,7 @@ import torch
 
 from model import train
 from model.checkpoint import load_model
-from model.contract import normalise_sparse
+from model.metric_jarrn import normalise_sparse
 from model.network import Jarrn, JarrnConfig
 
 TINY = "8,8,8,8,8,8,8"
@@ -121,7 +121,7 @@ def test_training_overfits_a_fixed_batch() -> None:
 
 
 def test_start_as_fill_network_returns_the_filled_sparse_input_before_training() -> None:
-    from model.contract import MetricJarrn, pushpull_fill
+    from model.metric_jarrn import MetricJarrn, pushpull_fill
 
     torch.manual_seed(0)
     config = JarrnConfig((16, 16, 16, 16, 8, 8, 8), depth_normalisation="minmax", sparse_fill="pushpull")
@@ -135,9 +135,9 @@ def test_start_as_fill_network_returns_the_filled_sparse_input_before_training()
     torch.testing.assert_close(depth, pushpull_fill(sparse_t, (sparse_t > 0).float()), atol=1e-4, rtol=1e-5)
 
 
-def test_start_as_fill_needs_the_pushpull_config(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="--start-as-fill"):
-        train.main(_args(tmp_path / "run", "--start-as-fill"))
+def test_start_as_fill_needs_the_pushpull_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert train.main(_args(tmp_path / "run", "--start-as-fill")) == 2  # a usage error: one line, no traceback
+    assert "error: --start-as-fill" in capsys.readouterr().err
 
 
 def test_pushpull_run_records_the_fill_in_its_export(tmp_path: Path) -> None:
@@ -162,9 +162,9 @@ def test_ema_run_validates_and_exports_the_averaged_weights(tmp_path: Path) -> N
         torch.testing.assert_close(exported[key], value)
 
 
-def test_ema_decay_outside_the_unit_interval_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="--ema"):
-        train.main(_args(tmp_path / "run", "--ema", "1.5"))
+def test_ema_decay_outside_the_unit_interval_is_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert train.main(_args(tmp_path / "run", "--ema", "1.5")) == 2
+    assert "error: --ema" in capsys.readouterr().err
 
 
 def test_learning_rate_schedule() -> None:

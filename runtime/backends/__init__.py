@@ -11,6 +11,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from export.graph_check import GraphError  # noqa: F401 - re-exported: part of the runtime's API
+from jarrn.errors import UnavailableError
+
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
 
@@ -28,5 +31,6 @@ class Backend(Protocol):
         ...
 
 
-class BackendUnavailable(ImportError):
-    """A backend's library (tensorrt, cuda-python/pycuda, onnxruntime, a provider) is not installed here."""
+class BackendUnavailable(UnavailableError, ImportError):
+    """A backend's library (tensorrt, cuda-python/pycuda, onnxruntime, a provider) is not installed here
+    (an ImportError as before, and a :class:`jarrn.errors.UnavailableError`: exit status 5)."""

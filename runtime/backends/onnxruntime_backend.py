@@ -8,7 +8,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from jarrn.errors import InputError, UsageError
+from model.contract import CONTRACT
+from export.graph_check import CONTRACT_INPUTS, CONTRACT_OUTPUT, GraphError, check_graph, recorded_widths
+from export.ort_session import import_ort, open_session
 from runtime.backends import BackendUnavailable
+
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -17,18 +22,10 @@ PROVIDER_ALIASES = {
     "trt": "TensorrtExecutionProvider",
 }
 _GPU_PROVIDERS = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
-ORT_INSTALL_HINT = (
-    "onnxruntime is not installed: `pip install onnxruntime` (CPU) or `pip install onnxruntime-gpu` "
-    "(CUDA and TensorRT execution providers; not both packages at once)"
-)
 
 
 def import_onnxruntime():  # noqa: ANN201
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise BackendUnavailable(ORT_INSTALL_HINT) from exc
-    return onnxruntime
+    return import_ort(BackendUnavailable)
 
 
 def tensorrt_provider_options(
@@ -50,7 +47,7 @@ def tensorrt_provider_options(
     if profile is not None:
         for key, shape in (("min", profile.min), ("opt", profile.opt), ("max", profile.max)):
             options[f"trt_profile_{key}_shapes"] = ",".join(
-                f"{name}:{'x'.join(str(v) for v in shape.tensor_shape(name))}" for name in ("rgb", "sparse_depth")
+                f"{name}:{'x'.join(str(v) for v in shape.tensor_shape(name))}" for name in CONTRACT_INPUTS
             )
     return options
 
@@ -68,13 +65,20 @@ def resolve_providers(
     """
     if isinstance(providers, str):
         providers = [providers]
+    if not isinstance(providers, (list, tuple)):
+        raise UsageError(f"providers: expected a name ('cpu', 'cuda', 'tensorrt') or a list of them in priority "
+                         f"order, got {type(providers).__name__}")
     available = list(available)
     resolved: list[str | tuple[str, dict[str, Any]]] = []
     names: list[str] = []
     for entry in providers:
         options: dict[str, Any] = {}
         if isinstance(entry, tuple):
+            if len(entry) != 2 or not isinstance(entry[1], Mapping):
+                raise UsageError(f"providers: expected (name, options dict) pairs, got {entry!r}")
             entry, options = entry[0], dict(entry[1])
+        if not isinstance(entry, str):
+            raise UsageError(f"providers: expected provider names as strings, got {entry!r}")
         full = PROVIDER_ALIASES.get(str(entry).lower(), str(entry))
         if full not in available:
             hint = " (install onnxruntime-gpu instead of onnxruntime)" if full in _GPU_PROVIDERS else ""
@@ -86,10 +90,19 @@ def resolve_providers(
         resolved.append((full, options) if options else full)
         names.append(full)
     if not names:
-        raise ValueError("providers: expected at least one of 'cpu', 'cuda', 'tensorrt'")
+        raise UsageError("providers: expected at least one of 'cpu', 'cuda', 'tensorrt'")
     if "CPUExecutionProvider" not in names:
         resolved.append("CPUExecutionProvider")
     return resolved
+
+
+def check_thread_count(value: object, name: str = "intra_op_threads") -> int | None:
+    """``None`` or 0 (ONNX Runtime's default) or a positive integer; :class:`UsageError` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise UsageError(f"{name}: expected a non-negative integer (0 or None: ONNX Runtime's default), got {value!r}")
+    return int(value)
 
 
 class OnnxRuntimeBackend:
@@ -105,7 +118,9 @@ class OnnxRuntimeBackend:
         intra_op_threads: int | None = None,
         trt_cache_dir: str | os.PathLike | None = None,
         profile: Any | None = None,
+        check_metadata: bool = True,
     ) -> None:
+        intra_op_threads = check_thread_count(intra_op_threads)
         ort = import_onnxruntime()
         path = Path(path)
         if not path.is_file():
@@ -120,26 +135,58 @@ class OnnxRuntimeBackend:
             cache.mkdir(parents=True, exist_ok=True)
             resolved = resolve_providers(providers, ort.get_available_providers(),
                                          trt_options=tensorrt_provider_options(cache, profile))
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if intra_op_threads:
-            options.intra_op_num_threads = int(intra_op_threads)
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=options, providers=resolved)
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            raise RuntimeError(f"{path}: ONNX Runtime could not load the model ({type(exc).__name__}: {exc})") from None
-        inputs = [i.name for i in self.session.get_inputs()]
-        if sorted(inputs) != ["rgb", "sparse_depth"]:
-            raise ValueError(f"{path}: expected graph inputs ['rgb', 'sparse_depth'], found {inputs}")
-        outputs = [o.name for o in self.session.get_outputs()]
-        if "depth" not in outputs:
-            raise ValueError(f"{path}: expected a graph output 'depth', found {outputs}")
+        self.session = open_session(path, resolved, ort=ort, intra_op_threads=intra_op_threads,
+                                    optimization="ORT_ENABLE_ALL")
+        self.static_dims = check_graph(self.session, path, check_metadata=check_metadata)
+        self.widths = recorded_widths(self.session)
         self.providers = self.session.get_providers()
         self.source = str(path)
 
+    @property
+    def session_settings(self) -> dict[str, Any]:
+        """What the session runs with (providers and the session options that matter for speed), for reports."""
+        if self.session is None:
+            raise UsageError("onnxruntime backend: closed; create a new DepthCompleter")
+        options = self.session.get_session_options()
+        return {
+            "providers": list(self.session.get_providers()),
+            "session_options": {
+                "graph_optimization_level": str(options.graph_optimization_level),
+                "execution_mode": str(options.execution_mode),
+                "intra_op_num_threads": options.intra_op_num_threads,
+                "inter_op_num_threads": options.inter_op_num_threads,
+                "enable_cpu_mem_arena": options.enable_cpu_mem_arena,
+                "enable_mem_pattern": options.enable_mem_pattern,
+            },
+        }
+
+    def check_size(self, rgb_nchw: np.ndarray) -> None:
+        """A graph exported with ``--static``/``--batch`` takes only that size: say so (ValueError) instead of ONNX
+        Runtime's InvalidArgument."""
+        fixed = self.static_dims.get(CONTRACT.rgb_name, [None] * 4)
+        wrong = [(label, want, got) for label, want, got in zip(("batch", "", "height", "width"), fixed, rgb_nchw.shape)
+                 if want is not None and label and want != got]
+        if wrong:
+            size = "x".join(str(d) if d is not None else "any" for d in fixed[2:])
+            batch = fixed[0] if fixed[0] is not None else "any"
+            raise InputError(
+                f"rgb and sparse_depth: this graph ({self.source}) was exported for a fixed size {size} (batch "
+                f"{batch}); got {rgb_nchw.shape[2]}x{rgb_nchw.shape[3]} (batch {rgb_nchw.shape[0]}): resize the "
+                "inputs or export with dynamic shapes (export/to_onnx.py without --static/--batch)"
+            )
+
     def run(self, rgb_nchw: np.ndarray, sparse_nchw: np.ndarray) -> np.ndarray:
-        (depth,) = self.session.run(["depth"], {"rgb": rgb_nchw, "sparse_depth": sparse_nchw})
-        return np.asarray(depth, dtype=np.float32)
+        if self.session is None:
+            raise UsageError("onnxruntime backend: closed; create a new DepthCompleter")
+        self.check_size(rgb_nchw)
+        rgb_name, sparse_name = CONTRACT_INPUTS
+        (depth,) = self.session.run([CONTRACT_OUTPUT], {rgb_name: rgb_nchw, sparse_name: sparse_nchw})
+        depth = np.asarray(depth, dtype=np.float32)
+        expected = (rgb_nchw.shape[0], 1, rgb_nchw.shape[2], rgb_nchw.shape[3])
+        if depth.shape != expected:
+            raise GraphError(f"{self.source}: graph output 'depth' has shape {list(depth.shape)} for inputs "
+                             f"{list(rgb_nchw.shape)}, expected {list(expected)}: not this contract's graph")
+        return depth
 
     def close(self) -> None:
         self.session = None

@@ -1,13 +1,18 @@
-"""TensorRT backend: a serialized engine (``export/build_engine.py``) run with the TensorRT 10/11 named-tensor API.
+"""TensorRT backend: a serialized TensorRT or TensorRT-RTX engine (``export/build_engine.py``) run with the named-tensor
+API (TensorRT 10/11, TensorRT-RTX 1.x).
 
-- The sidecar manifest is checked *before* deserialising: another GPU or TensorRT version raises
-  :class:`EngineMismatchError` with the exact rebuild command; a truncated or altered file raises
-  :class:`EngineFileError` (:func:`preflight_engine`, pure Python, tested without TensorRT).
+- The flavour comes from the sidecar manifest (``tensorrt`` or ``tensorrt-rtx``; ``flavour=`` for engines without one)
+  and decides which module is imported. The manifest is checked *before* deserialising: another flavour, library
+  version or GPU (TensorRT), or a GPU whose compute capability the engine does not target (TensorRT-RTX: e.g. an
+  H100/H200 or a Jetson), raises :class:`EngineMismatchError` naming the GPU and what to use instead; a truncated or
+  altered file raises :class:`EngineFileError` (:func:`preflight_engine`, pure Python, tested without TensorRT).
 - Device buffers for every I/O tensor are allocated once, at the profile maximum, and reused; host staging buffers are
   page-locked; each backend owns one execution context and one CUDA stream; ``execute_async_v3`` runs on it.
 - Shapes outside the optimization profile raise :class:`ProfileError` naming the input and the range.
-- Optional CUDA graphs (``cuda_graphs=True``, cuda-python only): one graph per input shape, captured on the first call
-  with that shape and replayed afterwards (fewer launch overheads, which matters on Jetson).
+- ``cuda_graphs=True``: TensorRT captures one CUDA graph per input shape on the first call with that shape and replays
+  it afterwards (cuda-python only); TensorRT-RTX uses its built-in whole-graph capture strategy instead.
+- TensorRT-RTX compiles its kernels just in time on the first run; ``runtime_cache`` (or the file the manifest
+  records) keeps them between runs: loaded when the backend starts, written back (atomically) when it closes.
 
 Not thread-safe on its own: :class:`runtime.DepthCompleter` serialises calls with a lock; create one completer per
 thread for parallel streams (each gets its own context, buffers and stream).
@@ -24,30 +29,60 @@ from typing import Any
 import numpy as np
 
 from export.engine_manifest import (
-    TENSORRT_INSTALL_HINT,
+    FLAVOUR_TITLES,
+    FLAVOURS,
+    INPUT_CHANNELS,
+    OUTPUT_NAME,
+    TENSORRT,
+    TENSORRT_RTX,
     DeviceInfo,
     EngineFileError,
     EngineManifest,
-    EngineMismatchError,  # noqa: F401 - re-exported for callers
+    EngineMismatchError,
     ProfileError,  # noqa: F401 - re-exported for callers
+    atomic_write_bytes,
     check_compatible,
     check_engine_file,
     check_shape_in_range,
+    import_flavour,
     manifest_path,
 )
 from runtime.backends import BackendUnavailable
 
 log = logging.getLogger(__name__)
 MAX_CUDA_GRAPHS = 8
+# INPUT_CHANNELS is ordered as the contract's inputs: rgb, then sparse_depth (what run() receives, in that order).
 
 
-def import_tensorrt():  # noqa: ANN201
-    """``import tensorrt``, or :class:`BackendUnavailable` with how to get it."""
+def import_tensorrt(flavour: str = TENSORRT):  # noqa: ANN201
+    """``import tensorrt`` (or ``tensorrt_rtx``), or :class:`BackendUnavailable` with how to get it."""
     try:
-        import tensorrt
-    except (ImportError, OSError) as exc:  # OSError: bindings present but libnvinfer missing
-        raise BackendUnavailable(TENSORRT_INSTALL_HINT) from exc
-    return tensorrt
+        return import_flavour(flavour)
+    except ImportError as exc:
+        raise BackendUnavailable(str(exc)) from exc.__cause__
+
+
+def engine_flavour(engine_path: str | os.PathLike, requested: str | None = None) -> str:
+    """The flavour to load ``engine_path`` with: the manifest's, else ``requested``, else ``tensorrt``.
+
+    A ``requested`` flavour that contradicts the manifest raises :class:`EngineMismatchError` (before any import).
+    """
+    if requested is not None and requested not in FLAVOURS:
+        raise ValueError(f"flavour: expected one of {', '.join(FLAVOURS)} or None, got {requested!r}")
+    sidecar = manifest_path(engine_path)
+    if sidecar.is_file():
+        try:
+            recorded = EngineManifest.load(sidecar).flavour
+        except EngineFileError:
+            recorded = None  # reported by preflight_engine with its full message
+        if recorded is not None and requested not in (None, recorded):
+            raise EngineMismatchError(
+                f"{engine_path}: this is a {FLAVOUR_TITLES.get(recorded, recorded)} engine (says {sidecar.name}), it "
+                f"cannot be loaded as {FLAVOUR_TITLES[requested]}: pass flavour={recorded!r} or leave flavour out"
+            )
+        if recorded is not None:
+            return recorded
+    return requested or TENSORRT
 
 
 def preflight_engine(
@@ -59,8 +94,9 @@ def preflight_engine(
 ) -> tuple[EngineManifest | None, bytes]:
     """Every check that can be made before TensorRT sees the file; returns ``(manifest, engine bytes)``.
 
-    Order: manifest present (unless ``require_manifest=False``, e.g. trtexec-built engines) and readable; built for this
-    TensorRT version and GPU; engine file present, not an ONNX, not truncated, sha256 as recorded.
+    Order: manifest present (unless ``require_manifest=False``, e.g. trtexec-built engines) and readable; same flavour
+    and library version; built for this GPU (TensorRT) or targeting its compute capability (TensorRT-RTX); engine file
+    present, not an ONNX, not truncated, sha256 as recorded.
     """
     engine_path = Path(engine_path)
     sidecar = manifest_path(engine_path)
@@ -79,6 +115,17 @@ def preflight_engine(
         check_compatible(manifest, device, engine_path)
     data = check_engine_file(engine_path, manifest, verify_hash=verify_hash)
     return manifest, data
+
+
+def runtime_cache_path(engine_path: str | os.PathLike, manifest: EngineManifest | None,
+                       requested: str | os.PathLike | None) -> Path | None:
+    """The TensorRT-RTX runtime cache file: ``requested``, else the manifest's ``build.runtime_cache``; relative paths
+    are relative to the engine's folder."""
+    value = requested if requested is not None else (manifest.build.get("runtime_cache") if manifest else None)
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_absolute() else Path(engine_path).resolve().parent / path
 
 
 class _Tensor:
@@ -109,23 +156,31 @@ class TensorRTBackend:
         require_manifest: bool = True,
         verify_hash: bool = True,
         device: int = 0,
+        flavour: str | None = None,
+        runtime_cache: str | os.PathLike | None = None,
     ) -> None:
         self.cuda = None
         self.context = self.engine = self.stream = None
         self._tensors: dict[str, _Tensor] = {}
         self._graphs: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+        self._runtime_config = None
+        self.runtime_cache_file: Path | None = None
         self.source = str(engine_path)
-        trt = import_tensorrt()
+        self.flavour = engine_flavour(engine_path, flavour)
+        trt = import_tensorrt(self.flavour)
         from runtime.backends._cuda import load_cuda_api
 
         self._trt = trt
         cuda = load_cuda_api(device)
-        here = DeviceInfo(cuda.device_name, DeviceInfo.format_cc(*cuda.compute_capability), trt.__version__)
+        here = DeviceInfo(cuda.device_name, DeviceInfo.format_cc(*cuda.compute_capability), trt.__version__, self.flavour)
         self.device_info = here
         self.manifest, data = preflight_engine(engine_path, here, require_manifest=require_manifest, verify_hash=verify_hash)
         self.cuda = cuda
         self.cuda_graphs = bool(cuda_graphs)
-        if self.cuda_graphs and not cuda.supports_graphs:
+        rtx_graphs = self.flavour == TENSORRT_RTX and self.cuda_graphs
+        if rtx_graphs:
+            self.cuda_graphs = False  # TensorRT-RTX captures and replays on its own (runtime config strategy)
+        elif self.cuda_graphs and not cuda.supports_graphs:
             log.warning("cuda_graphs=True needs cuda-python (found %s): running without CUDA graphs", cuda.name)
             self.cuda_graphs = False
         cuda.activate()
@@ -134,11 +189,16 @@ class TensorRTBackend:
             self._runtime = trt.Runtime(self._logger)
             self.engine = self._runtime.deserialize_cuda_engine(data)
             if self.engine is None:
+                other = [f for f in FLAVOURS if f != self.flavour][0]
                 raise EngineFileError(
-                    f"{engine_path}: TensorRT {trt.__version__} could not deserialise this engine (see the TensorRT "
-                    "log above); rebuild it on this machine with python export/build_engine.py"
+                    f"{engine_path}: {here.library} could not deserialise this engine (see its log above): truncated, "
+                    f"built with another version, or a {other} engine (pass flavour={other!r}); rebuild it with "
+                    "python export/build_engine.py"
                 )
-            self.context = self.engine.create_execution_context()
+            if self.flavour == TENSORRT_RTX:
+                self.context = self._rtx_context(engine_path, runtime_cache, rtx_graphs)
+            else:
+                self.context = self.engine.create_execution_context()
             if self.context is None:
                 raise RuntimeError(f"{engine_path}: could not create an execution context (out of GPU memory?)")
             self._setup_tensors()
@@ -149,13 +209,44 @@ class TensorRTBackend:
         finally:
             self.cuda.deactivate()
 
+    def _rtx_context(self, engine_path: str | os.PathLike, runtime_cache: str | os.PathLike | None, graphs: bool) -> Any:
+        """TensorRT-RTX execution context with its runtime config: the runtime cache and the CUDA-graph strategy."""
+        trt = self._trt
+        config = self.engine.create_runtime_config()
+        self._runtime_config = config
+        if graphs:
+            config.cuda_graph_strategy = trt.CudaGraphStrategy.WHOLE_GRAPH_CAPTURE
+        self.runtime_cache_file = runtime_cache_path(engine_path, self.manifest, runtime_cache)
+        if self.runtime_cache_file is not None:
+            cache = config.create_runtime_cache()
+            if self.runtime_cache_file.is_file():
+                try:
+                    cache.deserialize(self.runtime_cache_file.read_bytes())
+                except Exception as exc:  # noqa: BLE001 - a stale or foreign cache only costs compile time
+                    log.warning("runtime cache %s not usable (%s): starting an empty one", self.runtime_cache_file, exc)
+                    cache = config.create_runtime_cache()
+            config.set_runtime_cache(cache)
+        return self.engine.create_execution_context(config)
+
+    def save_runtime_cache(self) -> Path | None:
+        """Write the TensorRT-RTX runtime cache (JIT-compiled kernels) to its file, atomically; None without one."""
+        if self._runtime_config is None or self.runtime_cache_file is None:
+            return None
+        cache = self._runtime_config.get_runtime_cache()
+        if cache is None:
+            return None
+        data = cache.serialize()
+        if data is None:
+            return None
+        return atomic_write_bytes(self.runtime_cache_file, memoryview(data))
+
     # -- setup ---------------------------------------------------------------------------------------------------------
     def _setup_tensors(self) -> None:
         trt, engine, context = self._trt, self.engine, self.context
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
-        if sorted(inputs) != ["rgb", "sparse_depth"] or "depth" not in outputs:
+        if sorted(inputs) != sorted(INPUT_CHANNELS) or OUTPUT_NAME not in outputs:
             raise EngineFileError(
                 f"{self.source}: expected inputs ['rgb', 'sparse_depth'] and output 'depth', found inputs {inputs}, "
                 f"outputs {outputs}"
@@ -181,12 +272,12 @@ class TensorRTBackend:
     def run(self, rgb_nchw: np.ndarray, sparse_nchw: np.ndarray) -> np.ndarray:
         if self.context is None:
             raise RuntimeError("TensorRT backend is closed")
-        for name, array in (("rgb", rgb_nchw), ("sparse_depth", sparse_nchw)):
+        for name, array in zip(INPUT_CHANNELS, (rgb_nchw, sparse_nchw)):
             check_shape_in_range(name, array.shape, *self.profile_range[name])
         cuda, context, stream = self.cuda, self.context, self.stream
         cuda.activate()
         try:
-            for name, array in (("rgb", rgb_nchw), ("sparse_depth", sparse_nchw)):
+            for name, array in zip(INPUT_CHANNELS, (rgb_nchw, sparse_nchw)):
                 tensor = self._tensors[name]
                 staged = tensor.host_view(array.shape)
                 np.copyto(staged, array, casting="same_kind")  # float32 -> the engine's I/O type (fp16 I/O engines)
@@ -194,8 +285,8 @@ class TensorRTBackend:
                     raise RuntimeError(f"{name}: TensorRT rejected input shape {array.shape}")
                 cuda.htod_async(tensor.device_ptr, staged, staged.nbytes, stream)
             self._execute(tuple(rgb_nchw.shape))
-            out = self._tensors["depth"]
-            out_shape = tuple(int(v) for v in context.get_tensor_shape("depth"))
+            out = self._tensors[OUTPUT_NAME]
+            out_shape = tuple(int(v) for v in context.get_tensor_shape(OUTPUT_NAME))
             result = out.host_view(out_shape)
             cuda.dtoh_async(result, out.device_ptr, result.nbytes, stream)
             cuda.synchronize(stream)
@@ -246,6 +337,11 @@ class TensorRTBackend:
         try:
             if self.stream is not None:
                 cuda.synchronize(self.stream)
+            try:
+                self.save_runtime_cache()
+            except Exception as exc:  # noqa: BLE001 - losing the cache only costs compile time next run
+                log.warning("could not write the runtime cache %s: %s", self.runtime_cache_file, exc)
+            self._runtime_config = None
             for graph, graph_exec in self._graphs.values():
                 cuda.destroy_graph(graph, graph_exec)
             self._graphs.clear()

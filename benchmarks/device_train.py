@@ -1,0 +1,225 @@
+"""Training throughput on a GPU, for the device check (``benchmarks/device_check.py``): two numbers that together say
+what limits training.
+
+- :func:`step_throughput`: :func:`model.train.train_step` on one batch that already lives on the GPU, repeated: what the
+  GPU sustains (the compute and launch ceiling of the training step).
+- :func:`training_smoke`: ``python -m model.train`` on synthetic scenes for about a minute, exactly as users run it
+  (data loader workers rendering scenes, augmentation, host-to-device copies): what training actually gets.
+
+When the second is far below the first, the data pipeline sets the pace, not the GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+THROUGHPUT_TARGET = 400.0
+"""Samples/s that training of the full config at 320x320, batch 16 should reach on an H100/H200-class GPU (issue 11)."""
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainingShape:
+    """What one training step works on."""
+
+    config: str = "full"
+    """'full' (the paper's widths, 36.3M parameters) or 'small' (the bundled model's widths)."""
+    crop: tuple[int, int] = (320, 320)
+    """Training crop, height and width."""
+    batch: int = 16
+    """Samples per step."""
+    amp: bool = True
+    """Mixed precision (float16 autocast + GradScaler), as training on CUDA runs by default."""
+
+    def widths(self) -> tuple[int, ...]:
+        from model.network import JarrnConfig
+
+        return (JarrnConfig.full() if self.config == "full" else JarrnConfig.small()).widths
+
+
+def default_workers() -> int:
+    """Data loader workers for the smoke: every CPU but two (the training process and the GPU's launch thread)."""
+    return max(1, (os.cpu_count() or 2) - 2)
+
+
+def step_throughput(device: str, shape: TrainingShape = TrainingShape(), *, seconds: float = 10.0,
+                    channels_last: bool | None = None, log: Log = print) -> dict:
+    """Samples/s of :func:`model.train.train_step` on one fixed batch already on ``device`` for about ``seconds``."""
+    import torch
+
+    from model import train
+    from model.network import Jarrn, JarrnConfig
+
+    torch_device = torch.device(device)
+    channels_last = torch_device.type == "cuda" if channels_last is None else channels_last
+    amp = shape.amp and torch_device.type == "cuda"
+    torch.manual_seed(0)
+    network = Jarrn(JarrnConfig(shape.widths())).to(torch_device)
+    if channels_last:
+        network = network.to(memory_format=torch.channels_last)
+    cudnn_benchmark = torch.backends.cudnn.benchmark
+    if torch_device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as model.train sets it on CUDA (restored below)
+    optimizer = torch.optim.Adam(network.parameters(), lr=2e-4)
+    scaler = torch.amp.GradScaler(torch_device.type, enabled=amp)
+    h, w = shape.crop
+    generator = torch.Generator().manual_seed(0)
+    depth = torch.rand(shape.batch, 1, h, w, generator=generator)
+    mask = (torch.rand(shape.batch, 1, h, w, generator=generator) < 0.05).float()
+    batch = {"rgb": torch.rand(shape.batch, 3, h, w, generator=generator), "sparse": depth * mask, "mask": mask,
+             "gt": depth, "gt_valid": torch.ones_like(depth)}
+    batch = {k: v.to(torch_device) for k, v in batch.items()}
+
+    def sync() -> None:
+        if torch_device.type == "cuda":
+            torch.cuda.synchronize(torch_device)
+
+    def step() -> None:
+        train.train_step(network, batch, optimizer, scaler, device=torch_device, amp=amp)
+
+    network.train()
+    started = time.perf_counter()
+    for _ in range(3):  # cuDNN autotuning and allocator warm-up
+        step()
+    sync()
+    warmup_s = time.perf_counter() - started
+    steps, begin = 0, time.perf_counter()
+    while time.perf_counter() - begin < seconds:
+        step()
+        steps += 1
+    sync()
+    elapsed = time.perf_counter() - begin
+    result = {"device": str(torch_device), **asdict(shape), "channels_last": channels_last, "amp": amp,
+              "steps": steps, "seconds": round(elapsed, 2), "warmup_seconds": round(warmup_s, 2),
+              "ms_per_step": 1e3 * elapsed / max(steps, 1), "samples_per_s": steps * shape.batch / elapsed}
+    log(f"training step alone: {result['samples_per_s']:.0f} samples/s ({result['ms_per_step']:.1f} ms per step of "
+        f"{shape.batch} at {h}x{w})")
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    return result
+
+
+def smoke_command(device: str, out: Path, shape: TrainingShape = TrainingShape(), *, seconds: float = 60.0,
+                  workers: int | None = None, widths: tuple[int, ...] | None = None, log_every: int = 10) -> list[str]:
+    """The ``python -m model.train`` command of the smoke: synthetic scenes, no validation, stopped by its time limit."""
+    crop = f"{shape.crop[0]}x{shape.crop[1]}"
+    model = ["--widths", ",".join(map(str, widths))] if widths else ["--config", shape.config]
+    return [sys.executable, "-m", "model.train", "--device", device, *model, "--crop", crop,
+            "--batch-size", str(shape.batch), "--amp" if shape.amp else "--no-amp",
+            "--workers", str(default_workers() if workers is None else workers), "--data", "synthetic",
+            "--epoch-samples", "200000", "--epochs", "1", "--time-limit-min", f"{seconds / 60:.4f}",
+            "--val-every", "-1", "--log-every", str(log_every), "--checkpoint-every", "1000000", "--no-progress",
+            "--out", str(out)]
+
+
+def summarise_history(history: dict, batch: int) -> dict:
+    """Samples/s of a training run from its ``history.json``: overall, and the median of the log windows after the
+    first (which holds the data loader's start and cuDNN's autotuning)."""
+    rows = history.get("train") or []
+    if not rows:
+        return {"steps": 0, "samples_per_s": None, "steady_samples_per_s": None, "windows": []}
+    rates = [float(r["samples_per_s"]) for r in rows]
+    steady = sorted(rates[1:]) if len(rates) > 1 else rates
+    last = rows[-1]
+    return {
+        "steps": int(last["step"]),
+        "elapsed_s": float(last["elapsed_s"]),
+        "samples_per_s": int(last["step"]) * batch / max(float(last["elapsed_s"]), 1e-9),
+        "steady_samples_per_s": steady[len(steady) // 2],
+        "windows": [{"step": int(r["step"]), "samples_per_s": float(r["samples_per_s"]),
+                     "loss": float(r["loss"])} for r in rows],
+        "final_loss": float(last["loss"]),
+    }
+
+
+def training_smoke(device: str, shape: TrainingShape = TrainingShape(), *, seconds: float = 60.0,
+                   timeout_s: float = 90.0, workers: int | None = None, widths: tuple[int, ...] | None = None,
+                   log_every: int = 10, log: Log = print) -> dict:
+    """Run :func:`smoke_command` in a fresh process (killed after ``timeout_s``) and summarise its samples/s."""
+    with tempfile.TemporaryDirectory(prefix="jarrn_train_smoke_") as tmp:
+        out = Path(tmp) / "run"
+        cmd = smoke_command(device, out, shape, seconds=seconds, workers=workers, widths=widths, log_every=log_every)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        log(f"training smoke: {' '.join(cmd[1:])}")
+        code, lines, timed_out, wall = run_streaming(cmd, timeout_s=timeout_s, env=env, log=log, prefix="  train: ")
+        result: dict = {"command": cmd, "exit_code": code, "wall_seconds": round(wall, 1), "shape": asdict(shape),
+                        "workers": int(cmd[cmd.index("--workers") + 1]), "time_limit_s": seconds}
+        history_path = out / "history.json"
+        if history_path.is_file():
+            result.update(summarise_history(json.loads(history_path.read_text()), shape.batch))
+        if timed_out:
+            result["status"] = "failed"
+            result["error"] = f"killed after {timeout_s:.0f} s (the run did not stop at its time limit)"
+        elif code != 0:
+            result["status"] = "failed"
+            result["error"] = f"model.train exited {code}: " + (lines[-1].strip() if lines else "no output")
+        elif not result.get("steps"):
+            result["status"] = "failed"
+            result["error"] = "model.train logged no training step"
+        else:
+            result["status"] = "ok"
+        return result
+
+
+def run_streaming(cmd: list[str], *, timeout_s: float, env: dict | None = None, log: Log = print,
+                  prefix: str = "  ") -> tuple[int, list[str], bool, float]:
+    """Run ``cmd`` in the repository root, passing each output line (stdout and stderr) to ``log`` as it comes, and kill
+    it after ``timeout_s``. Returns ``(exit code, lines, timed out, wall seconds)``."""
+    import selectors
+
+    started = time.perf_counter()
+    # Its own process group, so a timeout also ends what it started (data loader workers, pytest's children).
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    assert proc.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    lines: list[str] = []
+    buffer, timed_out = "", False
+
+    def emit(line: str) -> None:
+        lines.append(line)
+        if line.strip():
+            log(prefix + line.rstrip())
+
+    while True:
+        remaining = started + timeout_s - time.perf_counter()
+        if remaining <= 0:
+            timed_out = True
+            _kill_group(proc)
+            break
+        if not selector.select(timeout=min(remaining, 1.0)):
+            if proc.poll() is not None:
+                break
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536).decode("utf-8", "replace")
+        if not chunk:
+            break
+        buffer += chunk
+        *complete, buffer = buffer.split("\n")
+        for line in complete:
+            emit(line)
+    if buffer:
+        emit(buffer)
+    selector.close()
+    code = proc.wait()
+    proc.stdout.close()
+    return code, lines, timed_out, time.perf_counter() - started
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()

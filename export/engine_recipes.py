@@ -1,0 +1,156 @@
+"""Command-line recipes equivalent to ``build_engine.py``: ``trtexec`` (TensorRT) and ``tensorrt_rtx`` (TensorRT-RTX).
+
+Printed by ``build_engine.py --print-trtexec``; pure Python, no TensorRT needed.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from export.engine_flavours import PORTABLE, RTX_PORTABLE_TARGETS, network_creation_flags
+from export.engine_profile import INPUT_CHANNELS, BuildOptions, Profile, Shape
+
+JETSON_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
+TENSORRT_RTX_CLI = "tensorrt_rtx"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# trtexec equivalents (printed by build_engine.py --print-trtexec; no TensorRT needed)
+
+TRTEXEC_TARGETS = ("desktop-trt10", "desktop-trt11", "jetson-trt10")
+
+
+def _shape_arg(shape: Shape) -> str:
+    return ",".join(f"{name}:{'x'.join(str(v) for v in shape.tensor_shape(name))}" for name in INPUT_CHANNELS)
+
+
+def trtexec_command(
+    target: str,
+    onnx_path: str,
+    engine_path: str,
+    profile: Profile,
+    options: BuildOptions,
+    timing_cache: str | None = None,
+) -> list[str]:
+    """argv of the ``trtexec`` build equivalent to ``build_engine.py`` on ``target`` (see :data:`TRTEXEC_TARGETS`)."""
+    if target not in TRTEXEC_TARGETS:
+        raise ValueError(f"trtexec target: expected one of {TRTEXEC_TARGETS}, got {target!r}")
+    major = 11 if target.endswith("trt11") else 10
+    binary = JETSON_TRTEXEC if target.startswith("jetson") else "trtexec"
+    argv = [binary, f"--onnx={onnx_path}", f"--saveEngine={engine_path}"]
+    if "STRONGLY_TYPED" in network_creation_flags(f"{major}.0"):
+        argv.append("--stronglyTyped")  # TRT 11: always strongly typed, the flag is not needed
+    argv += [
+        f"--minShapes={_shape_arg(profile.min)}",
+        f"--optShapes={_shape_arg(profile.opt)}",
+        f"--maxShapes={_shape_arg(profile.max)}",
+        f"--builderOptimizationLevel={options.opt_level}",
+    ]
+    if options.workspace_mib is not None:
+        argv.append(f"--memPoolSize=workspace:{options.workspace_mib}M")
+    if timing_cache:
+        argv.append(f"--timingCacheFile={timing_cache}")
+    argv.append("--skipInference")
+    return argv
+
+
+def trtexec_benchmark_command(target: str, engine_path: str, shape: Shape) -> list[str]:
+    """argv timing an engine at ``shape`` the way the runtime uses it (CUDA graph, no host transfers)."""
+    if target not in TRTEXEC_TARGETS:
+        raise ValueError(f"trtexec target: expected one of {TRTEXEC_TARGETS}, got {target!r}")
+    binary = JETSON_TRTEXEC if target.startswith("jetson") else "trtexec"
+    argv = [binary, f"--loadEngine={engine_path}", f"--shapes={_shape_arg(shape)}"]
+    if not target.endswith("trt11"):  # TRT 11: CUDA graphs on and transfers off by default (the flags are no-ops)
+        argv += ["--useCudaGraph", "--noDataTransfers"]
+    return argv
+
+
+def trtexec_commands_text(
+    onnx_path: str, engine_path: str, profile: Profile, options: BuildOptions, cache_dir: str | None = None
+) -> str:
+    """Human-readable block with the desktop (TRT 10 and 11) and Jetson (TRT 10) build and benchmark commands.
+
+    Each target gets its own timing-cache file name: caches are only valid for one GPU model and TensorRT version.
+    """
+    titles = {
+        "desktop-trt10": "Desktop GPU, TensorRT 10.x (e.g. docker/Dockerfile with a TensorRT 10 base tag)",
+        "desktop-trt11": "Desktop GPU, TensorRT 11.x (strongly typed is the only mode: no --stronglyTyped, no --fp16/--int8)",
+        "jetson-trt10": "Jetson, JetPack 6 (TensorRT 10.3; `sudo nvpmodel -m 0 && sudo jetson_clocks` first for stable timings)",
+    }
+    folder = cache_dir or "."
+    lines = [
+        "# Equivalent trtexec builds. Precision comes from the ONNX itself (FP16 casts, INT8/FP8 Q/DQ): never add",
+        "# --fp16/--int8/--best, they would override the graph's types on TensorRT 10 and do not exist on 11.",
+        "# trtexec writes no manifest: load its engines with DepthCompleter.from_engine(path, require_manifest=False).",
+    ]
+    for target in TRTEXEC_TARGETS:
+        cache = str(Path(folder) / f"timing_{target}.cache")
+        build = trtexec_command(target, onnx_path, engine_path, profile, options, cache)
+        bench = trtexec_benchmark_command(target, engine_path, profile.opt)
+        lines += ["", f"# {titles[target]}", " \\\n    ".join(shlex.quote(a) for a in build),
+                  "# benchmark:", shlex.join(bench)]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# tensorrt_rtx equivalents (TensorRT-RTX's command-line tool, shipped with its SDK archive; the pip wheel has none)
+
+
+def tensorrt_rtx_command(
+    onnx_path: str,
+    engine_path: str,
+    profile: Profile,
+    options: BuildOptions,
+    targets: tuple[str, ...] = RTX_PORTABLE_TARGETS,
+) -> list[str]:
+    """argv of the ``tensorrt_rtx`` CPU-only AOT build equivalent to ``build_engine.py --flavour tensorrt-rtx``.
+
+    Strongly typed is the only mode (no --stronglyTyped, no precision flags); no timing cache (it would make the AOT
+    build look for a GPU). The portable default sets no ``--computeCapabilities``.
+    """
+    argv = [TENSORRT_RTX_CLI, f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
+            f"--minShapes={_shape_arg(profile.min)}",
+            f"--optShapes={_shape_arg(profile.opt)}",
+            f"--maxShapes={_shape_arg(profile.max)}"]
+    if tuple(targets) != RTX_PORTABLE_TARGETS:
+        argv.append("--computeCapabilities=" + ",".join(t.replace(".", "") for t in targets))
+    if options.workspace_mib is not None:
+        argv.append(f"--memPoolSize=workspace:{options.workspace_mib}M")
+    argv.append("--skipInference")
+    return argv
+
+
+def tensorrt_rtx_benchmark_command(engine_path: str, shape: Shape, runtime_cache: str | None = None) -> list[str]:
+    """argv timing a TensorRT-RTX engine at ``shape`` (its built-in CUDA graphs, no host transfers, a runtime cache)."""
+    argv = [TENSORRT_RTX_CLI, f"--loadEngine={engine_path}", f"--shapes={_shape_arg(shape)}",
+            "--rtxCudaGraphStrategy=wholeGraph", "--noDataTransfers"]
+    if runtime_cache:
+        argv.append(f"--runtimeCacheFile={runtime_cache}")
+    return argv
+
+
+def tensorrt_rtx_commands_text(
+    onnx_path: str,
+    engine_path: str,
+    profile: Profile,
+    options: BuildOptions,
+    targets: tuple[str, ...] = RTX_PORTABLE_TARGETS,
+    runtime_cache: str | None = None,
+) -> str:
+    """Human-readable block with the ``tensorrt_rtx`` build (runs on a CPU) and benchmark (needs the GPU)."""
+    described = PORTABLE + " (" + " ".join(RTX_PORTABLE_TARGETS) + " and newer 12.x)" \
+        if tuple(targets) == RTX_PORTABLE_TARGETS else " ".join(targets)
+    build = tensorrt_rtx_command(onnx_path, engine_path, profile, options, targets)
+    bench = tensorrt_rtx_benchmark_command(engine_path, profile.opt, runtime_cache or f"{engine_path}.runtime.cache")
+    lines = [
+        "# Equivalent tensorrt_rtx build (TensorRT-RTX's CLI from its SDK archive). Ahead-of-time, on a CPU, for compute",
+        f"# capabilities {described}. Precision comes from the ONNX; there are no --fp16/--int8 flags.",
+        "# tensorrt_rtx writes no manifest: load its engines with",
+        "# DepthCompleter.from_engine(path, require_manifest=False, flavour='tensorrt-rtx').",
+        "",
+        " \\\n    ".join(shlex.quote(a) for a in build),
+        "# benchmark on the GPU (kernels are compiled just in time on the first run and kept in the runtime cache):",
+        shlex.join(bench),
+    ]
+    return "\n".join(lines) + "\n"

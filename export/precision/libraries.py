@@ -1,0 +1,127 @@
+"""Which library converts each precision (NVIDIA Model Optimizer first, then the fallbacks), their versions, and
+the context managers that keep them quiet and fast.
+
+``JARRN_PRECISION_BACKEND=fallback`` forces the fallbacks (for comparisons and tests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import logging
+import os
+
+from export.onnx_graph import ExportError
+
+INSTALL_HINT = (
+    "pip install nvidia-modelopt onnx-graphsurgeon onnxscript lief cppimport (the project's 'quant' extra; not "
+    "'nvidia-modelopt[onnx]', which replaces onnxruntime with onnxruntime-gpu on x86) "
+    "or pip install onnxconverter-common"
+)
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _modelopt_usable(submodule: str) -> bool:
+    if os.environ.get("JARRN_PRECISION_BACKEND", "").lower() == "fallback":
+        return False
+    if not _has("modelopt"):
+        return False
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            __import__(submodule)
+    except Exception:  # a broken optional install (e.g. missing GPU wheels) means: use the fallback
+        return False
+    return True
+
+
+def fp16_backend() -> str | None:
+    """'modelopt', 'onnxconverter-common' or None (no FP16 library installed)."""
+    if _modelopt_usable("modelopt.onnx.autocast"):
+        return "modelopt"
+    if _has("onnxconverter_common"):
+        return "onnxconverter-common"
+    return None
+
+
+def int8_backend() -> str:
+    """'modelopt' or 'onnxruntime' (always there: onnxruntime is a core dependency)."""
+    if _modelopt_usable("modelopt.onnx.quantization"):
+        return "modelopt"
+    return "onnxruntime"
+
+
+def require_backend(precision: str) -> str:
+    """The library that will do ``precision``; a one-line :class:`ExportError` with an install hint if none is there."""
+    if precision == "fp16":
+        backend = fp16_backend()
+        if backend is None:
+            raise ExportError(f"precision fp16 needs NVIDIA Model Optimizer or onnxconverter-common: {INSTALL_HINT}")
+        return backend
+    if precision == "int8":
+        return int8_backend()
+    return "none"
+
+
+def library_version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "?"
+
+
+@contextlib.contextmanager
+def skip_output_shape_reconciliation():
+    """Skip Model Optimizer's re-derivation of the graph outputs' shapes (``clear_stale_value_info``).
+
+    It exists for models with stale output annotations; ours come straight from the exporter and are checked after
+    conversion. On this graph with dynamic H and W it runs ONNX Runtime's symbolic shape inference, whose sympy
+    simplification of the nested pad/stride/upsample size expressions takes minutes (measured: 74 of 77 s of an INT8
+    export of the tiny test network). Without the private hook (another Model Optimizer version) nothing is patched.
+    """
+    try:
+        import modelopt.onnx.utils as mo_utils
+    except ImportError:
+        yield
+        return
+    original = getattr(mo_utils, "_reconcile_stale_output_shapes", None)
+    if original is None:
+        yield
+        return
+    mo_utils._reconcile_stale_output_shapes = lambda model: 0
+    try:
+        yield
+    finally:
+        mo_utils._reconcile_stale_output_shapes = original
+
+
+@contextlib.contextmanager
+def quiet_modelopt():
+    """Model Optimizer logs at INFO through its own logger and prints NVML errors on GPU-less machines."""
+    loggers = [logging.getLogger(name) for name in ("modelopt", "modelopt.onnx", "root")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def warnings_silenced():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
