@@ -248,18 +248,13 @@ def check_output_path(path: str | os.PathLike) -> Path:
 def write_probe(folder: str | os.PathLike) -> None:
     """Create and remove a small file in ``folder``: catches what permission bits do not (a read-only mount, /proc,
     a full disk). Raises :class:`ExportOutputError`."""
-    import tempfile
+    from jarrn.errors import OutputError
+    from model.atomic import write_probe as probe
 
-    from model.atomic import remove_stale_temp_files
-
-    remove_stale_temp_files(Path(folder) / "write-probe")  # probes of exports killed mid-probe
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".write-probe.pid{os.getpid()}.", suffix=".tmp") as probe:
-            probe.write(b"\0" * 4096)
-            probe.flush()
-            os.fsync(probe.fileno())
-    except OSError as exc:
-        raise ExportOutputError(f"output: cannot write in {folder} ({exc.strerror or exc})") from None
+        probe(folder, "output")
+    except OutputError as exc:
+        raise ExportOutputError(str(exc)) from None
 
 
 def save_model_atomic(model: onnx.ModelProto, path: str | os.PathLike) -> Path:

@@ -152,15 +152,23 @@ def check_writable_folder(folder: str | os.PathLike, flag: str, *, create: bool 
             probe_dir = probe_dir.parent
         if not probe_dir.is_dir():
             raise OutputError(f"{flag}: cannot create {folder}: {probe_dir} is not a folder")
-    remove_stale_temp_files(probe_dir / "write-probe")  # probes of runs killed mid-probe
+    write_probe(probe_dir, flag)
+    return folder
+
+
+def write_probe(folder: str | os.PathLike, flag: str) -> None:
+    """Create and remove a 4 KiB file in the existing ``folder``: catches what permission bits do not (a read-only
+    mount, /proc, a full disk). Raises :class:`jarrn.errors.OutputError` naming ``flag``."""
+    from jarrn.errors import OutputError
+
+    remove_stale_temp_files(Path(folder) / "write-probe")  # probes of runs killed mid-probe
     try:
-        with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=f".write-probe.pid{os.getpid()}.", suffix=".tmp") as f:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".write-probe.pid{os.getpid()}.", suffix=".tmp") as f:
             f.write(b"\0" * 4096)
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:
-        raise OutputError(f"{flag}: cannot write in {probe_dir} ({exc.strerror or exc})") from None
-    return folder
+        raise OutputError(f"{flag}: cannot write in {folder} ({exc.strerror or exc})") from None
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview) -> Path:

@@ -21,12 +21,9 @@ network's relative depth, roughly in [0, 1] and not in metres.
 from __future__ import annotations
 
 # This module is numpy only, so the thin runtime imports it without torch. The in-graph half (normalisation, padding,
-# push-pull fill, MetricJarrn) lives in model.metric_jarrn; its names stay importable from here on first use.
+# push-pull fill, MetricJarrn) lives in model.metric_jarrn.
 
 from dataclasses import dataclass
-
-import importlib
-from typing import Any
 
 import numpy as np
 
@@ -154,13 +151,3 @@ def depth_to_user(depth: np.ndarray, was_batched: bool) -> np.ndarray:
     """Graph output ``[B,1,H,W]`` to ``BxHxW`` (batched input) or ``HxW`` float32 metres."""
     depth = np.asarray(depth, dtype=np.float32)[:, 0]
     return depth if was_batched else depth[0]
-
-
-_IN_GRAPH_NAMES = frozenset({"MetricJarrn", "normalise_sparse", "pushpull_fill", "upsample2x_bilinear",
-                             "network_sparse_input", "complete_depth", "PUSHPULL_LEVELS"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _IN_GRAPH_NAMES:
-        return getattr(importlib.import_module("model.metric_jarrn"), name)
-    raise AttributeError(f"module 'model.contract' has no attribute {name!r}")

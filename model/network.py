@@ -213,7 +213,7 @@ class Jarrn(nn.Module):
         return JarrnOutput(rectified.depth, coarse, rectified.scale, rectified.offset, rectified.prob)
 
     def complete(self, rgb, sparse_depth_m):  # noqa: ANN001, ANN201 - numpy in, numpy out; see model.contract
-        """Dense metric depth from user inputs (numpy, any H and W); see :func:`model.contract.complete_depth`."""
+        """Dense metric depth from user inputs (numpy, any H and W); see :func:`model.metric_jarrn.complete_depth`."""
         from model.metric_jarrn import complete_depth
 
         return complete_depth(self, rgb, sparse_depth_m)

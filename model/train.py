@@ -26,12 +26,12 @@ adds, with probability P, 0-3% outliers (depth multiplied or divided by up to 2.
 depth maps (whose points the indoor evaluation samples) carry flying pixels, and one wrong point also moves the
 per-image normalisation range.
 
-Normalisation matches inference exactly: the sparse input goes through :func:`model.contract.normalise_sparse` with
+Normalisation matches inference exactly: the sparse input goes through :func:`model.metric_jarrn.normalise_sparse` with
 the config's ``depth_normalisation`` and the GT uses the same low/range; a sample without sparse points gets its GT
 min-max normalised (the paper's relative mode).
 
 Sparse fill (``--sparse-fill pushpull``): the network's sparse channel carries the contract's push-pull interpolation
-of the points (:func:`model.contract.pushpull_fill`, applied in :func:`train_step` exactly as at inference) and the
+of the points (:func:`model.metric_jarrn.pushpull_fill`, applied in :func:`train_step` exactly as at inference) and the
 exported file records it. ``--start-as-fill`` initialises the network so that it returns that fill
 (:func:`start_as_fill`); training then learns corrections on top of it. ``--ema DECAY`` validates and exports an
 exponential moving average of the weights, which damps the step-to-step drift of the output offset.
@@ -446,7 +446,7 @@ def train_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimizer
                dense_absolute_weight: float = 0.0, grad_clip: float = 0.0, sparse_fill: str = "none") -> LossTerms:
     """One optimisation step on a batch from :class:`TrainingSamples`; returns the detached loss terms.
 
-    ``sparse_fill``: the config's fill, applied here exactly as :class:`model.contract.MetricJarrn` applies it.
+    ``sparse_fill``: the config's fill, applied here exactly as :class:`model.metric_jarrn.MetricJarrn` applies it.
     """
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     sparse_input = network_sparse_input(batch["sparse"], batch["mask"], sparse_fill)
