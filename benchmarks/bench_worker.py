@@ -25,10 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.bench_core import (  # noqa: E402
+from benchmarks.bench_core import (
     CpuInterference,
     atomic_write_json,
     interference_summary,
@@ -40,7 +37,7 @@ from benchmarks.bench_core import (  # noqa: E402
     rss_mib,
     wait_for_quiet,
 )
-from model.crop import crop_or_pad  # noqa: E402
+from model.crop import crop_or_pad
 
 
 def log(message: str) -> None:
@@ -284,15 +281,7 @@ class TensorRTRunner(Runner):
         self.usage = _DeviceUsage()
         self.completer = DepthCompleter.from_engine(engine_path)
         backend = self.completer.backend
-        engine = backend.engine
-        size = None
-        for attr in ("device_memory_size_v2", "device_memory_size"):
-            if hasattr(engine, attr):
-                try:
-                    size = int(getattr(engine, attr))
-                    break
-                except Exception:  # noqa: BLE001
-                    continue
+        size = backend.engine_device_memory_bytes
         self.engine_device_mib = size / 2**20 if size is not None else None
         self.info = {"api": "runtime.DepthCompleter.from_engine", "engine": engine_path,
                      "engine_device_memory_mib": self.engine_device_mib,

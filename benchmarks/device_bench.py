@@ -259,10 +259,10 @@ def save_random_model(config, path: str | Path, seed: int = 0) -> Path:  # noqa:
 
 def build_engine(onnx_path: Path, flavour: str, profile: tuple[str, str, str], *, timeout_s: float,
                  log: Log = print) -> tuple[Path | None, str | None]:
-    """``export/build_engine.py`` for ``flavour`` ('tensorrt' or 'tensorrt-rtx') within ``timeout_s``; the engine path,
+    """``python -m export.build_engine`` for ``flavour`` ('tensorrt' or 'tensorrt-rtx') within ``timeout_s``; the engine path,
     or None and the reason."""
     engine = onnx_path.with_name(f"{onnx_path.stem}.{flavour}.engine")
-    cmd = [sys.executable, str(REPO_ROOT / "export" / "build_engine.py"), "--onnx", str(onnx_path), "--out",
+    cmd = [sys.executable, "-m", "export.build_engine", "--onnx", str(onnx_path), "--out",
            str(engine), "--flavour", flavour, "--min", profile[0], "--opt", profile[1], "--max", profile[2]]
     log(f"building / reusing the {flavour} engine (at most {timeout_s:.0f} s)")
     try:
@@ -271,5 +271,5 @@ def build_engine(onnx_path: Path, flavour: str, profile: tuple[str, str, str], *
         return None, f"skipped: the {flavour} engine build did not finish within {timeout_s:.0f} s"
     if proc.returncode != 0 or not engine.is_file():
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        return None, f"unavailable: export/build_engine.py --flavour {flavour} exited {proc.returncode}: {last}"
+        return None, f"unavailable: python -m export.build_engine --flavour {flavour} exited {proc.returncode}: {last}"
     return engine, None

@@ -30,53 +30,47 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import shlex
 import sys
 import tempfile
 import time
 import traceback
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+    import runpy
 
-from benchmarks.bench_core import KITTI_HW  # noqa: E402
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+
+from benchmarks.device_session import (  # noqa: E402
+    ACCURACY_CASES,
+    LATENCY_BATCHES,
+    LATENCY_SIZES,
+    MODELS,
+    ROW_LABELS,
+    Environment,
+    Outcome,
+    Session,
+    Step,
+)
 from jarrn.cli import command  # noqa: E402
 from jarrn.errors import UnavailableError, UsageError  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = "jarrn-device-check/1"
 TOTAL_BUDGET_S = 345.0
 """Default for the whole run: under 6 minutes with the interpreter's start and the report included."""
 REPORT_RESERVE_S = 15.0
 """Kept back from every other step for writing the reports at the end."""
-LATENCY_SIZES: tuple[tuple[int, int], ...] = ((320, 320), KITTI_HW)
-LATENCY_BATCHES: tuple[int, ...] = (1, 8)
-ACCURACY_CASES: tuple[str, ...] = ("kitti_02", "tum_desk@500")
-"""Real frames every bundled-model row is checked on (two sizes: torch.compile compiles once per size)."""
 COMPILE_FIRST_CALL_S = 25.0
 """Expected first call at a new shape under torch.compile (compilation + CUDA-graph capture), until one is measured."""
-MODELS = {"bundled": "bundled-model", "full": "full-size"}
-"""Model key -> report subfolder."""
 TORCH_ROWS: dict[str, tuple[str, bool, bool]] = {
     "torch:fp32": ("fp32", False, False),
     "torch:fp16": ("fp16", False, True),
     "torch-compile:fp16": ("fp16", True, True),
 }
 """PyTorch rows -> TorchBackendOptions(precision, compile, channels_last)."""
-ROW_LABELS = {
-    "torch:fp32": "PyTorch eager FP32",
-    "torch:fp16": "PyTorch eager FP16 autocast + channels-last",
-    "torch-compile:fp16": "torch.compile reduce-overhead (CUDA graphs) FP16 + channels-last",
-    "onnxruntime:fp32": "ONNX Runtime CUDA EP FP32",
-    "onnxruntime:fp16": "ONNX Runtime CUDA EP FP16",
-    "tensorrt:fp16": "TensorRT FP16",
-    "tensorrt-rtx:fp16": "TensorRT-RTX FP16",
-}
-
 _T0 = time.perf_counter()
 
 
@@ -86,50 +80,6 @@ def log(message: str) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # environment and plan
-
-
-@dataclass(frozen=True)
-class Environment:
-    """What the plan depends on. Each ``*_missing`` is None when the thing is usable, else why not."""
-
-    device: str | None = None
-    """The CUDA device to use ('cuda:N'), None in a dry run."""
-    gpu_name: str | None = None
-    """e.g. 'NVIDIA H200'."""
-    compute_capability: str | None = None
-    """e.g. '9.0'."""
-    pytest_missing: str | None = None
-    """Why the gpu-marked tests cannot run."""
-    onnx_export_missing: str | None = None
-    """Why no ONNX graph can be exported here."""
-    fp16_export_missing: str | None = None
-    """Why no FP16 ONNX graph can be exported here."""
-    ort_cuda_missing: str | None = None
-    """Why ONNX Runtime's CUDA execution provider cannot run."""
-    tensorrt_missing: str | None = None
-    """Why standard TensorRT cannot run."""
-    tensorrt_rtx_missing: str | None = None
-    """Why TensorRT-RTX cannot run (not installed, or a GPU it does not support)."""
-    cpu_count: int = 1
-    """Logical CPUs (data loader workers of the training smoke)."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of the plan."""
-
-    key: str
-    """Unique name, e.g. 'latency:full:torch-compile:fp16'; ``--skip`` matches its prefix."""
-    title: str
-    """What the progress line says."""
-    budget_s: float
-    """Most seconds it may take."""
-    skip: str | None = None
-    """Why it will not run (known before the run)."""
-    model: str | None = None
-    """'bundled' or 'full' for latency rows."""
-    row: str | None = None
-    """Benchmark row key for latency rows, e.g. 'torch:fp16'."""
 
 
 def _missing_module(module: str, hint: str) -> str | None:
@@ -234,8 +184,9 @@ def build_plan(env: Environment, skip: Sequence[str] = ()) -> list[Step]:
     steps += [latency_step(model, row) for model in MODELS for row in ("torch:fp32", "torch:fp16")]
     steps.append(Step("train:step", "training step alone on a GPU-resident batch (full, 320x320, batch 16, AMP)",
                       DEFAULT_BUDGETS["train:step"]))
-    steps.append(Step("train:smoke", "model.train for 60 s on synthetic scenes (full, 320x320, batch 16, AMP)",
-                      DEFAULT_BUDGETS["train:smoke"]))
+    from benchmarks.device_train import SMOKE_DESCRIPTION
+
+    steps.append(Step("train:smoke", SMOKE_DESCRIPTION, DEFAULT_BUDGETS["train:smoke"]))
     steps += [latency_step(model, "torch-compile:fp16") for model in MODELS]
     optional = {
         "onnxruntime:fp32": env.ort_cuda_missing or env.onnx_export_missing,
@@ -273,27 +224,12 @@ def format_plan(steps: Sequence[Step], total_budget_s: float, env: Environment) 
 # steps
 
 
-@dataclass
-class Outcome:
-    """What one step did."""
-
-    key: str
-    title: str
-    budget_s: float
-    status: str = "ok"
-    """'ok', 'failed', 'skipped' or 'unavailable'."""
-    seconds: float = 0.0
-    summary: str = ""
-    """One line for the progress log and the report."""
-    details: dict = field(default_factory=dict)
-
-
 def gpu_test_files(tests_dir: Path = REPO_ROOT / "tests") -> list[Path]:
     """Test files that contain ``gpu``-marked tests (collecting only those keeps other files' imports out of it)."""
     import re
 
     marked = re.compile(r"^\s*(@pytest\.mark\.gpu\b|pytestmark\b.*\bmark\.gpu\b)", re.MULTILINE)
-    return sorted(p for p in tests_dir.glob("test_*.py") if marked.search(p.read_text(encoding="utf-8")))
+    return sorted(p for p in tests_dir.rglob("test_*.py") if marked.search(p.read_text(encoding="utf-8")))
 
 
 def pytest_command(files: Sequence[Path], junit: Path, timeout_s: float) -> list[str]:
@@ -337,7 +273,6 @@ def run_gpu_tests(device: str, budget_s: float) -> Outcome:
         junit = Path(tmp) / "junit.xml"
         env = dict(os.environ, PYTHONUNBUFFERED="1",
                    CUDA_VISIBLE_DEVICES=cuda_visible_devices(int(device.partition(":")[2] or 0)))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         cmd = pytest_command(files, junit, budget_s)
         code, lines, timed_out, _ = run_streaming(cmd, timeout_s=budget_s, env=env, log=log, prefix="  pytest: ")
         outcome.details = {"command": " ".join(cmd[1:]), "files": [str(f.relative_to(REPO_ROOT)) for f in files],
@@ -357,58 +292,6 @@ def run_gpu_tests(device: str, budget_s: float) -> Outcome:
     outcome.summary = (f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped"
                        + (f", {counts['errors']} errors" if counts["errors"] else ""))
     return outcome
-
-
-class Session:
-    """State shared by the steps of one run: device, cases, model files, row results and the report folder."""
-
-    def __init__(self, env: Environment, out: Path, workdir: Path, total_budget_s: float, argv: Sequence[str]) -> None:
-        self.env, self.out, self.workdir = env, out, workdir
-        self.device = env.device or "cuda:0"
-        self.total_budget_s = total_budget_s
-        self.started = time.perf_counter()
-        self.started_wall = time.time()
-        self.command = shlex.join(["python", "-m", "benchmarks.device_check", *argv])
-        self.outcomes: list[Outcome] = []
-        self.results: dict[str, dict[str, dict]] = {m: {} for m in MODELS}
-        self.reasons: dict[str, dict[str, str]] = {m: {} for m in MODELS}
-        self.rows: dict[str, list[str]] = {m: [] for m in MODELS}
-        self.exports: dict[str, dict] = {m: {} for m in MODELS}
-        self.engines: dict[str, dict] = {m: {} for m in MODELS}
-        self.machine: dict = {}
-        self.training: dict = {}
-        self._cases = None
-        self._model_paths: dict[str, Path] = {}
-
-    # -- shared inputs -------------------------------------------------------------------------------------------------
-    def cases(self) -> list:
-        if self._cases is None:
-            from model.real_frames import evaluation_cases, load_real_frames
-
-            self._cases = list(evaluation_cases(load_real_frames()))
-        return self._cases
-
-    def latency_cases(self) -> list:
-        return sorted(self.cases(), key=lambda c: not c.name.startswith("kitti"))  # real LiDAR crops first
-
-    def accuracy_cases(self, model: str) -> list:
-        return [c for c in self.cases() if c.name in ACCURACY_CASES] if model == "bundled" else []
-
-    def model_path(self, model: str) -> Path:
-        if model not in self._model_paths:
-            if model == "bundled":
-                from model.checkpoint import DEFAULT_CHECKPOINT
-
-                self._model_paths[model] = Path(DEFAULT_CHECKPOINT).resolve()
-            else:
-                from benchmarks.device_bench import save_random_model
-                from model.network import JarrnConfig
-
-                self._model_paths[model] = save_random_model(JarrnConfig.full(), self.workdir / "full_random.safetensors")
-        return self._model_paths[model]
-
-    def left_s(self) -> float:
-        return self.total_budget_s - (time.perf_counter() - self.started)
 
 
 def run_probe(session: Session, budget_s: float) -> Outcome:
@@ -523,12 +406,13 @@ def _skipped_row(session: Session, outcome: Outcome, model: str, row: str, reaso
 def _export(session: Session, model: str, model_path: Path, precision: str,
             budget_s: float) -> tuple[Path | None, str | None]:
     """The exported graph (cached under artifacts/benchmarks/), or None and the reason."""
-    from benchmarks.run import DEFAULT_CACHE, _file_sha256, ensure_onnx
+    from benchmarks.run import DEFAULT_CACHE, ensure_onnx
+    from model.atomic import file_sha256
 
     if budget_s < 20:
         return None, f"skipped: {budget_s:.0f} s left, too little to export the {precision.upper()} graph"
     path, reason, info = ensure_onnx(model_path, precision, DEFAULT_CACHE, rebuild=False, allow_export=True,
-                                     model_sha=_file_sha256(model_path))
+                                     model_sha=file_sha256(model_path))
     session.exports[model][precision] = {"path": str(path) if path else None, "reason": reason, **info}
     return path, reason
 
@@ -555,7 +439,7 @@ def run_train_smoke(session: Session, budget_s: float) -> Outcome:
         return outcome
     rate = result["steady_samples_per_s"]
     outcome.summary = (f"{rate:.0f} samples/s steady ({result['samples_per_s']:.0f} overall over {result['steps']} "
-                       f"steps, {result['workers']} data workers); target {THROUGHPUT_TARGET:.0f}: "
+                       f"steps, {result.get('data_path', str(result['workers']) + ' data workers')}); target {THROUGHPUT_TARGET:.0f}: "
                        f"{'met' if rate >= THROUGHPUT_TARGET else 'NOT met'}")
     return outcome
 

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks import device_check as dc
+from benchmarks import device_session as dc
 from benchmarks.bench_core import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 def write_benchmark_reports(session: dc.Session) -> list[Path]:
@@ -156,13 +156,13 @@ def render_markdown(summary: dict) -> str:
         if smoke and smoke.get("status") == "ok":
             lines.append(f"| `model.train` on synthetic scenes | {smoke['steady_samples_per_s']:.0f} | median of the "
                          f"10-step windows after the first; {smoke['samples_per_s']:.0f} overall, {smoke['steps']} "
-                         f"steps, {smoke['workers']} data-loader workers |")
+                         f"steps, {smoke.get('data_path', str(smoke['workers']) + ' data-loader workers')} |")
         elif smoke:
             lines.append(f"| `model.train` on synthetic scenes | - | {smoke.get('error')} |")
         lines.append("")
         if step and smoke and smoke.get("status") == "ok":
             ratio = smoke["steady_samples_per_s"] / max(step["samples_per_s"], 1e-9)
-            verdict = ("the data pipeline (scene rendering and augmentation in the loader workers) sets the pace"
+            verdict = ("the data pipeline (scene rendering and augmentation) sets the pace"
                        if ratio < 0.7 else "the GPU step itself sets the pace")
             lines += [f"Training reaches {ratio * 100:.0f}% of the step-alone rate: {verdict}. Target "
                       f"{THROUGHPUT_TARGET:.0f} samples/s: "

@@ -22,10 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+    import runpy
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+
+import numpy as np
 
 from benchmarks.bench_core import (  # noqa: E402
     ArgumentError,

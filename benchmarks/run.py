@@ -36,8 +36,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+    import runpy
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
 from jarrn.cli import command  # noqa: E402
 from jarrn.errors import InputError, OutputError  # noqa: E402
@@ -58,6 +60,7 @@ from benchmarks.bench_core import (  # noqa: E402
     physical_cores,
 )
 from benchmarks.settings import BenchmarkSettings  # noqa: E402
+from model.atomic import file_sha256  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO_ROOT / "artifacts" / "benchmarks"
@@ -209,12 +212,6 @@ def resolve_args(args: argparse.Namespace) -> BenchmarkSettings:
 # model, exports and engines
 
 
-def _file_sha256(path: str | os.PathLike) -> str:
-    from export.onnx_graph import file_sha256
-
-    return file_sha256(path)
-
-
 def export_code_digest() -> str:
     from export.source_digest import export_source_digest
 
@@ -230,7 +227,7 @@ def model_summary(model_path: Path) -> dict:
         raise InputError(f"--model: {exc}") from None
     return {
         "path": str(model_path),
-        "sha256": _file_sha256(model_path),
+        "sha256": file_sha256(model_path),
         "config": network.config.to_dict(),
         "parameters": int(sum(p.numel() for p in network.parameters())),
     }
@@ -268,14 +265,14 @@ def ensure_onnx(model_path: Path, precision: str, cache: Path, *, rebuild: bool,
 def ensure_engine(onnx_path: Path, precision: str, cache: Path, profile: tuple[str, str, str], *,
                   rebuild: bool) -> tuple[Path | None, str | None]:
     engine = onnx_path.with_suffix(".engine")
-    cmd = [sys.executable, str(REPO_ROOT / "export" / "build_engine.py"), "--onnx", str(onnx_path), "--out", str(engine),
+    cmd = [sys.executable, "-m", "export.build_engine", "--onnx", str(onnx_path), "--out", str(engine),
            "--min", profile[0], "--opt", profile[1], "--max", profile[2]]
     if rebuild:
         cmd.append("--force")
     log(f"building / reusing TensorRT engine: {shlex.join(cmd)}")
     proc = subprocess.run(cmd, cwd=REPO_ROOT)
     if proc.returncode != 0 or not engine.is_file():
-        return None, f"unavailable: export/build_engine.py exited with code {proc.returncode} for {precision}"
+        return None, f"unavailable: python -m export.build_engine exited with code {proc.returncode} for {precision}"
     return engine, None
 
 
@@ -350,11 +347,8 @@ def run_worker_process(spec: dict, workdir: Path, threads: int) -> dict:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
-    env.setdefault("PYTHONPATH", "")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env["PYTHONPATH"]) if p)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", str(spec_path)], env=env,
-                          cwd=REPO_ROOT)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--worker", str(spec_path)], env=env, cwd=REPO_ROOT)
     wall = time.perf_counter() - start
     result_path = Path(spec["result_out"])
     if result_path.is_file():

@@ -1,7 +1,7 @@
 """Load test of ``jarrn serve``: the real Triton server on loopback, concurrent HTTP and gRPC clients, real frames.
 
     python -m benchmarks.serving_load                          # reports/serving/serving_load.{md,json} + latency.png
-    python -m benchmarks.serving_load --requests 80 --out /tmp/serving   # the CI-sized run (tests/test_serving_load.py)
+    python -m benchmarks.serving_load --requests 80 --out /tmp/serving   # the CI-sized run (tests/benchmarks/test_serving_load.py)
 
 What it does: crops the bundled real frames (data/real: KITTI with its LiDAR, TUM and Kinect with points sampled from
 their ground truth) to a few sizes; computes :meth:`DepthCompleter.complete` on each crop in this process (same backend
@@ -32,6 +32,11 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+    import runpy
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
 import numpy as np
 

@@ -8,13 +8,15 @@ python benchmarks/synthetic_speed.py --torch --device cpu     # torch ray castin
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
+if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+    import runpy
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+
+import numpy as np
 
 from model.synthetic import KINDS, generate_batch, generate_scene  # noqa: E402
 from model.visualize import colorize_depth  # noqa: E402

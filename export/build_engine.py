@@ -37,9 +37,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(_REPO_ROOT) not in sys.path:  # runnable as `python export/build_engine.py` without installing
-    sys.path.insert(0, str(_REPO_ROOT))
+if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+    import runpy
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
 from export.engine_manifest import (  # noqa: E402
     DEFAULT_MAX,
@@ -300,6 +301,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         precision = precision_from_onnx(onnx_path)
         onnx_digest = onnx_sha256(onnx_path)
+    except EngineFileError as exc:  # readable, but a precision the exporter never produces
+        raise InputError(f"--onnx: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt file makes onnx raise several types
         raise _unreadable_onnx(onnx_path, exc) from None
 

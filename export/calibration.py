@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.onnx_graph import ExportError
+from export.export_errors import ExportError
 from model import CONTRACT
 from model.crop import crop_or_pad
 

@@ -15,6 +15,7 @@ import importlib.util
 import re
 import sys
 from types import ModuleType
+from jarrn.errors import UsageError
 
 TENSORRT = "tensorrt"
 TENSORRT_RTX = "tensorrt-rtx"
@@ -68,7 +69,7 @@ NOT_RTX_GPUS: dict[str, str] = {
 """Compute capabilities TensorRT-RTX does not serve, with what to use there instead."""
 
 
-class FlavourError(ValueError):
+class FlavourError(UsageError):
     """An unknown flavour or compute-capability target."""
 
 

@@ -80,17 +80,19 @@ from export.engine_recipes import (  # noqa: F401 - re-exported
     trtexec_commands_text,
 )
 from model.atomic import atomic_write_bytes, atomic_write_text, file_sha256  # noqa: F401 - re-exported for export/ callers
+from export.precision_choices import PRECISIONS
+from jarrn.errors import InputError, UnavailableError
 
 MANIFEST_FORMAT = "jarrn-tensorrt-engine"
 MANIFEST_VERSION = 2  # 2: flavour (tensorrt / tensorrt-rtx) and compute-capability targets
 MANIFEST_SUFFIX = ".json"
 
 
-class EngineMismatchError(RuntimeError):
+class EngineMismatchError(UnavailableError):
     """The engine was built for another GPU or TensorRT version: it must be rebuilt from the ONNX on this machine."""
 
 
-class EngineFileError(RuntimeError):
+class EngineFileError(InputError, RuntimeError):
     """The engine file or its manifest is missing, truncated, corrupt or not an engine."""
 
 
@@ -126,50 +128,43 @@ def _external_data_files(path: Path) -> list[Path]:
     return [path.parent / loc for loc in sorted(locations)]
 
 
-_ONNX_FLOAT16, _ONNX_BFLOAT16 = 10, 16
-_QUANT_TYPES = {3: "int8", 2: "int8", 17: "fp8", 18: "fp8", 19: "fp8", 20: "fp8", 21: "int4", 22: "int4", 23: "fp4"}
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8", "int4", "fp4")
+_ONNX_FLOAT16 = 10
+"""``onnx.TensorProto.FLOAT16`` (the constant, so this module needs onnx only to read a file)."""
+
+
+def check_precision(precision: object, source: str) -> str:
+    """``precision`` when it is one the exporter produces (:data:`export.precision_choices.PRECISIONS`), else an
+    :class:`EngineFileError` naming ``source`` and the precisions there are."""
+    if precision not in PRECISIONS:
+        raise EngineFileError(f"{source}: precision {precision!r} is not one the exporter produces "
+                              f"({', '.join(PRECISIONS)}); export the graph with python export/to_onnx.py --precision")
+    return str(precision)
 
 
 def precision_from_onnx(model_or_path: Any) -> str:
-    """The ONNX graph's precision: the exporter's ``metadata_props`` entry (a key ending in ``precision``) when
-    present, else read from the graph (Q/DQ zero-point type -> int8/fp8/int4; FP16/BF16 initialisers or casts -> fp16
-    /bf16; otherwise fp32)."""
+    """The ONNX graph's precision, one of :data:`export.precision_choices.PRECISIONS`: the exporter's
+    ``metadata_props`` entry (a key ending in ``precision``) when present (another value raises
+    :class:`EngineFileError`), else read from the graph: Q/DQ nodes -> int8, FP16 casts or initialisers -> fp16,
+    otherwise fp32."""
     import onnx
 
-    model = model_or_path
+    model, source = model_or_path, "the graph"
     if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model_or_path), load_external_data=False)
+        model, source = onnx.load(str(model_or_path), load_external_data=False), str(model_or_path)
     for prop in model.metadata_props:
         if prop.key.lower().split(".")[-1].split(":")[-1] == "precision" and prop.value.strip():
-            return prop.value.strip().lower()
+            return check_precision(prop.value.strip().lower(), f"{source} (metadata {prop.key!r})")
     return _precision_from_graph(model.graph)
 
 
 def _precision_from_graph(graph: Any) -> str:
-    initialisers = {t.name: t for t in graph.initializer}
-    found: set[str] = set()
-    for node in _all_nodes(graph):
-        if node.op_type == "QuantizeLinear":
-            zero_point = node.input[2] if len(node.input) > 2 else ""
-            if zero_point in initialisers:
-                found.add(_QUANT_TYPES.get(initialisers[zero_point].data_type, "int8"))
-            else:
-                found.add("int8")  # ONNX default zero-point type is uint8/int8
-        elif node.op_type == "Cast":
-            for attr in node.attribute:
-                if attr.name == "to" and attr.i == _ONNX_FLOAT16:
-                    found.add("fp16")
-                elif attr.name == "to" and attr.i == _ONNX_BFLOAT16:
-                    found.add("bf16")
-    for tensor in graph.initializer:
-        if tensor.data_type == _ONNX_FLOAT16:
-            found.add("fp16")
-        elif tensor.data_type == _ONNX_BFLOAT16:
-            found.add("bf16")
-    for precision in ("fp4", "int4", "fp8", "int8", "bf16", "fp16"):  # the lowest precision present names the graph
-        if precision in found:
-            return precision
+    nodes = list(_all_nodes(graph))
+    if any(node.op_type == "QuantizeLinear" for node in nodes):
+        return "int8"
+    casts_to_fp16 = any(node.op_type == "Cast" and any(a.name == "to" and a.i == _ONNX_FLOAT16 for a in node.attribute)
+                        for node in nodes)
+    if casts_to_fp16 or any(t.data_type == _ONNX_FLOAT16 for t in graph.initializer):
+        return "fp16"
     return "fp32"
 
 
@@ -378,6 +373,7 @@ class EngineManifest:
                          and f.default_factory is dataclasses.MISSING)
         if missing:
             raise EngineFileError(f"{source}: engine manifest lacks {missing}")
+        check_precision(data["precision"], f"{source}: engine manifest")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def save(self, path: str | os.PathLike) -> Path:

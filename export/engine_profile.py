@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from jarrn.errors import InputError
 from model.contract import CONTRACT
 
 BUILD_SCRIPT = "export/build_engine.py"
@@ -22,7 +23,7 @@ DEFAULT_WORKSPACE_MIB = 4096
 OPT_LEVELS = range(0, 6)  # IBuilderConfig.builder_optimization_level: 0..5 (TensorRT 10 and 11), default 3
 
 
-class ProfileError(ValueError):
+class ProfileError(InputError):
     """An invalid optimization profile, or an input shape outside the engine's profile."""
 
 

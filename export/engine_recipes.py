@@ -80,7 +80,7 @@ def trtexec_commands_text(
     }
     folder = cache_dir or "."
     lines = [
-        "# Equivalent trtexec builds. Precision comes from the ONNX itself (FP16 casts, INT8/FP8 Q/DQ): never add",
+        "# Equivalent trtexec builds. Precision comes from the ONNX itself (FP16 casts, INT8 Q/DQ): never add",
         "# --fp16/--int8/--best, they would override the graph's types on TensorRT 10 and do not exist on 11.",
         "# trtexec writes no manifest: load its engines with DepthCompleter.from_engine(path, require_manifest=False).",
     ]

@@ -11,17 +11,16 @@ in INT8, the error against PyTorch FP32 and the RMSE change against ground truth
 
 from __future__ import annotations
 
-if __package__ in (None, ""):
-    import sys as _sys
-    from pathlib import Path as _Path
-
-    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
-
 import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+    import runpy
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
 import numpy as np
 import onnx

@@ -30,39 +30,18 @@ from typing import Callable
 import onnx
 import torch
 
-from jarrn.errors import EXIT_OUTPUT, EXIT_UNAVAILABLE, UsageError
 from model import CONTRACT, Jarrn, MetricJarrn
 from model.contract import CONTRACT_VERSION
 from model.atomic import atomic_write_bytes, file_sha256  # noqa: F401 - re-exported for export/ callers
+from export.export_errors import ExportError, ExportMemoryError, ExportOutputError  # noqa: F401 - re-exported
+from export.precision_choices import PRECISIONS  # noqa: F401 - re-exported: callers import it from here
 
-from export.precision_choices import PRECISIONS  # noqa: E402,F401 - re-exported: callers import it from here
 MIN_STATIC_SIZE = CONTRACT.pad_multiple
 METADATA_PREFIX = "jarrn."
 # onnx.save refuses single-file protobufs above 2 GiB; the full model is ~145 MB in FP32.
 _PROTOBUF_LIMIT = 2**31 - 1
-# The two U-Nets: the only part of the graph that FP16 / INT8 touch. Everything else (mask, normalisation and its
-# ReduceMax/Min, padding, input concatenations, rectification with its Softmax/Sigmoid, cropping, de-normalisation)
-# stays FP32. Node names come from the module paths of MetricJarrn ("/network/rgb_x_block/...").
-UNET_NODE_PREFIXES = ("/network/rgb_x_block/", "/network/sfmap_block/")
 
 Log = Callable[[str], None]
-
-
-class ExportError(UsageError):
-    """An export that cannot be carried out (bad options, inputs or output path); the message is for the user.
-    A ValueError; exit status 2 (bad option) unless a subclass says otherwise."""
-
-
-class ExportOutputError(ExportError, OSError):
-    """The output path cannot be written (exit status 4)."""
-
-    exit_code = EXIT_OUTPUT
-
-
-class ExportMemoryError(ExportError, MemoryError):
-    """A static size whose export (tracing and validation at that size) cannot fit in this machine's memory."""
-
-    exit_code = EXIT_UNAVAILABLE
 
 
 MAX_STATIC_SIDE = 16384

@@ -22,8 +22,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python export/triton_repo.py` without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+    import runpy
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
 import argparse
 import shutil
@@ -172,6 +174,7 @@ def _onnx_accelerator(onnx_path: Path, options: RepositoryOptions, max_batch: in
         DEFAULT_MIN,
         DEFAULT_OPT,
         INPUT_CHANNELS,
+        EngineFileError,
         Profile,
         ProfileError,
         precision_from_onnx,
@@ -184,7 +187,10 @@ def _onnx_accelerator(onnx_path: Path, options: RepositoryOptions, max_batch: in
     if profile.max.batch < max_batch or profile.min.batch != 1:
         raise UsageError(f"--min/--max: the TensorRT profile must cover batches 1..{max_batch} (--max-batch-size), "
                          f"got {profile.min} .. {profile.max}")
-    precision = precision_from_onnx(onnx_path)
+    try:
+        precision = precision_from_onnx(onnx_path)
+    except EngineFileError as exc:
+        raise InputError(f"--model: {exc}") from None
     shapes = {k: ",".join(f"{name}:{'x'.join(map(str, s))}" for name, s in
                           ((n, getattr(profile, k).tensor_shape(n)) for n in INPUT_CHANNELS))
               for k in ("min", "opt", "max")}

@@ -16,12 +16,6 @@ Command line (validates one or more graphs against one network; exit status 1 wh
 
 from __future__ import annotations
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    import sys as _sys
-    from pathlib import Path as _Path
-
-    _sys.path.insert(0, str(_Path(__file__).resolve().parents[1]))
-
 import argparse
 import json
 import math
@@ -30,6 +24,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
+
+if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+    import runpy
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
 import numpy as np
 import onnx

@@ -23,7 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "infer": ("runtime.infer", "complete one RGB + sparse depth pair with any backend; writes depth PNGs"),
     "serve": ("runtime.serve", "serve the model with NVIDIA Triton (PyTriton): HTTP, gRPC, dynamic batching"),
     "bench": ("benchmarks.run", "latency and accuracy report for this machine"),
-    "train": ("model.train_options", "train a model (synthetic scenes, real RGB-D frames, KITTI/NYUv2/DIODE)"),
+    "train": ("model.train", "train a model (synthetic scenes, real RGB-D frames, KITTI/NYUv2/DIODE)"),
     "evaluate": ("model.evaluate", "accuracy table of a model against interpolation on real frames"),
     "device-check": ("benchmarks.device_check", "a few minutes of checks and benchmarks on a CUDA machine"),
 }

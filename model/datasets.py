@@ -1,7 +1,7 @@
 """Dataset adapters for training on real RGB-D data: KITTI depth completion, NYUv2, DIODE and generic folders.
 
 Every adapter is a map-style dataset whose items look like those of the training's synthetic source
-(``model.train.SyntheticSource``):
+(``model.training.samples.SyntheticSource``):
 ``{"rgb": float32 [3,H,W] in [0,1], "depth": float32 [1,H,W] metres, 0 = invalid}``; KITTI items also carry
 ``"sparse"`` (float32 [1,H,W] metres, the real projected LiDAR). Frames keep their native size; the training loop
 crops them. A missing, unreadable or inconsistent file raises :class:`DatasetError` naming it.

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from model.evaluate import METHODS, CaseResult, evaluate, panel, rmse_chart
+from model.frame_evaluation import METHODS, CaseResult, evaluate, panel, rmse_chart
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.contract import CONTRACT, depth_to_user, prepare_inputs
-from model.network import SPARSE_FILLS, Jarrn
 
+DEPTH_NORMALISATIONS = frozenset({"max", "minmax"})
+"""How :func:`normalise_sparse` can normalise the sparse depth per image (``JarrnConfig.depth_normalisation``)."""
+SPARSE_FILLS = frozenset({"none", "pushpull"})
+"""What :func:`network_sparse_input` can feed the network's sparse channel (``JarrnConfig.sparse_fill``)."""
 _NORMALISATION_EPS = 1e-6
 
 
@@ -34,7 +37,7 @@ def normalise_sparse(sparse: torch.Tensor, mask: torch.Tensor, method: str) -> t
         low = torch.where((high - low) > _NORMALISATION_EPS * high, low, torch.zeros_like(low))
         low = torch.where(has_points, low, torch.zeros_like(low))
     else:
-        raise ValueError(f"depth_normalisation: expected 'max' or 'minmax', got {method!r}")
+        raise ValueError(f"depth_normalisation: expected one of {sorted(DEPTH_NORMALISATIONS)}, got {method!r}")
     value_range = torch.where(has_points, high - low, torch.ones_like(high))
     normalised = (sparse - low) / value_range * mask
     return normalised, low, value_range
@@ -119,7 +122,9 @@ def _pad_amount(size: int) -> int:
 class MetricJarrn(nn.Module):
     """The whole contract around a :class:`Jarrn`: metric inputs of any size in, metric depth out (the ONNX graph)."""
 
-    def __init__(self, network: Jarrn, aux_outputs: bool = False) -> None:
+    def __init__(self, network: nn.Module, aux_outputs: bool = False) -> None:
+        """``network``: a :class:`model.network.Jarrn` (this module is below it, so it is not named in the type: any
+        module with the same ``config`` and ``forward(rgb, sparse, mask)`` does)."""
         super().__init__()
         self.network = network
         self.aux_outputs = aux_outputs
@@ -141,8 +146,9 @@ class MetricJarrn(nn.Module):
 
 
 @torch.inference_mode()
-def complete_depth(network: Jarrn, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
-    """PyTorch reference path: user numpy inputs in, float32 metres out, any H and W."""
+def complete_depth(network: nn.Module, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
+    """PyTorch reference path: user numpy inputs in, float32 metres out, any H and W (``network``: a
+    :class:`model.network.Jarrn`, whose ``complete`` calls this)."""
     rgb_nchw, sparse_nchw, was_batched = prepare_inputs(rgb, sparse_depth)
     device = next(network.parameters()).device
     wrapper = MetricJarrn(network).eval()

@@ -16,12 +16,11 @@ from torch import nn
 import torch.nn.functional as F
 
 from model.contract import DOWNSAMPLING_FACTOR  # noqa: F401 - re-exported: the network's input size multiple
+from model.metric_jarrn import DEPTH_NORMALISATIONS, SPARSE_FILLS, complete_depth
 from model.rectification import PROB_ACTIVATIONS, Rectification
 
 FULL_WIDTHS: tuple[int, ...] = (512, 512, 512, 512, 256, 128, 64)
 SMALL_WIDTHS: tuple[int, ...] = (128, 128, 96, 64, 48, 32, 16)
-DEPTH_NORMALISATIONS = frozenset({"max", "minmax"})
-SPARSE_FILLS = frozenset({"none", "pushpull"})
 _LEAKY_SLOPE = 0.2
 
 
@@ -214,8 +213,6 @@ class Jarrn(nn.Module):
 
     def complete(self, rgb, sparse_depth_m):  # noqa: ANN001, ANN201 - numpy in, numpy out; see model.contract
         """Dense metric depth from user inputs (numpy, any H and W); see :func:`model.metric_jarrn.complete_depth`."""
-        from model.metric_jarrn import complete_depth
-
         return complete_depth(self, rgb, sparse_depth_m)
 
 

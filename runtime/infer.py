@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from jarrn.errors import UsageError
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 ONNX_SUFFIXES = (".onnx",)
@@ -29,8 +30,8 @@ KITTI_SCALE = 256.0  # the same value as model.depth_io.KITTI_DEPTH_SCALE, spell
 BUNDLED = "bundled default model"
 
 
-class InferError(Exception):
-    """A user error: the message is printed as one line, without a traceback."""
+class InferError(UsageError):
+    """A bad argument to ``infer``: the message is printed as one line, without a traceback (exit 2)."""
 
 
 def model_kind(model: str | None) -> str:

@@ -20,6 +20,7 @@ import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Mapping
+from jarrn.errors import InputError
 
 import numpy as np
 
@@ -31,7 +32,7 @@ PARAMETER_PREFIX = "jarrn_"
 """Config parameters this model reads are named ``jarrn_<field>`` (see :class:`CompleterSettings`)."""
 
 
-class RequestError(ValueError):
+class RequestError(InputError):
     """A request this server refuses; the message names the input and what was expected."""
 
 

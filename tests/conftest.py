@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 
 import numpy as np
 import pytest
 import torch
 
-OFFICIAL_DIR = Path(__file__).parent / "data" / "official_jarrn"
+from tests.support import OFFICIAL_DIR, tiny_network
 
-torch.set_num_threads(2)
+
+# One intra-op thread per pytest-xdist worker (two workers share the two cores), two when run in one process.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(scope="session")
@@ -34,11 +36,7 @@ def official_full_keys() -> dict[str, list[int]]:
     return json.loads((OFFICIAL_DIR / "state_dict_keys_full.json").read_text())
 
 
-def randomise_alphas(network: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-zero rezero alphas so every branch contributes (fresh networks start with alpha = 0)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in network.named_parameters():
-            if name.endswith("alpha"):
-                param.copy_(torch.rand((), generator=gen) * 0.5 + 0.1)
-    return network
+@pytest.fixture
+def make_tiny_network():
+    """The one builder of tiny networks (:func:`tests.support.tiny_network`), as a fixture."""
+    return tiny_network

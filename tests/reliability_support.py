@@ -11,7 +11,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import REPO
 
 GOOD_METADATA = {"jarrn.contract_version": "1", "jarrn.inputs": '["rgb", "sparse_depth"]',
                  "jarrn.outputs": '["depth"]', "jarrn.config": json.dumps({"widths": [8] * 7})}

@@ -2,7 +2,7 @@
 
 TensorRT 11 (and TRT 10 with ``STRONGLY_TYPED``) takes precision from the ONNX itself: FP16 tensors and Casts, INT8
 ``QuantizeLinear``/``DequantizeLinear`` pairs. Both conversions touch only the two U-Nets (node names starting with
-:data:`export.onnx_graph.UNET_NODE_PREFIXES`); the contract part (validity mask, normalisation with its ReduceMax /
+:data:`export.precision.graph.UNET_NODE_PREFIXES`); the contract part (validity mask, normalisation with its ReduceMax /
 ReduceMin, padding, input concatenations, the rectification with its Sigmoid / Softmax, cropping, de-normalisation)
 stays FP32, and the graph inputs and outputs stay float32.
 

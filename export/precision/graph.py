@@ -9,7 +9,10 @@ from typing import Callable, Iterable
 
 import onnx
 
-from export.onnx_graph import UNET_NODE_PREFIXES
+UNET_NODE_PREFIXES: tuple[str, ...] = ("/network/rgb_x_block/", "/network/sfmap_block/")
+"""Node-name prefixes of the two U-Nets, the only part of the graph that FP16 / INT8 touch. Everything else (mask,
+normalisation and its ReduceMax/Min, padding, input concatenations, rectification with its Softmax/Sigmoid, cropping,
+de-normalisation) stays FP32. Node names come from the module paths of MetricJarrn ("/network/rgb_x_block/...")."""
 
 # Op types that stay FP32 wherever they appear (they only appear outside the U-Nets in this graph).
 FP32_OP_TYPES: tuple[str, ...] = (

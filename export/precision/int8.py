@@ -11,13 +11,12 @@ from pathlib import Path
 
 import onnx
 
-from export.onnx_graph import ExportError
+from export.export_errors import ExportError
 from export.precision.graph import Log, contract_nodes, drop_symbolic_shapes, ensure_node_names, nodes_matching, quiet
 from export.precision.libraries import (
     library_version,
     quiet_modelopt,
     require_backend,
-    skip_output_shape_reconciliation,
     warnings_silenced,
 )
 
@@ -158,7 +157,7 @@ def _int8_modelopt(model: onnx.ModelProto, calibration, excluded: list[str], met
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, str(source))
         try:
-            with warnings_silenced(), quiet_modelopt(), skip_output_shape_reconciliation():
+            with warnings_silenced(), quiet_modelopt():
                 quantize(
                     onnx_path=str(source),
                     quantize_mode="int8",

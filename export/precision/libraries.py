@@ -12,7 +12,7 @@ import io
 import logging
 import os
 
-from export.onnx_graph import ExportError
+from export.export_errors import ExportError
 
 INSTALL_HINT = (
     "pip install nvidia-modelopt onnx-graphsurgeon onnxscript lief cppimport (the project's 'quant' extra; not "
@@ -76,31 +76,6 @@ def library_version(distribution: str) -> str:
         return version(distribution)
     except PackageNotFoundError:
         return "?"
-
-
-@contextlib.contextmanager
-def skip_output_shape_reconciliation():
-    """Skip Model Optimizer's re-derivation of the graph outputs' shapes (``clear_stale_value_info``).
-
-    It exists for models with stale output annotations; ours come straight from the exporter and are checked after
-    conversion. On this graph with dynamic H and W it runs ONNX Runtime's symbolic shape inference, whose sympy
-    simplification of the nested pad/stride/upsample size expressions takes minutes (measured: 74 of 77 s of an INT8
-    export of the tiny test network). Without the private hook (another Model Optimizer version) nothing is patched.
-    """
-    try:
-        import modelopt.onnx.utils as mo_utils
-    except ImportError:
-        yield
-        return
-    original = getattr(mo_utils, "_reconcile_stale_output_shapes", None)
-    if original is None:
-        yield
-        return
-    mo_utils._reconcile_stale_output_shapes = lambda model: 0
-    try:
-        yield
-    finally:
-        mo_utils._reconcile_stale_output_shapes = original
 
 
 @contextlib.contextmanager

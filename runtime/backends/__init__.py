@@ -32,5 +32,5 @@ class Backend(Protocol):
 
 
 class BackendUnavailable(UnavailableError, ImportError):
-    """A backend's library (tensorrt, cuda-python/pycuda, onnxruntime, a provider) is not installed here
+    """A backend's library (tensorrt, cuda-python, onnxruntime, a provider) is not installed here
     (an ImportError as before, and a :class:`jarrn.errors.UnavailableError`: exit status 5)."""

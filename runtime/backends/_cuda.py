@@ -1,7 +1,7 @@
-"""The handful of CUDA calls the TensorRT backend needs, over cuda-python (preferred) or pycuda (fallback).
+"""The handful of CUDA calls the TensorRT backend needs, over cuda-python's runtime API.
 
-cuda-python is what NVIDIA's own TensorRT samples use and installs cleanly on Jetson; pycuda is accepted where it is
-already present. cuda-python calls return ``(error, value...)`` tuples: :func:`_check` turns a non-success error into
+cuda-python is what NVIDIA's own TensorRT samples use and installs cleanly on Jetson. Its calls return
+``(error, value...)`` tuples: :func:`_check` turns a non-success error into
 :class:`CudaError` and unwraps the value.
 """
 
@@ -12,15 +12,16 @@ from typing import Any
 
 import numpy as np
 
+from jarrn.errors import UnavailableError
 from runtime.backends import BackendUnavailable
 
 CUDA_INSTALL_HINT = (
     "no CUDA Python bindings: `pip install cuda-python` (preferred; on Jetson pick the version matching JetPack's "
-    "CUDA, e.g. cuda-python==12.6.*) or `pip install pycuda`"
+    "CUDA, e.g. cuda-python==12.6.*)"
 )
 
 
-class CudaError(RuntimeError):
+class CudaError(UnavailableError):
     """A CUDA runtime call failed."""
 
 
@@ -28,7 +29,6 @@ class CudaPython:
     """cuda-python runtime API (``cuda.bindings.runtime``, or ``cuda.cudart`` in releases before 12.6)."""
 
     name = "cuda-python"
-    supports_graphs = True
 
     def __init__(self, device: int = 0) -> None:
         try:
@@ -62,9 +62,6 @@ class CudaPython:
     def activate(self) -> None:
         """Make this device current in the calling thread (the runtime API tracks it per thread)."""
         self._check(self.rt.cudaSetDevice(self.device))
-
-    def deactivate(self) -> None:
-        pass
 
     def malloc(self, nbytes: int) -> int:
         return int(self._check(self.rt.cudaMalloc(max(int(nbytes), 1))))
@@ -121,71 +118,9 @@ class CudaPython:
             self._check(self.rt.cudaGraphDestroy(graph))
 
 
-class PyCuda:
-    """pycuda fallback (driver API on the device's primary context, shared with TensorRT's runtime API)."""
-
-    name = "pycuda"
-    supports_graphs = False
-
-    def __init__(self, device: int = 0) -> None:
-        import pycuda.driver as drv  # raises ImportError when absent
-
-        self.drv = drv
-        drv.init()
-        if int(device) >= drv.Device.count():
-            raise CudaError(f"CUDA device {device} not found ({drv.Device.count()} device(s) visible)")
-        self._device = drv.Device(int(device))
-        self.context = self._device.retain_primary_context()
-        self.device_name = self._device.name()
-        self.compute_capability = tuple(self._device.compute_capability())
-        self._allocations: dict[int, Any] = {}
-
-    def activate(self) -> None:
-        self.context.push()
-
-    def deactivate(self) -> None:
-        self.drv.Context.pop()
-
-    def malloc(self, nbytes: int) -> int:
-        allocation = self.drv.mem_alloc(max(int(nbytes), 1))
-        self._allocations[int(allocation)] = allocation
-        return int(allocation)
-
-    def free(self, ptr: int) -> None:
-        allocation = self._allocations.pop(int(ptr), None)
-        if allocation is not None:
-            allocation.free()
-
-    def host_alloc(self, nbytes: int) -> tuple[Any, np.ndarray]:
-        array = self.drv.pagelocked_empty(max(int(nbytes), 1), np.uint8)
-        return array, array
-
-    def host_free(self, handle: Any) -> None:
-        getattr(handle.base, "free", lambda: None)()
-
-    def stream_create(self) -> tuple[Any, int]:
-        stream = self.drv.Stream()
-        return stream, int(stream.handle)
-
-    def stream_destroy(self, stream: Any) -> None:
-        pass  # freed with the object
-
-    def htod_async(self, dst: int, src: np.ndarray, nbytes: int, stream: Any) -> None:
-        self.drv.memcpy_htod_async(dst, src.reshape(-1).view(np.uint8)[:nbytes], stream)
-
-    def dtoh_async(self, dst: np.ndarray, src: int, nbytes: int, stream: Any) -> None:
-        self.drv.memcpy_dtoh_async(dst.reshape(-1).view(np.uint8)[:nbytes], src, stream)
-
-    def synchronize(self, stream: Any) -> None:
-        stream.synchronize()
-
-
-def load_cuda_api(device: int = 0):  # noqa: ANN201 - CudaPython | PyCuda
-    """cuda-python if installed, else pycuda; :class:`BackendUnavailable` naming both when neither is."""
-    errors = []
-    for cls in (CudaPython, PyCuda):
-        try:
-            return cls(device)
-        except ImportError as exc:
-            errors.append(f"{cls.name}: {exc}")
-    raise BackendUnavailable(f"{CUDA_INSTALL_HINT} ({'; '.join(errors)})")
+def load_cuda_api(device: int = 0) -> CudaPython:
+    """cuda-python's runtime API on ``device``; :class:`BackendUnavailable` with how to install it when absent."""
+    try:
+        return CudaPython(device)
+    except ImportError as exc:
+        raise BackendUnavailable(f"{CUDA_INSTALL_HINT} ({exc})") from None

@@ -10,7 +10,7 @@ API (TensorRT 10/11, TensorRT-RTX 1.x).
   page-locked; each backend owns one execution context and one CUDA stream; ``execute_async_v3`` runs on it.
 - Shapes outside the optimization profile raise :class:`ProfileError` naming the input and the range.
 - ``cuda_graphs=True``: TensorRT captures one CUDA graph per input shape on the first call with that shape and replays
-  it afterwards (cuda-python only); TensorRT-RTX uses its built-in whole-graph capture strategy instead.
+  it afterwards; TensorRT-RTX uses its built-in whole-graph capture strategy instead.
 - TensorRT-RTX compiles its kernels just in time on the first run; ``runtime_cache`` (or the file the manifest
   records) keeps them between runs: loaded when the backend starts, written back (atomically) when it closes.
 
@@ -162,6 +162,8 @@ class TensorRTBackend:
         self.cuda = None
         self.context = self.engine = self.stream = None
         self._tensors: dict[str, _Tensor] = {}
+        self.profile_range: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        """Input name -> (min shape, max shape) of the engine's optimization profile; calls outside it are refused."""
         self._graphs: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
         self._runtime_config = None
         self.runtime_cache_file: Path | None = None
@@ -180,9 +182,6 @@ class TensorRTBackend:
         rtx_graphs = self.flavour == TENSORRT_RTX and self.cuda_graphs
         if rtx_graphs:
             self.cuda_graphs = False  # TensorRT-RTX captures and replays on its own (runtime config strategy)
-        elif self.cuda_graphs and not cuda.supports_graphs:
-            log.warning("cuda_graphs=True needs cuda-python (found %s): running without CUDA graphs", cuda.name)
-            self.cuda_graphs = False
         cuda.activate()
         try:
             self._logger = trt.Logger(trt.Logger.WARNING)
@@ -206,8 +205,6 @@ class TensorRTBackend:
         except BaseException:
             self.close()
             raise
-        finally:
-            self.cuda.deactivate()
 
     def _rtx_context(self, engine_path: str | os.PathLike, runtime_cache: str | os.PathLike | None, graphs: bool) -> Any:
         """TensorRT-RTX execution context with its runtime config: the runtime cache and the CUDA-graph strategy."""
@@ -227,6 +224,19 @@ class TensorRTBackend:
                     cache = config.create_runtime_cache()
             config.set_runtime_cache(cache)
         return self.engine.create_execution_context(config)
+
+    @property
+    def engine_device_memory_bytes(self) -> int | None:
+        """GPU memory the engine's execution context takes for activations (``ICudaEngine.device_memory_size_v2``,
+        or ``device_memory_size`` on older TensorRT), in bytes; None when this TensorRT reports neither."""
+        if self.engine is None:
+            raise RuntimeError("TensorRT backend is closed")
+        for attribute in ("device_memory_size_v2", "device_memory_size"):
+            try:
+                return int(getattr(self.engine, attribute))
+            except (AttributeError, TypeError, RuntimeError):
+                continue
+        return None
 
     def save_runtime_cache(self) -> Path | None:
         """Write the TensorRT-RTX runtime cache (JIT-compiled kernels) to its file, atomically; None without one."""
@@ -251,7 +261,7 @@ class TensorRTBackend:
                 f"{self.source}: expected inputs ['rgb', 'sparse_depth'] and output 'depth', found inputs {inputs}, "
                 f"outputs {outputs}"
             )
-        self.profile_range: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+        self.profile_range = {}
         for name in inputs:
             low, _opt, high = (tuple(int(v) for v in dims) for dims in engine.get_tensor_profile_shape(name, 0))
             self.profile_range[name] = (low, high)
@@ -276,23 +286,20 @@ class TensorRTBackend:
             check_shape_in_range(name, array.shape, *self.profile_range[name])
         cuda, context, stream = self.cuda, self.context, self.stream
         cuda.activate()
-        try:
-            for name, array in zip(INPUT_CHANNELS, (rgb_nchw, sparse_nchw)):
-                tensor = self._tensors[name]
-                staged = tensor.host_view(array.shape)
-                np.copyto(staged, array, casting="same_kind")  # float32 -> the engine's I/O type (fp16 I/O engines)
-                if not context.set_input_shape(name, array.shape):
-                    raise RuntimeError(f"{name}: TensorRT rejected input shape {array.shape}")
-                cuda.htod_async(tensor.device_ptr, staged, staged.nbytes, stream)
-            self._execute(tuple(rgb_nchw.shape))
-            out = self._tensors[OUTPUT_NAME]
-            out_shape = tuple(int(v) for v in context.get_tensor_shape(OUTPUT_NAME))
-            result = out.host_view(out_shape)
-            cuda.dtoh_async(result, out.device_ptr, result.nbytes, stream)
-            cuda.synchronize(stream)
-            return result.astype(np.float32, copy=True)
-        finally:
-            cuda.deactivate()
+        for name, array in zip(INPUT_CHANNELS, (rgb_nchw, sparse_nchw)):
+            tensor = self._tensors[name]
+            staged = tensor.host_view(array.shape)
+            np.copyto(staged, array, casting="same_kind")  # float32 -> the engine's I/O type (fp16 I/O engines)
+            if not context.set_input_shape(name, array.shape):
+                raise RuntimeError(f"{name}: TensorRT rejected input shape {array.shape}")
+            cuda.htod_async(tensor.device_ptr, staged, staged.nbytes, stream)
+        self._execute(tuple(rgb_nchw.shape))
+        out = self._tensors[OUTPUT_NAME]
+        out_shape = tuple(int(v) for v in context.get_tensor_shape(OUTPUT_NAME))
+        result = out.host_view(out_shape)
+        cuda.dtoh_async(result, out.device_ptr, result.nbytes, stream)
+        cuda.synchronize(stream)
+        return result.astype(np.float32, copy=True)
 
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self._stream_handle):
@@ -358,7 +365,6 @@ class TensorRTBackend:
         finally:
             self.context = None
             self.engine = None
-            cuda.deactivate()
 
     def __del__(self) -> None:
         try:

@@ -10,10 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from jarrn.errors import UsageError
+
+if TYPE_CHECKING:  # the runtime imports torch only when this backend is created
+    import torch
+
+    from model.metric_jarrn import MetricJarrn
 
 TORCH_PRECISIONS = ("fp32", "fp16")
 COMPILE_MODE = "reduce-overhead"
@@ -85,21 +91,32 @@ class TorchBackend:
         self.options = options if options is not None else TorchBackendOptions()
         if not isinstance(self.options, TorchBackendOptions):
             raise UsageError(f"options: expected a TorchBackendOptions, got {type(self.options).__name__}")
-        self.device = torch.device(resolve_device(device, name="device"))
-        self.options.check_device(self.device.type)
-        network = network.to(self.device)
+        self._device = torch.device(resolve_device(device, name="device"))
+        self.options.check_device(self._device.type)
+        network = network.to(self._device)
         if self.options.channels_last:
             network = network.to(memory_format=torch.channels_last)
-        self.module = MetricJarrn(network).eval()
-        self._forward = self.module
+        self._module = MetricJarrn(network).eval()
+        self._forward = self._module
         if self.options.compile:
             import torch._dynamo
 
             for name in ("recompile_limit", "cache_size_limit"):  # renamed in torch 2.6; older ones know the second
                 if hasattr(torch._dynamo.config, name):
                     setattr(torch._dynamo.config, name, max(RECOMPILE_LIMIT, getattr(torch._dynamo.config, name)))
-            self._forward = torch.compile(self.module, mode=COMPILE_MODE, dynamic=False)
+            self._forward = torch.compile(self._module, mode=COMPILE_MODE, dynamic=False)
         self.source = network.source_path
+
+    @property
+    def device(self) -> torch.device:
+        """The ``torch.device`` the network and its inputs live on (``cuda:N`` or ``cpu``)."""
+        return self._device
+
+    @property
+    def module(self) -> MetricJarrn | None:
+        """The :class:`model.MetricJarrn` this backend runs, in eval mode on :attr:`device`, without the options
+        applied (no autocast, not compiled); None once closed."""
+        return self._module
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "cpu",
@@ -121,11 +138,11 @@ class TorchBackend:
         return stack
 
     def run(self, rgb_nchw: np.ndarray, sparse_nchw: np.ndarray) -> np.ndarray:
-        if self.module is None:
+        if self._module is None:
             raise UsageError("torch backend: closed; create a new DepthCompleter")
         torch = self._torch
-        rgb = torch.from_numpy(rgb_nchw).to(self.device, non_blocking=True)
-        sparse = torch.from_numpy(sparse_nchw).to(self.device, non_blocking=True)
+        rgb = torch.from_numpy(rgb_nchw).to(self._device, non_blocking=True)
+        sparse = torch.from_numpy(sparse_nchw).to(self._device, non_blocking=True)
         return self.forward_on_device(rgb, sparse).float().cpu().numpy()
 
     def forward_on_device(self, rgb, sparse):  # noqa: ANN001, ANN201 - torch tensors
@@ -142,5 +159,5 @@ class TorchBackend:
             return self._forward(rgb, sparse)
 
     def close(self) -> None:
-        self.module = None
+        self._module = None
         self._forward = None

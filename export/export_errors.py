@@ -1,0 +1,23 @@
+"""The export's errors, owned below every export module (the graph export, calibration and the precision
+conversions all raise them; none of them needs another to do so). Pure Python."""
+
+from __future__ import annotations
+
+from jarrn.errors import EXIT_OUTPUT, EXIT_UNAVAILABLE, UsageError
+
+
+class ExportError(UsageError):
+    """An export that cannot be carried out (bad options, inputs or output path); the message is for the user.
+    A ValueError; exit status 2 (bad option) unless a subclass says otherwise."""
+
+
+class ExportOutputError(ExportError, OSError):
+    """The output path cannot be written (exit status 4)."""
+
+    exit_code = EXIT_OUTPUT
+
+
+class ExportMemoryError(ExportError, MemoryError):
+    """A static size whose export (tracing and validation at that size) cannot fit in this machine's memory."""
+
+    exit_code = EXIT_UNAVAILABLE
