@@ -1,9 +1,8 @@
-"""ONNX export: the contract graph, its metadata, FP16/INT8 variants, validation, CLI and bad-input handling."""
+"""ONNX export: the contract graph, its metadata, validation, the command and bad-input handling."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,72 +12,18 @@ import onnx
 import pytest
 import torch
 
-from tests.support import randomise_alphas
 from export.calibration import CalibrationSet, load_calibration
-from export.onnx_graph import ExportError, ExportOptions, ExportStats, export_onnx, file_sha256, read_metadata
-from export.precision import fp16_backend, is_unet_node, quantized_convs
+from export.onnx_graph import ExportError, ExportOptions, export_onnx, file_sha256, read_metadata
+from export.precision import fp16_backend
 from export.to_onnx import main as to_onnx_main
 from export.validate import Bounds, ReferenceCache, random_cases, validate_onnx
-from model import CONTRACT, Jarrn, JarrnConfig, MetricJarrn, load_model, save_model
+from model import CONTRACT, Jarrn, JarrnConfig, MetricJarrn, save_model
 from model.contract import CONTRACT_VERSION
 
-from tests.support import REPO
-TINY = JarrnConfig((16, 16, 16, 16, 8, 8, 8))
+from tests.export.onnx_support import TINY, dims_of, io_is_float32, onnx_feeds, run_onnx, torch_depth
+from tests.support import REPO, randomise_alphas
+
 ort = pytest.importorskip("onnxruntime")
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    network = randomise_alphas(Jarrn(TINY)).eval()
-    return save_model(network, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
-
-
-@pytest.fixture(scope="module")
-def tiny_network(tiny_checkpoint) -> Jarrn:
-    return load_model(tiny_checkpoint)
-
-
-@pytest.fixture(scope="module")
-def calibration_npz(tmp_path_factory) -> Path:
-    """Four small samples, the same kind of data as the built-in set (kept small for speed)."""
-    rng = np.random.default_rng(0)
-    rgb = rng.random((4, 3, 64, 96), dtype=np.float32)
-    keep = rng.random((4, 1, 64, 96)) < 0.05
-    sparse = (rng.uniform(1.0, 50.0, (4, 1, 64, 96)) * keep).astype(np.float32)
-    path = tmp_path_factory.mktemp("calib") / "calib.npz"
-    np.savez(path, rgb=rgb, sparse_depth=sparse)
-    return path
-
-
-@pytest.fixture(scope="module")
-def fp32_export(tiny_network, tmp_path_factory):
-    stats = ExportStats()
-    path = export_onnx(tiny_network, tmp_path_factory.mktemp("fp32") / "tiny_fp32.onnx", ExportOptions(), stats=stats)
-    return path, stats
-
-
-def _feeds(batch: int, height: int, width: int, seed: int = 0) -> dict[str, np.ndarray]:
-    case = random_cases([(batch, height, width)], seed=seed)[0]
-    return {CONTRACT.rgb_name: case.rgb, CONTRACT.sparse_name: case.sparse}
-
-
-def _torch_depth(network: Jarrn, feeds: dict[str, np.ndarray]) -> np.ndarray:
-    with torch.inference_mode():
-        return MetricJarrn(network)(torch.from_numpy(feeds["rgb"]), torch.from_numpy(feeds["sparse_depth"])).numpy()
-
-
-def _run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
-
-
-def _io_is_float32(model: onnx.ModelProto) -> bool:
-    values = (*model.graph.input, *model.graph.output)
-    return all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in values)
-
-
-def _dims(value: onnx.ValueInfoProto) -> list:
-    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -90,10 +35,10 @@ def test_graph_has_contract_names_and_dynamic_dims(fp32_export):
     onnx.checker.check_model(model)
     assert [i.name for i in model.graph.input] == [CONTRACT.rgb_name, CONTRACT.sparse_name]
     assert [o.name for o in model.graph.output] == [CONTRACT.depth_name]
-    assert _dims(model.graph.input[0]) == ["batch", 3, "height", "width"]
-    assert _dims(model.graph.input[1]) == ["batch", 1, "height", "width"]
-    assert _dims(model.graph.output[0]) == ["batch", 1, "height", "width"]
-    assert _io_is_float32(model)
+    assert dims_of(model.graph.input[0]) == ["batch", 3, "height", "width"]
+    assert dims_of(model.graph.input[1]) == ["batch", 1, "height", "width"]
+    assert dims_of(model.graph.output[0]) == ["batch", 1, "height", "width"]
+    assert io_is_float32(model)
     assert model.opset_import[0].version == 17
 
 
@@ -104,9 +49,9 @@ def test_rectification_and_contract_ops_are_inside_the_graph(fp32_export):
 
 @pytest.mark.parametrize("batch,height,width", [(2, 75, 130), (1, 64, 64), (3, 100, 333)])
 def test_onnxruntime_matches_pytorch(fp32_export, tiny_network, batch, height, width):
-    feeds = _feeds(batch, height, width)
-    (depth,) = _run(fp32_export[0], feeds)
-    expected = _torch_depth(tiny_network, feeds)
+    feeds = onnx_feeds(batch, height, width)
+    (depth,) = run_onnx(fp32_export[0], feeds)
+    expected = torch_depth(tiny_network, feeds)
     assert depth.shape == (batch, 1, height, width) and depth.dtype == np.float32
     assert np.abs(depth - expected).max() <= 1e-3
 
@@ -143,9 +88,9 @@ def test_static_size_batch_aux_outputs_and_minmax_normalisation(tmp_path):
     assert meta["checkpoint"] == "" and len(meta["weights_sha256"]) == 64
     assert "ReduceMin" in {n.op_type for n in model.graph.node}
     assert [o.name for o in model.graph.output] == [CONTRACT.depth_name, *CONTRACT.aux_names]
-    assert _dims(model.graph.input[0]) == [2, 3, 96, 150]
-    feeds = _feeds(2, 96, 150)
-    outputs = _run(path, feeds)
+    assert dims_of(model.graph.input[0]) == [2, 3, 96, 150]
+    feeds = onnx_feeds(2, 96, 150)
+    outputs = run_onnx(path, feeds)
     with torch.inference_mode():
         expected = MetricJarrn(network, aux_outputs=True)(*(torch.from_numpy(v) for v in feeds.values()))
     for got, want in zip(outputs, expected):
@@ -160,9 +105,9 @@ def test_pushpull_fill_exports_and_matches_pytorch_at_any_size(tmp_path_factory,
     path = tmp_path_factory.getbasetemp() / "pushpull.onnx"
     if not path.exists():
         export_onnx(network, path, ExportOptions())
-    feeds = _feeds(2, height, width, seed=height)
-    (depth,) = _run(path, feeds)
-    assert np.abs(depth - _torch_depth(network, feeds)).max() <= 1e-3
+    feeds = onnx_feeds(2, height, width, seed=height)
+    (depth,) = run_onnx(path, feeds)
+    assert np.abs(depth - torch_depth(network, feeds)).max() <= 1e-3
     assert "AveragePool" in {n.op_type for n in onnx.load(str(path)).graph.node}
 
 
@@ -182,160 +127,6 @@ def test_polygraphy_runs_the_graph(fp32_export):
 # ---------------------------------------------------------------------------------------------------------------------
 # FP16
 
-
-@pytest.fixture(scope="module")
-def fp16_export(tiny_network, calibration_npz, tmp_path_factory):
-    if fp16_backend() is None:
-        pytest.skip("no FP16 library: install nvidia-modelopt (quant extra) or onnxconverter-common")
-    stats = ExportStats()
-    path = export_onnx(tiny_network, tmp_path_factory.mktemp("fp16") / "tiny_fp16.onnx",
-                       ExportOptions(precision="fp16", calibration=str(calibration_npz)), stats=stats)
-    return path, stats
-
-
-def _types(model: onnx.ModelProto) -> dict[str, int]:
-    inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in (*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output)}
-    types.update({i.name: i.data_type for i in model.graph.initializer})
-    return types
-
-
-def _check_fp16_graph(path: Path) -> None:
-    model = onnx.load(str(path))
-    onnx.checker.check_model(model)
-    assert _io_is_float32(model)
-    types = _types(model)
-    kept = [n for n in model.graph.node
-            if n.op_type in ("ReduceMax", "ReduceMin", "Softmax", "Sigmoid", "Div", "Where")]
-    assert {n.op_type for n in kept} >= {"ReduceMax", "Softmax", "Sigmoid"}
-    for node in kept:
-        for name in (*node.input, *node.output):
-            if name and types.get(name) in (onnx.TensorProto.FLOAT16, onnx.TensorProto.FLOAT):
-                assert types[name] == onnx.TensorProto.FLOAT, f"{node.name}: {name} is not FP32"
-    # The rectification and de-normalisation (everything after the refine head) stay FP32 too.
-    for node in model.graph.node:
-        if node.name.startswith(("/network/rectification/", "/Clip", "/Mul_1", "/Add")) and node.op_type != "Cast":
-            assert all(types.get(o) != onnx.TensorProto.FLOAT16 for o in node.output), node.name
-    convs = [n for n in model.graph.node if n.op_type == "Conv" and is_unet_node(n)]
-    assert convs and all(types[n.input[1]] == onnx.TensorProto.FLOAT16 for n in convs)
-
-
-def test_fp16_keeps_fp32_io_reductions_softmax_and_rectification(fp16_export):
-    _check_fp16_graph(fp16_export[0])
-    meta = read_metadata(fp16_export[0])
-    assert meta["precision"] == "fp16" and "library" in json.loads(meta["precision_info"])
-
-
-def test_fp16_matches_pytorch_loosely(fp16_export, tiny_network):
-    feeds = _feeds(2, 75, 130)
-    (depth,) = _run(fp16_export[0], feeds)
-    expected = _torch_depth(tiny_network, feeds)
-    assert depth.dtype == np.float32 and depth.shape == expected.shape
-    assert np.abs(depth - expected).mean() <= 5e-3 * np.abs(expected).mean() + 1e-3
-
-
-def test_fp16_graph_of_a_pushpull_model_runs_at_sizes_other_than_the_calibration_one(calibration_npz, tmp_path):
-    """Model Optimizer's symbolic shape annotations once made ONNX Runtime reuse wrongly sized buffers in the fill's
-    pad-to-even pyramid ("Shape mismatch attempting to re-use buffer") at 320x320 and 375x1242."""
-    if fp16_backend() is None:
-        pytest.skip("no FP16 library: install nvidia-modelopt (quant extra) or onnxconverter-common")
-    torch.manual_seed(4)
-    config = JarrnConfig(TINY.widths, depth_normalisation="minmax", sparse_fill="pushpull")
-    network = randomise_alphas(Jarrn(config)).eval()
-    path = export_onnx(network, tmp_path / "pushpull_fp16.onnx",
-                       ExportOptions(precision="fp16", calibration=str(calibration_npz)))
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for batch, height, width in [(1, 320, 320), (2, 375, 1242), (1, 64, 64)]:
-        feeds = _feeds(batch, height, width, seed=width)
-        (depth,) = session.run(None, feeds)
-        expected = _torch_depth(network, feeds)
-        assert np.abs(depth - expected).mean() <= 5e-3 * np.abs(expected).mean() + 1e-3
-
-
-@pytest.mark.slow
-def test_fp16_fallback_library(tiny_network, tmp_path, monkeypatch):
-    pytest.importorskip("onnxconverter_common", reason="onnxconverter-common not installed")
-    monkeypatch.setenv("JARRN_PRECISION_BACKEND", "fallback")
-    stats = ExportStats()
-    path = export_onnx(tiny_network, tmp_path / "fb16.onnx", ExportOptions(precision="fp16"), stats=stats)
-    assert "onnxconverter-common" in stats.precision_info["library"]
-    _check_fp16_graph(path)
-    feeds = _feeds(1, 75, 130)
-    expected = _torch_depth(tiny_network, feeds)
-    assert np.abs(_run(path, feeds)[0] - expected).mean() <= 5e-3 * np.abs(expected).mean() + 1e-3
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# INT8
-
-
-@pytest.fixture(scope="module")
-def int8_export(tiny_network, calibration_npz, tmp_path_factory):
-    stats = ExportStats()
-    path = export_onnx(tiny_network, tmp_path_factory.mktemp("int8") / "tiny_int8.onnx",
-                       ExportOptions(precision="int8", calibration=str(calibration_npz)), stats=stats)
-    return path, stats
-
-
-def _check_int8_graph(path: Path) -> onnx.ModelProto:
-    model = onnx.load(str(path))
-    onnx.checker.check_model(model)
-    ops = [n.op_type for n in model.graph.node]
-    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") >= ops.count("QuantizeLinear")
-    assert _io_is_float32(model)
-    inits = {i.name: i for i in model.graph.initializer}
-    # Symmetric: every zero point is 0 (TensorRT supports no other).
-    for node in model.graph.node:
-        if node.op_type in ("QuantizeLinear", "DequantizeLinear") and len(node.input) > 2 and node.input[2] in inits:
-            assert not onnx.numpy_helper.to_array(inits[node.input[2]]).any()
-    quantized = set(quantized_convs(model))
-    assert quantized
-    for excluded in ("/network/rgb_x_block/rgb_x_block.0/Conv", "/network/sfmap_block/sfmap_block.4/Conv"):
-        assert excluded not in quantized
-    # Nothing of the contract part (normalisation, padding, rectification, de-normalisation) is quantized.
-    producers = {o: n for n in model.graph.node for o in n.output}
-    for node in model.graph.node:
-        if node.op_type == "QuantizeLinear":
-            consumer_names = [n.name for n in model.graph.node if any(i in node.output for i in n.input)]
-            source = producers.get(node.input[0])
-            assert source is None or is_unet_node(source) or source.name.startswith("/network/Concat") \
-                or source.op_type in ("DequantizeLinear",), source.name
-            assert consumer_names
-    return model
-
-
-def test_int8_graph_has_qdq_pairs_and_excludes_first_last_convs(int8_export):
-    _check_int8_graph(int8_export[0])
-    info = json.loads(read_metadata(int8_export[0])["precision_info"])
-    assert info["quantize_linear"] > 0 and "calibration_sha256" in info
-
-
-def test_int8_matches_pytorch_loosely(int8_export, tiny_network):
-    feeds = _feeds(2, 75, 130)
-    (depth,) = _run(int8_export[0], feeds)
-    expected = _torch_depth(tiny_network, feeds)
-    assert depth.dtype == np.float32 and depth.shape == expected.shape and np.isfinite(depth).all()
-    # A random network on random inputs is the hard case for INT8: a loose bound (mean error below 15% of the depth).
-    assert np.abs(depth - expected).mean() <= 0.15 * np.abs(expected).mean()
-
-
-def test_int8_onnxruntime_fallback_through_the_cli(tiny_checkpoint, tiny_network, calibration_npz, tmp_path):
-    """ONNX Runtime's quantize_static when Model Optimizer is absent (forced here; a fresh process, since Model
-    Optimizer patches ONNX Runtime's quantizer when it is imported)."""
-    out = tmp_path / "fb8.onnx"
-    env = {**os.environ, "JARRN_PRECISION_BACKEND": "fallback"}
-    result = subprocess.run(
-        [sys.executable, str(REPO / "export" / "to_onnx.py"), "--checkpoint", str(tiny_checkpoint), "--output",
-         str(out), "--precision", "int8", "--calibration", str(calibration_npz), "--no-validate", "--quiet"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "onnxruntime" in json.loads(read_metadata(out)["precision_info"])["library"]
-    _check_int8_graph(out)
-    feeds = _feeds(1, 75, 130)
-    expected = _torch_depth(tiny_network, feeds)
-    assert np.abs(_run(out, feeds)[0] - expected).mean() <= 0.15 * np.abs(expected).mean()
 
 
 def test_builtin_calibration_set_is_documented_and_well_formed():
