@@ -15,6 +15,9 @@ crops them; ``kitti``, ``nyu``, ``diode`` and ``folder`` read real datasets thro
 ``--synthetic-on-device`` (default ``auto``: on for CUDA) whole batches of synthetic scenes, their sparse inputs and
 their augmentation are made with torch on the training device in the training process
 (:mod:`model.training.device_batches`) instead of by loader workers on the host (:mod:`model.training.samples`).
+On CUDA those batches are drawn from a pool of rendered scenes (``--scene-pool``, default 512 there; each scene reused
+``--scene-reuse`` times with fresh crops, sparse patterns and augmentation, :mod:`model.training.scene_pool`), so the
+training rate is not capped by the rate at which scenes can be ray cast.
 
 Sparse input mixes (``--sparse-mix``), drawn per sample on the full frame before cropping:
 
