@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jarrn.progress import progress_logger
 from benchmarks.bench_core import (
     CpuInterference,
     atomic_write_json,
@@ -40,8 +41,7 @@ from benchmarks.bench_core import (
 from model.crop import crop_or_pad
 
 
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+log = progress_logger("bench")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ from benchmarks.device_session import (  # noqa: E402
 )
 from jarrn.cli import command  # noqa: E402
 from jarrn.errors import UnavailableError, UsageError  # noqa: E402
+from jarrn.progress import progress_logger  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOTAL_BUDGET_S = 345.0
@@ -71,11 +72,7 @@ TORCH_ROWS: dict[str, tuple[str, bool, bool]] = {
     "torch-compile:fp16": ("fp16", True, True),
 }
 """PyTorch rows -> TorchBackendOptions(precision, compile, channels_last)."""
-_T0 = time.perf_counter()
-
-
-def log(message: str) -> None:
-    print(f"[device-check {time.perf_counter() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+log = progress_logger("device-check", elapsed=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

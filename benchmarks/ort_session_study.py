@@ -29,6 +29,7 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
 import numpy as np
 
+from jarrn.progress import progress_logger  # noqa: E402
 from benchmarks.bench_core import (  # noqa: E402
     ArgumentError,
     CpuInterference,
@@ -48,8 +49,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PAUSE_S = 0.05
 
 
-def log(message: str) -> None:
-    print(f"[ort-study] {message}", file=sys.stderr, flush=True)
+log = progress_logger("ort-study")
 
 
 def _op_histogram(model) -> dict[str, int]:  # noqa: ANN001

@@ -26,7 +26,6 @@ INT8 graphs only if they are cached already.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shlex
 import subprocess
@@ -43,6 +42,7 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
 from jarrn.cli import command  # noqa: E402
 from jarrn.errors import InputError, OutputError  # noqa: E402
+from jarrn.progress import progress_logger  # noqa: E402
 from benchmarks.bench_core import (  # noqa: E402
     BACKENDS,
     DEFAULT_BATCHES,
@@ -71,11 +71,7 @@ FULL = {"sizes": DEFAULT_SIZES, "batches": DEFAULT_BATCHES, "warmup": 3, "min_it
 # Source files whose change makes a cached export stale.
 
 
-_T0 = time.perf_counter()
-
-
-def log(message: str) -> None:
-    print(f"[bench {time.perf_counter() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+log = progress_logger("bench", elapsed=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
