@@ -26,16 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from jarrn.progress import progress_logger
-from benchmarks.bench_core import (
+from benchmarks.host_memory import peak_rss_mib, reset_peak_rss, rss_mib
+from benchmarks.report_files import atomic_write_json
+from benchmarks.timing import (
     CpuInterference,
-    atomic_write_json,
     interference_summary,
     iteration_count,
     latency_stats,
-    peak_rss_mib,
     quiet_stats,
-    reset_peak_rss,
-    rss_mib,
     wait_for_quiet,
 )
 from model.crop import crop_or_pad

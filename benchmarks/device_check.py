@@ -294,7 +294,7 @@ def run_gpu_tests(device: str, budget_s: float) -> Outcome:
 def run_probe(session: Session, budget_s: float) -> Outcome:
     import torch
 
-    from benchmarks.bench_core import describe_machine
+    from benchmarks.machine import describe_machine
 
     machine = session.machine or describe_machine("cuda")
     index = torch.device(session.device).index or 0
@@ -350,7 +350,7 @@ def run_latency_row(session: Session, step: Step, budget_s: float) -> Outcome:
         if onnx_path is None:
             return _skipped_row(session, outcome, model, row, reason)
         if row.startswith("onnxruntime"):
-            from benchmarks.bench_core import physical_cores
+            from benchmarks.machine import physical_cores
 
             def make_runner():  # noqa: ANN202
                 return OrtRunner(str(onnx_path), "cuda", physical_cores())
@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     env = probe_environment(device)
     plan = build_plan(env, skip)
     print(format_plan(plan, args.total_budget, env), file=sys.stderr, flush=True)
-    from benchmarks.bench_core import describe_machine
+    from benchmarks.machine import describe_machine
 
     machine = describe_machine("cuda")
     out = args.out or REPO_ROOT / "reports" / machine["machine_tag"]

@@ -14,18 +14,19 @@ from pathlib import Path
 from typing import Sequence
 
 from benchmarks import device_session as dc
-from benchmarks.bench_core import atomic_write_bytes, atomic_write_json, atomic_write_text
+from benchmarks.report_files import atomic_write_json
+from model.atomic import atomic_write_bytes, atomic_write_text
 
 def write_benchmark_reports(session: dc.Session) -> list[Path]:
     """One benchmarks/run.py-style report per model through :mod:`benchmarks.bench_report`."""
-    from benchmarks.bench_core import Row
+    from benchmarks.rows import Row
     from benchmarks.bench_report import assemble_report, write_report
     from benchmarks.device_bench import TimingSettings
     from benchmarks.run import model_summary
 
     timing = TimingSettings()
     if not session.machine:
-        from benchmarks.bench_core import describe_machine
+        from benchmarks.machine import describe_machine
 
         session.machine = describe_machine("cuda")
     written: list[Path] = []

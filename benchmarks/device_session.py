@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.bench_core import KITTI_HW
+from benchmarks.rows import KITTI_HW
 
 SCHEMA = "jarrn-device-check/1"
 LATENCY_SIZES: tuple[tuple[int, int], ...] = ((320, 320), KITTI_HW)

@@ -26,14 +26,13 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
-import numpy as np
-import torch
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from model.checkpoint import load_model  # noqa: E402
 from model.metric_jarrn import normalise_sparse  # noqa: E402
 from model.metrics import depth_metrics  # noqa: E402
 from model.metric_jarrn import DEPTH_NORMALISATIONS  # noqa: E402
-from model.network import JarrnConfig  # noqa: E402
 from model.real_frames import evaluation_cases, load_real_frames  # noqa: E402
 
 

@@ -27,22 +27,14 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
-import numpy as np
+import numpy as np  # noqa: E402
 
 from jarrn.progress import progress_logger  # noqa: E402
-from benchmarks.bench_core import (  # noqa: E402
-    ArgumentError,
-    CpuInterference,
-    interference_summary,
-    quiet_stats,
-    atomic_write_json,
-    atomic_write_text,
-    describe_machine,
-    latency_stats,
-    load_average,
-    parse_size,
-    physical_cores,
-)
+from benchmarks.arguments import ArgumentError, parse_size  # noqa: E402
+from benchmarks.machine import describe_machine, load_average, physical_cores  # noqa: E402
+from benchmarks.report_files import atomic_write_json  # noqa: E402
+from benchmarks.timing import CpuInterference, interference_summary, latency_stats, quiet_stats  # noqa: E402
+from model.atomic import atomic_write_text  # noqa: E402
 from export.ort_session import open_session  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

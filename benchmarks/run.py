@@ -43,22 +43,9 @@ if not __package__:  # run by its path: the packages come from the installed pro
 from jarrn.cli import command  # noqa: E402
 from jarrn.errors import InputError, OutputError  # noqa: E402
 from jarrn.progress import progress_logger  # noqa: E402
-from benchmarks.bench_core import (  # noqa: E402
-    BACKENDS,
-    DEFAULT_BATCHES,
-    DEFAULT_SIZES,
-    PRECISIONS,
-    ArgumentError,
-    Row,
-    applicable_rows,
-    config_key,
-    describe_machine,
-    load_average,
-    parse_choice_list,
-    parse_int_list,
-    parse_sizes,
-    physical_cores,
-)
+from benchmarks.arguments import ArgumentError, parse_choice_list, parse_int_list, parse_sizes  # noqa: E402
+from benchmarks.machine import describe_machine, load_average, physical_cores  # noqa: E402
+from benchmarks.rows import BACKENDS, DEFAULT_BATCHES, DEFAULT_SIZES, PRECISIONS, Row, applicable_rows, config_key
 from benchmarks.settings import BenchmarkSettings  # noqa: E402
 from model.atomic import file_sha256  # noqa: E402
 

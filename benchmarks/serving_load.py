@@ -38,10 +38,10 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
-import numpy as np
+import numpy as np  # noqa: E402
 
-from jarrn.cli import command
-from jarrn.errors import CheckFailedError, UsageError
+from jarrn.cli import command  # noqa: E402
+from jarrn.errors import CheckFailedError, UsageError  # noqa: E402
 
 DEFAULT_SIZES = ((64, 96), (96, 128), (128, 160), (192, 256))
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "reports" / "serving"

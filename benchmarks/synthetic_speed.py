@@ -16,7 +16,7 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
-import numpy as np
+import numpy as np  # noqa: E402
 
 from model.synthetic import KINDS, generate_batch, generate_scene  # noqa: E402
 from model.visualize import colorize_depth  # noqa: E402

@@ -42,45 +42,48 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
-from export.engine_manifest import (  # noqa: E402
-    DEFAULT_MAX,
-    DEFAULT_MIN,
-    DEFAULT_OPT,
-    DEFAULT_OPT_LEVEL,
-    DEFAULT_WORKSPACE_MIB,
-    FLAVOUR_TITLES,
+from export.engine_flavours import (  # noqa: E402
     FLAVOURS,
-    INPUT_CHANNELS,
+    FLAVOUR_TITLES,
     PORTABLE,
     RTX_COMPUTE_CAPABILITIES,
     RTX_PORTABLE_TARGETS,
     TENSORRT,
     TENSORRT_RTX,
-    BuildOptions,
+    FlavourError,
+    default_flavour,
+    import_flavour,
+    network_creation_flags,
+    parse_compute_capabilities,
+)
+from export.engine_manifest import (  # noqa: E402
     DeviceInfo,
     EngineFileError,
     EngineManifest,
-    FlavourError,
-    Profile,
-    ProfileError,
-    atomic_write_bytes,
     cache_key,
     check_engine_file,
     check_profile_fits_graph,
     default_cache_dir,
-    default_flavour,
     fixed_profile,
-    import_flavour,
     manifest_path,
-    network_creation_flags,
     onnx_input_shapes,
     onnx_sha256,
-    parse_compute_capabilities,
     precision_from_onnx,
-    tensorrt_rtx_commands_text,
     timing_cache_path,
-    trtexec_commands_text,
 )
+from export.engine_profile import (  # noqa: E402
+    DEFAULT_MAX,
+    DEFAULT_MIN,
+    DEFAULT_OPT,
+    DEFAULT_OPT_LEVEL,
+    DEFAULT_WORKSPACE_MIB,
+    INPUT_CHANNELS,
+    BuildOptions,
+    Profile,
+    ProfileError,
+)
+from export.engine_recipes import tensorrt_rtx_commands_text, trtexec_commands_text  # noqa: E402
+from model.atomic import atomic_write_bytes  # noqa: E402
 from export.gpu_probe import probe_gpu  # noqa: E402
 from jarrn.cli import command  # noqa: E402
 from jarrn.errors import CheckFailedError, InputError, UnavailableError, UsageError  # noqa: E402

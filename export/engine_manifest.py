@@ -1,5 +1,5 @@
 """Engine bookkeeping that needs no TensorRT: the sidecar manifest, cache keys and the checks made before an engine is
-deserialised; with the public names of the smaller ``export/engine_*`` modules re-exported, so callers import from here.
+deserialised. The smaller ``export/engine_*`` modules own the rest (import their names from them):
 
 - :mod:`export.engine_profile`: optimization profiles (``--min/--opt/--max``) and build options.
 - :mod:`export.engine_flavours`: TensorRT vs TensorRT-RTX (modules, install hints, network flags, compute capabilities).
@@ -30,56 +30,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from export.engine_flavours import (  # noqa: F401 - re-exported
+from export.engine_flavours import (
     FLAVOUR_TITLES,
     FLAVOURS,
-    INSTALL_HINTS,
-    PORTABLE,
     RTX_COMPUTE_CAPABILITIES,
     RTX_PORTABLE_TARGETS,
     TENSORRT,
-    TENSORRT_INSTALL_HINT,
     TENSORRT_RTX,
-    TENSORRT_RTX_INSTALL_HINT,
-    FlavourError,
-    default_flavour,
     describe_not_supported,
-    import_flavour,
-    is_installed,
     network_creation_flags,
-    parse_compute_capabilities,
-    parse_version,
     rtx_runs_on,
 )
-from export.engine_profile import (  # noqa: F401 - re-exported
+from export.engine_profile import (
     BUILD_SCRIPT,
-    DEFAULT_MAX,
-    DEFAULT_MIN,
-    DEFAULT_OPT,
     DEFAULT_OPT_LEVEL,
-    DEFAULT_WORKSPACE_MIB,
     INPUT_CHANNELS,
-    OPT_LEVELS,
     OUTPUT_NAME,
     BuildOptions,
     Profile,
     ProfileError,
     Shape,
-    check_shape_in_range,
-    parse_shape,
 )
-from export.engine_recipes import (  # noqa: F401 - re-exported
-    JETSON_TRTEXEC,
-    TENSORRT_RTX_CLI,
-    TRTEXEC_TARGETS,
-    tensorrt_rtx_benchmark_command,
-    tensorrt_rtx_command,
-    tensorrt_rtx_commands_text,
-    trtexec_benchmark_command,
-    trtexec_command,
-    trtexec_commands_text,
-)
-from model.atomic import atomic_write_bytes, atomic_write_text, file_sha256  # noqa: F401 - re-exported for export/ callers
+from model.atomic import atomic_write_text, file_sha256
 from export.precision_choices import PRECISIONS
 from jarrn.errors import InputError, UnavailableError
 

@@ -22,13 +22,13 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
-import numpy as np
-import onnx
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
 
-from export.calibration import load_calibration
-from export.onnx_graph import ExportError, ExportOptions, atomic_write_bytes, simplify, trace_to_onnx
-from export.precision import INT8_EXCLUDE, to_int8
-from export.validate import ReferenceCache, real_cases, validate_onnx
+from export.calibration import load_calibration  # noqa: E402
+from export.onnx_graph import ExportError, ExportOptions, atomic_write_bytes, simplify, trace_to_onnx  # noqa: E402
+from export.precision import INT8_EXCLUDE, to_int8  # noqa: E402
+from export.validate import ReferenceCache, real_cases, validate_onnx  # noqa: E402
 
 _STEM = r"^/network/(rgb_x_block|sfmap_block)/(rgb_x_block|sfmap_block)\.0/Conv$"
 _HEAD = r"^/network/(rgb_x_block|sfmap_block)/(rgb_x_block|sfmap_block)\.4/Conv$"

@@ -23,18 +23,21 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
-import argparse
-import json
-import os
-import re
-import tempfile
-import time
-from typing import Sequence
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import TYPE_CHECKING, Sequence  # noqa: E402
 
-from jarrn.cli import command
-from jarrn.errors import EXIT_CHECK_FAILED, InputError
-from export.precision_choices import PRECISIONS
-from model.atomic import remove_stale_temp_files, temp_prefix
+from jarrn.cli import command  # noqa: E402
+from jarrn.errors import EXIT_CHECK_FAILED, InputError  # noqa: E402
+from export.precision_choices import PRECISIONS  # noqa: E402
+from model.atomic import remove_stale_temp_files, temp_prefix  # noqa: E402
+
+if TYPE_CHECKING:  # torch-heavy: imported only where an export runs
+    from export.onnx_graph import ExportOptions, ExportStats
 
 DEFAULT_OUTPUT = "artifacts/jarrn_{precision}.onnx"
 PRECISION_CHOICES = PRECISIONS

@@ -27,13 +27,13 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
-import argparse
-import shutil
-from dataclasses import dataclass
-from typing import Sequence
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Sequence  # noqa: E402
 
-from jarrn.cli import command
-from jarrn.errors import InputError, OutputError, UnavailableError, UsageError
+from jarrn.cli import command  # noqa: E402
+from jarrn.errors import InputError, OutputError, UnavailableError, UsageError  # noqa: E402
 
 MODEL_NAME = "jarrn"
 TRITON_TAG = "26.08-py3"
@@ -92,7 +92,7 @@ def _pb2():  # noqa: ANN202
 
 
 def _contract_tensors() -> tuple[tuple[str, int], tuple[str, int], str]:
-    from export.engine_manifest import INPUT_CHANNELS, OUTPUT_NAME  # the contract's names, torch-free
+    from export.engine_profile import INPUT_CHANNELS, OUTPUT_NAME
 
     (rgb, rgb_channels), (sparse, sparse_channels) = INPUT_CHANNELS.items()
     return (rgb, rgb_channels), (sparse, sparse_channels), OUTPUT_NAME
@@ -169,16 +169,8 @@ def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
 
 
 def _onnx_accelerator(onnx_path: Path, options: RepositoryOptions, max_batch: int) -> tuple[dict[str, str], str]:
-    from export.engine_manifest import (
-        DEFAULT_MAX,
-        DEFAULT_MIN,
-        DEFAULT_OPT,
-        INPUT_CHANNELS,
-        EngineFileError,
-        Profile,
-        ProfileError,
-        precision_from_onnx,
-    )
+    from export.engine_manifest import EngineFileError, precision_from_onnx
+    from export.engine_profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT, INPUT_CHANNELS, Profile, ProfileError
 
     try:
         profile = Profile.parse(*(options.profile_text or (DEFAULT_MIN, DEFAULT_OPT, DEFAULT_MAX)))
@@ -210,7 +202,7 @@ def _onnx_input_hw(onnx_path: Path) -> tuple[int, int]:
     """``(H, W)`` of the graph's rgb input, -1 where dynamic; refuses a fixed batch (Triton owns the batch dimension)."""
     import onnx
 
-    from export.engine_manifest import INPUT_CHANNELS
+    from export.engine_profile import INPUT_CHANNELS
 
     rgb_name = next(iter(INPUT_CHANNELS))
     graph = onnx.load(str(onnx_path), load_external_data=False).graph

@@ -30,16 +30,16 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
 
-import numpy as np
-import onnx
-import torch
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import torch  # noqa: E402
 
-from export.graph_check import GraphError, check_graph
-from export.precision_choices import FP32_MAX_ABS_M, RMSE_TOLERANCE
-from export.onnx_graph import ExportError, atomic_write_bytes, file_sha256, read_metadata
-from jarrn.cli import command
-from jarrn.errors import EXIT_CHECK_FAILED, InputError
-from model import CONTRACT, Jarrn, MetricJarrn
+from export.graph_check import GraphError, check_graph  # noqa: E402
+from export.precision_choices import FP32_MAX_ABS_M, RMSE_TOLERANCE  # noqa: E402
+from export.onnx_graph import ExportError, atomic_write_bytes, file_sha256, read_metadata  # noqa: E402
+from jarrn.cli import command  # noqa: E402
+from jarrn.errors import EXIT_CHECK_FAILED, InputError  # noqa: E402
+from model import CONTRACT, Jarrn, MetricJarrn  # noqa: E402
 
 # (batch, height, width) of the random cases: two batch sizes, 75x130 and 100x333 are not multiples of 64.
 RANDOM_SHAPES: tuple[tuple[int, int, int], ...] = ((1, 128, 192), (2, 75, 130), (3, 100, 333))

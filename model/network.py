@@ -15,7 +15,6 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from model.contract import DOWNSAMPLING_FACTOR  # noqa: F401 - re-exported: the network's input size multiple
 from model.metric_jarrn import DEPTH_NORMALISATIONS, SPARSE_FILLS, complete_depth
 from model.rectification import PROB_ACTIVATIONS, Rectification
 

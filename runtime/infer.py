@@ -95,7 +95,8 @@ def choose_backend(model: str | None, backend: str | None) -> tuple[str, str | N
     if kind == "engine":
         if _tensorrt_available(model):
             return "tensorrt", model, "TensorRT engine given and its TensorRT library installed"
-        from export.engine_manifest import TENSORRT_INSTALL_HINT, EngineFileError, EngineManifest, manifest_path
+        from export.engine_flavours import TENSORRT_INSTALL_HINT
+        from export.engine_manifest import EngineFileError, EngineManifest, manifest_path
 
         try:
             onnx_path = EngineManifest.load(manifest_path(model)).onnx_path

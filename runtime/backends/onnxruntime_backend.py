@@ -35,7 +35,7 @@ def tensorrt_provider_options(
     fp16: bool = False,
 ) -> dict[str, str]:
     """Options for ONNX Runtime's TensorRT execution provider: engine and timing caches in ``cache_dir`` and, when an
-    :class:`export.engine_manifest.Profile` is given, explicit min/opt/max shapes so the EP does not rebuild its engine
+    :class:`export.engine_profile.Profile` is given, explicit min/opt/max shapes so the EP does not rebuild its engine
     whenever a new input size arrives. Precision stays the graph's (``fp16`` only for TensorRT 10 weak typing)."""
     options = {
         "trt_engine_cache_enable": "True",

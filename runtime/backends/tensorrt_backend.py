@@ -28,25 +28,18 @@ from typing import Any
 
 import numpy as np
 
+from export.engine_flavours import FLAVOURS, FLAVOUR_TITLES, TENSORRT, TENSORRT_RTX, import_flavour
 from export.engine_manifest import (
-    FLAVOUR_TITLES,
-    FLAVOURS,
-    INPUT_CHANNELS,
-    OUTPUT_NAME,
-    TENSORRT,
-    TENSORRT_RTX,
     DeviceInfo,
     EngineFileError,
     EngineManifest,
     EngineMismatchError,
-    ProfileError,  # noqa: F401 - re-exported for callers
-    atomic_write_bytes,
     check_compatible,
     check_engine_file,
-    check_shape_in_range,
-    import_flavour,
     manifest_path,
 )
+from export.engine_profile import INPUT_CHANNELS, OUTPUT_NAME, check_shape_in_range
+from model.atomic import atomic_write_bytes
 from runtime.backends import BackendUnavailable
 
 log = logging.getLogger(__name__)

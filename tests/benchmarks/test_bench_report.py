@@ -10,20 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.bench_core import (
-    ArgumentError,
-    CpuInterference,
-    Row,
-    applicable_rows,
-    describe_machine,
-    iteration_count,
-    latency_stats,
-    machine_tag,
-    parse_choice_list,
-    parse_size,
-    parse_sizes,
-    quiet_stats,
-)
+from benchmarks.arguments import ArgumentError, parse_choice_list, parse_size, parse_sizes
+from benchmarks.machine import describe_machine, machine_tag
+from benchmarks.rows import Row, applicable_rows
+from benchmarks.timing import CpuInterference, iteration_count, latency_stats, quiet_stats
 
 from tests.support import REPO
 RUN = [sys.executable, str(REPO / "benchmarks" / "run.py")]

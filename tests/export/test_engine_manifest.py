@@ -16,31 +16,28 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.engine_manifest import (
+from export.engine_flavours import (
     TENSORRT_INSTALL_HINT,
     TENSORRT_RTX_INSTALL_HINT,
-    BuildOptions,
+    network_creation_flags,
+    parse_version,
+)
+from export.engine_manifest import (
     DeviceInfo,
     EngineFileError,
     EngineManifest,
     EngineMismatchError,
-    Profile,
-    ProfileError,
     cache_key,
     check_compatible,
     check_engine_file,
-    check_shape_in_range,
     manifest_path,
-    network_creation_flags,
     onnx_sha256,
-    parse_shape,
-    parse_version,
     precision_from_onnx,
     rebuild_command,
     timing_cache_path,
-    trtexec_command,
-    trtexec_commands_text,
 )
+from export.engine_profile import BuildOptions, Profile, ProfileError, check_shape_in_range, parse_shape
+from export.engine_recipes import trtexec_command, trtexec_commands_text
 from runtime.backends.tensorrt_backend import preflight_engine
 
 from tests.support import REPO
@@ -484,7 +481,7 @@ def test_build_engine_unreadable_onnx_one_line(tmp_path: Path) -> None:
 
 
 def test_compute_capability_spellings_and_portable_default() -> None:
-    from export.engine_manifest import RTX_PORTABLE_TARGETS, parse_compute_capabilities
+    from export.engine_flavours import RTX_PORTABLE_TARGETS, parse_compute_capabilities
 
     assert parse_compute_capabilities(None) == parse_compute_capabilities("portable") == RTX_PORTABLE_TARGETS
     assert parse_compute_capabilities("sm_120, 86,SM89,8.6") == ("8.6", "8.9", "12.0")
@@ -501,7 +498,7 @@ def test_compute_capability_spellings_and_portable_default() -> None:
     (("8.6",), "12.3", False),
 ])
 def test_rtx_engine_targets(targets: tuple[str, ...], cc: str, runs: bool) -> None:
-    from export.engine_manifest import rtx_runs_on
+    from export.engine_flavours import rtx_runs_on
 
     assert rtx_runs_on(targets, cc) is runs
 
@@ -523,7 +520,7 @@ def test_rtx_manifest_checks_targets_not_gpu_model() -> None:
 
 
 def test_tensorrt_rtx_recipe() -> None:
-    from export.engine_manifest import tensorrt_rtx_command
+    from export.engine_recipes import tensorrt_rtx_command
 
     argv = tensorrt_rtx_command("m.onnx", "m.engine", PROFILE, OPTIONS, ("8.6",))
     assert argv[0] == "tensorrt_rtx" and "--computeCapabilities=86" in argv and "--skipInference" in argv

@@ -21,14 +21,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import export.build_engine as build_engine
-from export.engine_manifest import (
-    DeviceInfo,
-    EngineManifest,
-    EngineMismatchError,
-    ProfileError,
-    manifest_path,
-    timing_cache_path,
-)
+from export.engine_manifest import DeviceInfo, EngineManifest, EngineMismatchError, manifest_path, timing_cache_path
+from export.engine_profile import ProfileError
 
 # ---------------------------------------------------------------------------------------------------------------------
 # skip logic for the real-TensorRT tests (kept here: tests/conftest.py belongs to the whole suite)
@@ -544,7 +538,7 @@ def fake_rtx_engine(tmp_path: Path, fake_env) -> Path:
 
 
 def test_rtx_build_is_cpu_only_with_portable_targets_and_no_timing_cache(fake_rtx_engine: Path, fake_env) -> None:
-    from export.engine_manifest import RTX_PORTABLE_TARGETS
+    from export.engine_flavours import RTX_PORTABLE_TARGETS
 
     record = json.loads(fake_rtx_engine.read_bytes()[8:].rstrip(b"\0"))
     assert record["targets"] == [] and record["flags"] == 2  # portable default: no target set; strongly typed

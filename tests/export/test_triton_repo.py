@@ -13,7 +13,8 @@ from google.protobuf import text_format  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
-from export.engine_manifest import EngineManifest, Profile, manifest_path  # noqa: E402
+from export.engine_manifest import EngineManifest, manifest_path
+from export.engine_profile import Profile
 from export.triton_repo import RepositoryOptions, main, write_repository  # noqa: E402
 from model.contract import CONTRACT  # noqa: E402
 

@@ -184,7 +184,7 @@ def test_provider_resolution() -> None:
 
 
 def test_tensorrt_provider_options_pin_the_profile(tmp_path: Path) -> None:
-    from export.engine_manifest import Profile
+    from export.engine_profile import Profile
 
     options = tensorrt_provider_options(tmp_path, Profile.parse("1x64x64", "1x320x320", "2x480x640"))
     assert options["trt_engine_cache_path"] == str(tmp_path) and options["trt_timing_cache_enable"] == "True"
