@@ -15,7 +15,7 @@ from benchmarks.machine import describe_machine, machine_tag
 from benchmarks.rows import Row, applicable_rows
 from benchmarks.timing import CpuInterference, iteration_count, latency_stats, quiet_stats
 
-from tests.support import REPO
+from tests.support import REPO, TINY_WIDTHS
 RUN = [sys.executable, str(REPO / "benchmarks" / "run.py")]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -205,7 +205,7 @@ def tiny_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     tmp = tmp_path_factory.mktemp("bench")
     torch.manual_seed(0)
-    network = Jarrn(JarrnConfig(widths=(8, 8, 8, 8, 8, 8, 8)))
+    network = Jarrn(JarrnConfig(TINY_WIDTHS))
     with torch.no_grad():
         for name, param in network.named_parameters():
             if name.endswith("alpha"):

@@ -17,11 +17,12 @@ from export.onnx_graph import ExportError, ExportOptions, export_onnx, file_sha2
 from export.precision import fp16_backend
 from export.to_onnx import main as to_onnx_main
 from export.validate import Bounds, ReferenceCache, random_cases, validate_onnx
-from model import CONTRACT, Jarrn, JarrnConfig, MetricJarrn, save_model
+from model import CONTRACT, Jarrn, MetricJarrn, save_model
 from model.contract import CONTRACT_VERSION
 
 from tests.export.onnx_support import TINY, dims_of, io_is_float32, onnx_feeds, run_onnx, torch_depth
-from tests.support import REPO, randomise_alphas
+from tests.support import REPO
+from tests.support import tiny_network as build_tiny_network
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -78,9 +79,8 @@ def test_metadata_records_provenance(fp32_export, tiny_checkpoint):
 
 
 def test_static_size_batch_aux_outputs_and_minmax_normalisation(tmp_path):
-    torch.manual_seed(2)
-    config = JarrnConfig(TINY.widths, depth_normalisation="minmax")  # exports ReduceMin + Where as well
-    network = randomise_alphas(Jarrn(config)).eval()  # in memory: no checkpoint file
+    # minmax exports ReduceMin + Where as well; the network stays in memory (no checkpoint file)
+    network = build_tiny_network(TINY.widths, seed=2, depth_normalisation="minmax")
     path = export_onnx(network, tmp_path / "static.onnx",
                        ExportOptions(aux_outputs=True, static_hw=(96, 150), static_batch=2))
     model = onnx.load(str(path))
@@ -99,9 +99,7 @@ def test_static_size_batch_aux_outputs_and_minmax_normalisation(tmp_path):
 
 @pytest.mark.parametrize("height,width", [(75, 130), (130, 260)])
 def test_pushpull_fill_exports_and_matches_pytorch_at_any_size(tmp_path_factory, height, width):
-    torch.manual_seed(3)
-    config = JarrnConfig(TINY.widths, depth_normalisation="minmax", sparse_fill="pushpull")
-    network = randomise_alphas(Jarrn(config)).eval()
+    network = build_tiny_network(TINY.widths, seed=3, depth_normalisation="minmax", sparse_fill="pushpull")
     path = tmp_path_factory.getbasetemp() / "pushpull.onnx"
     if not path.exists():
         export_onnx(network, path, ExportOptions())

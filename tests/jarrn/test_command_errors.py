@@ -15,8 +15,9 @@ from jarrn.errors import EXIT_INPUT, EXIT_OUTPUT, EXIT_UNAVAILABLE, EXIT_USAGE
 from model import Jarrn, JarrnConfig, save_model
 from model.checkpoint import save_training_checkpoint
 from tests.reliability_support import REPO, run_command
+from tests.support import TINY_WIDTHS
 
-TINY = JarrnConfig((8,) * 7)
+TINY = JarrnConfig(TINY_WIDTHS)
 TRAIN_OK = ["--widths", "8,8,8,8,8,8,8", "--crop", "64x64", "--epoch-samples", "2", "--batch-size", "1",
             "--epochs", "1", "--val-every", "-1", "--no-progress", "--render-scale", "0.5,0.5"]
 

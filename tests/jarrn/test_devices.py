@@ -14,7 +14,7 @@ import torch
 from jarrn.devices import cuda_visible_devices, parse_device, resolve_device
 from jarrn.errors import EXIT_UNAVAILABLE, EXIT_USAGE, UnavailableError, UsageError
 
-from tests.support import REPO
+from tests.support import REPO, TINY_WIDTHS
 
 
 def fake_gpus(monkeypatch: pytest.MonkeyPatch, count: int, cuda_build: bool = True) -> None:
@@ -142,7 +142,7 @@ def test_channels_last_training_step_matches_the_default_layout() -> None:
     losses = []
     for channels_last in (False, True):
         torch.manual_seed(1)
-        network = Jarrn(JarrnConfig((8,) * 7))
+        network = Jarrn(JarrnConfig(TINY_WIDTHS))
         if channels_last:
             network = network.to(memory_format=torch.channels_last)
         optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)

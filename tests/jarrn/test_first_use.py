@@ -139,13 +139,11 @@ def test_scale_warning_for_points_mostly_too_near_or_too_far() -> None:
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny network saved like the bundled one: exporting it takes a second, not fifteen."""
-    import torch
 
-    from tests.support import randomise_alphas
-    from model import Jarrn, JarrnConfig, save_model
+    from tests.support import tiny_network as build_tiny_network
+    from model import save_model
 
-    torch.manual_seed(0)
-    network = randomise_alphas(Jarrn(JarrnConfig((8, 8, 8, 8, 8, 8, 8))))
+    network = build_tiny_network()
     return save_model(network, tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
 
 

@@ -7,6 +7,7 @@ import torch
 
 from model import CheckpointError, Jarrn, JarrnConfig, load_model, save_model
 from model.checkpoint import infer_widths, save_training_checkpoint, strip_prefixes
+from tests.support import TINY_WIDTHS
 
 
 @pytest.mark.parametrize("prefix", ["", "module.", "_orig_mod.", "module._orig_mod."])
@@ -21,7 +22,7 @@ def test_official_checkpoint_loads_with_any_wrapper_prefix(tmp_path, golden_stat
 
 
 def test_widths_are_inferred_from_tensor_shapes():
-    for config in (JarrnConfig.small(), JarrnConfig((8, 8, 8, 8, 8, 8, 8))):
+    for config in (JarrnConfig.small(), JarrnConfig(TINY_WIDTHS)):
         assert infer_widths(Jarrn(config).state_dict()) == config.widths
 
 
@@ -37,7 +38,7 @@ def test_project_format_records_config_and_loads_without_arguments(tmp_path):
 
 
 def test_half_precision_project_file_loads_as_float32(tmp_path):
-    path = save_model(Jarrn(JarrnConfig((8,) * 7)), tmp_path / "m.safetensors", half=True)
+    path = save_model(Jarrn(JarrnConfig(TINY_WIDTHS)), tmp_path / "m.safetensors", half=True)
     assert all(p.dtype == torch.float32 for p in load_model(path).parameters())
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.support import randomise_alphas
+from tests.support import tiny_network as build_tiny_network
 from model import CONTRACT, Jarrn, JarrnConfig, MetricJarrn, prepare_inputs
 from model.metric_jarrn import normalise_sparse, pushpull_fill
 
@@ -15,8 +15,7 @@ TINY = JarrnConfig((16, 16, 16, 16, 8, 8, 8))
 
 @pytest.fixture(scope="module")
 def tiny_network() -> Jarrn:
-    torch.manual_seed(0)
-    return randomise_alphas(Jarrn(TINY)).eval()
+    return build_tiny_network(TINY.widths)
 
 
 def _sparse(h: int, w: int, seed: int = 0, count: int = 50) -> np.ndarray:
@@ -149,9 +148,7 @@ def test_pushpull_fill_of_an_empty_map_stays_empty_and_batch_items_are_independe
 
 
 def test_wrapper_feeds_the_filled_sparse_channel_for_pushpull_models():
-    torch.manual_seed(0)
-    config = JarrnConfig(TINY.widths, depth_normalisation="minmax", sparse_fill="pushpull")
-    network = randomise_alphas(Jarrn(config)).eval()
+    network = build_tiny_network(TINY.widths, depth_normalisation="minmax", sparse_fill="pushpull")
     rgb, sparse = torch.rand(1, 3, 64, 128), torch.from_numpy(_sparse(64, 128))[None, None]
     seen = {}
     network.rgb_x_block.register_forward_pre_hook(lambda module, args: seen.update(x=args[0]))

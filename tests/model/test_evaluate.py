@@ -12,13 +12,14 @@ from model import evaluate
 from model.checkpoint import save_model
 from model.network import Jarrn, JarrnConfig
 from model.training.network_setup import start_as_fill
+from tests.support import TINY_WIDTHS
 
 
 @pytest.fixture(scope="module")
 def fill_checkpoint(tmp_path_factory) -> Path:
     """An untrained network set to return its push-pull fill: its row must equal the fill's row."""
     torch.manual_seed(0)
-    config = JarrnConfig((8,) * 7, depth_normalisation="minmax", sparse_fill="pushpull")
+    config = JarrnConfig(TINY_WIDTHS, depth_normalisation="minmax", sparse_fill="pushpull")
     return save_model(start_as_fill(Jarrn(config)), tmp_path_factory.mktemp("ckpt") / "fill.safetensors")
 
 

@@ -19,6 +19,7 @@ from model.training.step import train_step
 from model.training.validation import downscale_case
 from model.metric_jarrn import normalise_sparse
 from model.network import Jarrn, JarrnConfig
+from tests.support import TINY_WIDTHS
 
 TINY = "8,8,8,8,8,8,8"
 
@@ -117,7 +118,7 @@ def test_interrupt_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path, monkeypa
 
 def test_training_overfits_a_fixed_batch() -> None:
     torch.manual_seed(0)
-    network = Jarrn(JarrnConfig((8,) * 7))
+    network = Jarrn(JarrnConfig(TINY_WIDTHS))
     source = SyntheticSource(4, (64, 64), seed=3)
     samples = TrainingSamples(source, (64, 64), mix="eval", normalisation="max", seed=3)
     batch = {k: torch.stack([samples[i][k] for i in range(4)]) for k in ("rgb", "sparse", "mask", "gt", "gt_valid")}

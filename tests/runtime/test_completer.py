@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model import Jarrn, JarrnConfig, save_model
+from model import save_model
 from model.checkpoint import DEFAULT_CHECKPOINT
 from model.depth_io import read_depth_png, read_rgb
 from model.real_frames import evaluation_cases, load_real_frames
@@ -21,7 +21,7 @@ from runtime.backends import GraphError
 from runtime.backends.onnxruntime_backend import resolve_providers, tensorrt_provider_options
 from runtime.infer import InferError, choose_backend, main as infer_main
 
-from tests.support import randomise_alphas
+from tests.support import tiny_network as build_tiny_network
 
 from tests.support import REPO
 KITTI = REPO / "data" / "real" / "kitti_2011_09_26_drive_0001_f5"
@@ -34,8 +34,7 @@ ATOL_M, RTOL = 1e-3, 5e-4
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("runtime")
-    torch.manual_seed(0)
-    net = randomise_alphas(Jarrn(JarrnConfig(TINY_WIDTHS)), seed=0).eval()
+    net = build_tiny_network(TINY_WIDTHS)
     checkpoint = save_model(net, folder / "tiny.safetensors")
     onnx_path = folder / "tiny.onnx"
     try:

@@ -12,6 +12,7 @@ import torch
 from jarrn.errors import UsageError
 from runtime import DepthCompleter
 from runtime.backends.torch_backend import TorchBackend, TorchBackendOptions
+from tests.support import TINY_WIDTHS
 
 
 def test_defaults_are_the_fp32_eager_reference() -> None:
@@ -59,13 +60,13 @@ def test_options_of_the_wrong_type_are_refused() -> None:
     from model.network import Jarrn, JarrnConfig
 
     with pytest.raises(UsageError, match="options: expected a TorchBackendOptions, got dict"):
-        TorchBackend(Jarrn(JarrnConfig((8,) * 7)), "cpu", {"precision": "fp16"})  # type: ignore[arg-type]
+        TorchBackend(Jarrn(JarrnConfig(TINY_WIDTHS)), "cpu", {"precision": "fp16"})  # type: ignore[arg-type]
 
 
 def test_module_and_device_are_read_only_and_the_module_goes_with_close() -> None:
     from model import Jarrn, JarrnConfig, MetricJarrn
 
-    backend = TorchBackend(Jarrn(JarrnConfig((8,) * 7)), "cpu")
+    backend = TorchBackend(Jarrn(JarrnConfig(TINY_WIDTHS)), "cpu")
     assert isinstance(backend.module, MetricJarrn) and backend.device == torch.device("cpu")
     with pytest.raises(AttributeError):
         backend.module = None  # type: ignore[misc]

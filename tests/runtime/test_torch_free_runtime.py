@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from tests.support import randomise_alphas
+from tests.support import tiny_network as build_tiny_network
 
 from tests.support import REPO
 KITTI = REPO / "data" / "real" / "kitti_2011_09_26_drive_0001_f5"
@@ -39,10 +38,8 @@ def torch_free_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_runtime_completes_a_real_frame_without_torch(torch_free_python: Path, tmp_path: Path) -> None:
     from export.onnx_graph import ExportOptions, export_onnx
-    from model import Jarrn, JarrnConfig
 
-    torch.manual_seed(0)
-    network = randomise_alphas(Jarrn(JarrnConfig(widths=(8, 8, 8, 8, 8, 8, 8))))
+    network = build_tiny_network()
     graph = export_onnx(network, tmp_path / "tiny.onnx", ExportOptions(simplify=False))
 
     script = textwrap.dedent(f"""

@@ -8,14 +8,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from export.onnx_graph import ExportOptions, ExportStats, export_onnx, read_metadata
 from export.precision import fp16_backend, is_unet_node
-from model import Jarrn, JarrnConfig
 
 from tests.export.onnx_support import TINY, io_is_float32, onnx_feeds, run_onnx, torch_depth
-from tests.support import randomise_alphas
+from tests.support import tiny_network as build_tiny_network
 
 ort = pytest.importorskip("onnxruntime")
 
@@ -77,9 +75,7 @@ def test_fp16_graph_of_a_pushpull_model_runs_at_sizes_other_than_the_calibration
     pad-to-even pyramid ("Shape mismatch attempting to re-use buffer") at 320x320 and 375x1242."""
     if fp16_backend() is None:
         pytest.skip("no FP16 library: install nvidia-modelopt (quant extra) or onnxconverter-common")
-    torch.manual_seed(4)
-    config = JarrnConfig(TINY.widths, depth_normalisation="minmax", sparse_fill="pushpull")
-    network = randomise_alphas(Jarrn(config)).eval()
+    network = build_tiny_network(TINY.widths, seed=4, depth_normalisation="minmax", sparse_fill="pushpull")
     path = export_onnx(network, tmp_path / "pushpull_fp16.onnx",
                        ExportOptions(precision="fp16", calibration=str(calibration_npz)))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
