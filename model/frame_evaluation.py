@@ -13,7 +13,6 @@ import numpy as np
 from model.visualize import Tile, figure_png, tile_grid_png
 
 METHODS = ("model", "pushpull fill", "nearest", "linear")
-METRICS = ("rmse", "mae", "absrel", "delta1")
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,7 @@ def evaluate(network, cases, log: Callable[[str], None] = print,  # noqa: ANN001
             dense["pushpull fill"] = fill_only(case.sparse)
         metrics = {}
         for method, pred in dense.items():
-            m = depth_metrics(pred, case.gt)
-            metrics[method] = {"rmse": m.rmse, "mae": m.mae, "absrel": m.absrel, "delta1": m.delta1}
+            metrics[method] = depth_metrics(pred, case.gt).headline()
         result = CaseResult(case.name, case.gt.shape, int((case.sparse > 0).sum()), metrics, seconds)
         results.append(result)
         predictions[case.name] = (prediction, dense["linear"])

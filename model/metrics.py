@@ -11,6 +11,9 @@ import numpy as np
 # finite inverse error instead of inf / nan.
 PRED_FLOOR_FOR_INVERSE_M = 1e-3
 
+HEADLINE_METRICS = ("rmse", "mae", "absrel", "delta1")
+"""The metrics every evaluation, validation and report shows, in this order."""
+
 
 @dataclass(frozen=True)
 class DepthMetrics:
@@ -37,6 +40,10 @@ class DepthMetrics:
 
     def as_dict(self) -> dict[str, float | int]:
         return dataclasses.asdict(self)
+
+    def headline(self) -> dict[str, float]:
+        """The metrics every report shows (:data:`HEADLINE_METRICS`), by name."""
+        return {name: float(getattr(self, name)) for name in HEADLINE_METRICS}
 
 
 def _valid_gt_mask(gt: np.ndarray, min_depth: float, max_depth: float | None) -> np.ndarray:

@@ -70,9 +70,9 @@ def validate(network: Jarrn, cases: list[ValCase]) -> dict[str, dict[str, float]
     results = {}
     try:
         for case in cases:
-            m = depth_metrics(network.complete(case.rgb, case.sparse), case.gt)
-            results[case.name] = {"rmse": m.rmse, "mae": m.mae, "absrel": m.absrel, "delta1": m.delta1,
-                                  "linear_rmse": case.linear_rmse, "ratio": m.rmse / case.linear_rmse}
+            metrics = depth_metrics(network.complete(case.rgb, case.sparse), case.gt).headline()
+            results[case.name] = {**metrics, "linear_rmse": case.linear_rmse,
+                                  "ratio": metrics["rmse"] / case.linear_rmse}
     finally:
         network.train(was_training)
     return results
