@@ -56,21 +56,23 @@ from export.engine_flavours import (  # noqa: E402
     network_creation_flags,
     parse_compute_capabilities,
 )
-from export.engine_manifest import (  # noqa: E402
-    DeviceInfo,
-    EngineFileError,
-    EngineManifest,
-    cache_key,
-    check_engine_file,
+from export.engine_graph import (  # noqa: E402
     check_profile_fits_graph,
-    default_cache_dir,
     fixed_profile,
-    manifest_path,
     onnx_input_shapes,
     onnx_sha256,
     precision_from_onnx,
+)
+from export.engine_manifest import (  # noqa: E402
+    DeviceInfo,
+    EngineManifest,
+    cache_key,
+    check_engine_file,
+    default_cache_dir,
+    manifest_path,
     timing_cache_path,
 )
+from export.export_errors import EngineFileError  # noqa: E402
 from export.engine_profile import (  # noqa: E402
     DEFAULT_MAX,
     DEFAULT_MIN,

@@ -1,6 +1,7 @@
 """Engine bookkeeping that needs no TensorRT: the sidecar manifest, cache keys and the checks made before an engine is
 deserialised. The smaller ``export/engine_*`` modules own the rest (import their names from them):
 
+- :mod:`export.engine_graph`: what the build reads from the ONNX (hash, precision, input shapes vs the profile).
 - :mod:`export.engine_profile`: optimization profiles (``--min/--opt/--max``) and build options.
 - :mod:`export.engine_flavours`: TensorRT vs TensorRT-RTX (modules, install hints, network flags, compute capabilities).
 - :mod:`export.engine_recipes`: the equivalent ``trtexec`` and ``tensorrt_rtx`` command lines.
@@ -48,106 +49,14 @@ from export.engine_profile import (
     OUTPUT_NAME,
     BuildOptions,
     Profile,
-    ProfileError,
-    Shape,
 )
-from model.atomic import atomic_write_text, file_sha256
-from export.precision_choices import PRECISIONS
-from jarrn.errors import InputError, UnavailableError
+from model.atomic import atomic_write_text
+from export.engine_graph import check_precision
+from export.export_errors import EngineFileError, EngineMismatchError
 
 MANIFEST_FORMAT = "jarrn-tensorrt-engine"
 MANIFEST_VERSION = 2  # 2: flavour (tensorrt / tensorrt-rtx) and compute-capability targets
 MANIFEST_SUFFIX = ".json"
-
-
-class EngineMismatchError(UnavailableError):
-    """The engine was built for another GPU or TensorRT version: it must be rebuilt from the ONNX on this machine."""
-
-
-class EngineFileError(InputError, RuntimeError):
-    """The engine file or its manifest is missing, truncated, corrupt or not an engine."""
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# files: hashing, atomic writes, ONNX precision
-
-
-def onnx_sha256(path: str | os.PathLike) -> str:
-    """sha256 of the ONNX file and, if its weights are stored as external data, of those files too."""
-    path = Path(path)
-    external = _external_data_files(path)
-    if not external:
-        return file_sha256(path)
-    digest = hashlib.sha256(file_sha256(path).encode())
-    for file in external:
-        digest.update(file.name.encode())
-        digest.update(file_sha256(file).encode())
-    return digest.hexdigest()
-
-
-def _external_data_files(path: Path) -> list[Path]:
-    try:
-        import onnx
-    except ImportError:  # pragma: no cover - onnx is a base dependency
-        return []
-    model = onnx.load(str(path), load_external_data=False)
-    locations = set()
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    locations.add(entry.value)
-    return [path.parent / loc for loc in sorted(locations)]
-
-
-_ONNX_FLOAT16 = 10
-"""``onnx.TensorProto.FLOAT16`` (the constant, so this module needs onnx only to read a file)."""
-
-
-def check_precision(precision: object, source: str) -> str:
-    """``precision`` when it is one the exporter produces (:data:`export.precision_choices.PRECISIONS`), else an
-    :class:`EngineFileError` naming ``source`` and the precisions there are."""
-    if precision not in PRECISIONS:
-        raise EngineFileError(f"{source}: precision {precision!r} is not one the exporter produces "
-                              f"({', '.join(PRECISIONS)}); export the graph with python export/to_onnx.py --precision")
-    return str(precision)
-
-
-def precision_from_onnx(model_or_path: Any) -> str:
-    """The ONNX graph's precision, one of :data:`export.precision_choices.PRECISIONS`: the exporter's
-    ``metadata_props`` entry (a key ending in ``precision``) when present (another value raises
-    :class:`EngineFileError`), else read from the graph: Q/DQ nodes -> int8, FP16 casts or initialisers -> fp16,
-    otherwise fp32."""
-    import onnx
-
-    model, source = model_or_path, "the graph"
-    if not isinstance(model, onnx.ModelProto):
-        model, source = onnx.load(str(model_or_path), load_external_data=False), str(model_or_path)
-    for prop in model.metadata_props:
-        if prop.key.lower().split(".")[-1].split(":")[-1] == "precision" and prop.value.strip():
-            return check_precision(prop.value.strip().lower(), f"{source} (metadata {prop.key!r})")
-    return _precision_from_graph(model.graph)
-
-
-def _precision_from_graph(graph: Any) -> str:
-    nodes = list(_all_nodes(graph))
-    if any(node.op_type == "QuantizeLinear" for node in nodes):
-        return "int8"
-    casts_to_fp16 = any(node.op_type == "Cast" and any(a.name == "to" and a.i == _ONNX_FLOAT16 for a in node.attribute)
-                        for node in nodes)
-    if casts_to_fp16 or any(t.data_type == _ONNX_FLOAT16 for t in graph.initializer):
-        return "fp16"
-    return "fp32"
-
-
-def _all_nodes(graph: Any) -> Iterable[Any]:
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.g is not None and len(attr.g.node):
-                yield from _all_nodes(attr.g)
-            for sub in attr.graphs:
-                yield from _all_nodes(sub)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -175,53 +84,6 @@ class DeviceInfo:
     def library(self) -> str:
         """``"TensorRT 10.3.0.30"`` or ``"TensorRT-RTX 1.7.1.116"``."""
         return f"{FLAVOUR_TITLES.get(self.flavour, self.flavour)} {self.tensorrt_version}"
-
-
-def onnx_input_shapes(path: str | os.PathLike) -> dict[str, tuple[int | None, ...]]:
-    """Input name -> dims of the ONNX graph (None for a dynamic dim), read without the weights."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    initialisers = {t.name for t in model.graph.initializer}
-    shapes = {}
-    for value in model.graph.input:
-        if value.name in initialisers:
-            continue
-        dims = value.type.tensor_type.shape.dim
-        shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
-    return shapes
-
-
-def fixed_profile(input_shapes: dict[str, tuple[int | None, ...]]) -> Profile | None:
-    """The one profile a graph with fixed batch, height and width accepts (min = opt = max); None if any is dynamic."""
-    fixed = None
-    for dims in (input_shapes.get(name, ()) for name in INPUT_CHANNELS):
-        if len(dims) != 4 or any(dims[i] is None for i in (0, 2, 3)):
-            return None
-        shape = Shape(dims[0], dims[2], dims[3])
-        if fixed is not None and shape != fixed:
-            return None
-        fixed = shape
-    return Profile.fixed(fixed) if fixed is not None else None
-
-
-def check_profile_fits_graph(profile: Profile, input_shapes: dict[str, tuple[int | None, ...]], onnx_path: str) -> None:
-    """Raise :class:`ProfileError` naming the input and the option when a fixed ONNX dim lies outside the profile."""
-    for name in INPUT_CHANNELS:
-        dims = input_shapes.get(name)
-        if dims is None or len(dims) != 4:
-            continue
-        for axis, index, low, high in (("batch", 0, profile.min.batch, profile.max.batch),
-                                       ("height", 2, profile.min.height, profile.max.height),
-                                       ("width", 3, profile.min.width, profile.max.width)):
-            fixed = dims[index]
-            if fixed is not None and not low == fixed == high:
-                shape = "x".join("?" if d is None else str(d) for d in dims)
-                raise ProfileError(
-                    f"--min/--opt/--max: {onnx_path} has a fixed {axis} of {fixed} (input {name} is {shape}), but the "
-                    f"profile asks for {axis} {low}..{high}; leave --min/--opt/--max out for this graph, or export "
-                    "it with dynamic shapes (python export/to_onnx.py without --static/--batch)"
-                )
 
 
 def cache_key(

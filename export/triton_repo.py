@@ -139,7 +139,8 @@ def config_text(config) -> str:  # noqa: ANN001
 
 
 def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
-    from export.engine_manifest import EngineFileError, EngineManifest, manifest_path
+    from export.engine_manifest import EngineManifest, manifest_path
+    from export.export_errors import EngineFileError
 
     if options.instance_kind != "gpu":
         raise UsageError("--instance-kind cpu: a TensorRT plan runs on a GPU only; use an ONNX model for CPU instances")
@@ -169,7 +170,8 @@ def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
 
 
 def _onnx_accelerator(onnx_path: Path, options: RepositoryOptions, max_batch: int) -> tuple[dict[str, str], str]:
-    from export.engine_manifest import EngineFileError, precision_from_onnx
+    from export.engine_graph import precision_from_onnx
+    from export.export_errors import EngineFileError
     from export.engine_profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT, INPUT_CHANNELS, Profile, ProfileError
 
     try:

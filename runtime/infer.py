@@ -53,7 +53,8 @@ def _tensorrt_available(engine: str | None = None) -> bool:
 
     flavour = TENSORRT
     if engine is not None:
-        from export.engine_manifest import EngineFileError, EngineManifest, manifest_path
+        from export.engine_manifest import EngineManifest, manifest_path
+        from export.export_errors import EngineFileError
 
         try:
             flavour = EngineManifest.load(manifest_path(engine)).flavour or TENSORRT
@@ -96,7 +97,8 @@ def choose_backend(model: str | None, backend: str | None) -> tuple[str, str | N
         if _tensorrt_available(model):
             return "tensorrt", model, "TensorRT engine given and its TensorRT library installed"
         from export.engine_flavours import TENSORRT_INSTALL_HINT
-        from export.engine_manifest import EngineFileError, EngineManifest, manifest_path
+        from export.engine_manifest import EngineManifest, manifest_path
+        from export.export_errors import EngineFileError
 
         try:
             onnx_path = EngineManifest.load(manifest_path(model)).onnx_path

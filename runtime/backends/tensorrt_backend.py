@@ -29,15 +29,8 @@ from typing import Any
 import numpy as np
 
 from export.engine_flavours import FLAVOURS, FLAVOUR_TITLES, TENSORRT, TENSORRT_RTX, import_flavour
-from export.engine_manifest import (
-    DeviceInfo,
-    EngineFileError,
-    EngineManifest,
-    EngineMismatchError,
-    check_compatible,
-    check_engine_file,
-    manifest_path,
-)
+from export.engine_manifest import DeviceInfo, EngineManifest, check_compatible, check_engine_file, manifest_path
+from export.export_errors import EngineFileError, EngineMismatchError
 from export.engine_profile import INPUT_CHANNELS, OUTPUT_NAME, check_shape_in_range
 from model.atomic import atomic_write_bytes
 from runtime.backends import BackendUnavailable

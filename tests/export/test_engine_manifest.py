@@ -22,20 +22,18 @@ from export.engine_flavours import (
     network_creation_flags,
     parse_version,
 )
+from export.engine_graph import onnx_sha256, precision_from_onnx
 from export.engine_manifest import (
     DeviceInfo,
-    EngineFileError,
     EngineManifest,
-    EngineMismatchError,
     cache_key,
     check_compatible,
     check_engine_file,
     manifest_path,
-    onnx_sha256,
-    precision_from_onnx,
     rebuild_command,
     timing_cache_path,
 )
+from export.export_errors import EngineFileError, EngineMismatchError
 from export.engine_profile import BuildOptions, Profile, ProfileError, check_shape_in_range, parse_shape
 from export.engine_recipes import trtexec_command, trtexec_commands_text
 from runtime.backends.tensorrt_backend import preflight_engine

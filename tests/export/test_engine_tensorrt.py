@@ -21,7 +21,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import export.build_engine as build_engine
-from export.engine_manifest import DeviceInfo, EngineManifest, EngineMismatchError, manifest_path, timing_cache_path
+from export.engine_manifest import DeviceInfo, EngineManifest, manifest_path, timing_cache_path
+from export.export_errors import EngineMismatchError
 from export.engine_profile import ProfileError
 
 # ---------------------------------------------------------------------------------------------------------------------
