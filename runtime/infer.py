@@ -380,10 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return run(args)
-    except InferError as exc:
-        print(f"infer: {_with_scale_hint(str(exc), args)}", file=sys.stderr)
-        return 2
-    except JarrnError as exc:
+    except JarrnError as exc:  # InferError included: a UsageError, exit 2
         print(f"infer: {_with_scale_hint(str(exc), args)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -197,14 +197,11 @@ def check_port_free(host: str, port: int, option: str) -> None:
 
 def resolve_completer(settings: CompleterSettings) -> CompleterSettings:
     """Check the model file and pick the backend as ``jarrn infer`` does, before any server process starts."""
-    from runtime.infer import InferError, choose_backend
+    from runtime.infer import choose_backend
 
     if settings.model and not Path(settings.model).is_file():
         raise InputError(f"--model: no such file {settings.model}")
-    try:
-        backend, model, _ = choose_backend(settings.model or None, settings.backend or None)
-    except InferError as exc:
-        raise UsageError(str(exc)) from None
+    backend, model, _ = choose_backend(settings.model or None, settings.backend or None)  # InferError: a UsageError
     model_path = str(Path(model).resolve()) if model else ""
     return CompleterSettings(backend=backend, model=model_path, providers=settings.providers, device=settings.device,
                              threads=settings.threads, max_pixels=settings.max_pixels)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.support import OFFICIAL_DIR, tiny_network
+from tests.support import OFFICIAL_DIR
 
 
 # One intra-op thread per pytest-xdist worker (two workers share the two cores), two when run in one process.
@@ -37,6 +37,9 @@ def official_full_keys() -> dict[str, list[int]]:
 
 
 @pytest.fixture
-def make_tiny_network():
-    """The one builder of tiny networks (:func:`tests.support.tiny_network`), as a fixture."""
-    return tiny_network
+def one_torch_thread():
+    """Runs the test with one torch intra-op thread (timing-sensitive CPU tests), then restores the count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

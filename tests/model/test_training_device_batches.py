@@ -19,12 +19,7 @@ CROP = (64, 64)
 TINY = "8,8,8,8,8,8,8"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batches(seed: int = 1, batch: int = 4, mix: str = "official", **settings) -> DeviceSyntheticBatches:

@@ -16,12 +16,7 @@ from model.training.device_batches import DeviceBatchSettings, DeviceSyntheticBa
 CROP = (64, 64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pooled(seed: int = 1, batch: int = 4, pool: int = 8, reuse: float = 2.0, workers: int = 0,
