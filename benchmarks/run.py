@@ -42,6 +42,7 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
 from jarrn.cli import command  # noqa: E402
 from jarrn.errors import InputError, OutputError  # noqa: E402
+from jarrn.options import repeated_options  # noqa: E402
 from jarrn.progress import progress_logger  # noqa: E402
 from benchmarks.arguments import ArgumentError, parse_choice_list, parse_int_list, parse_sizes  # noqa: E402
 from benchmarks.machine import describe_machine, load_average, physical_cores  # noqa: E402
@@ -89,7 +90,7 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python benchmarks/run.py",
+        prog="jarrn bench",
         description=HELP_DESCRIPTION,
         epilog=HELP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -162,6 +163,9 @@ def resolve_args(args: argparse.Namespace) -> BenchmarkSettings:
                                 f"integer, got {value}")
         settings[name] = value if value is not None else preset[name]
     if settings["min_iterations"] > settings["iterations"]:
+        if args.min_iterations is not None:
+            raise ArgumentError(f"--min-iterations: {settings['min_iterations']} is above --iterations "
+                                f"({settings['iterations']}); give at most as many as --iterations")
         settings["min_iterations"] = settings["iterations"]
     if args.seconds is not None and not args.seconds > 0:
         raise ArgumentError(f"--seconds: expected a positive number, got {args.seconds}")
@@ -172,15 +176,14 @@ def resolve_args(args: argparse.Namespace) -> BenchmarkSettings:
     if args.threads is not None and args.threads < 1:
         raise ArgumentError(f"--threads: expected a positive integer, got {args.threads}")
     settings["threads"] = args.threads or physical_cores()
-    if args.model is not None and not args.model.is_file():
-        raise ArgumentError(f"--model: no such file {args.model}")
-    for engine in args.engine:
-        if not engine.is_file():
-            raise ArgumentError(f"--engine: no such file {engine}")
+    for flag, paths in (("--model", [args.model] if args.model is not None else []), ("--engine", args.engine),
+                        ("--onnx", args.onnx)):
+        for path in paths:
+            if path.is_dir():
+                raise InputError(f"{flag}: {path} is a folder, expected a file")
+            if not path.is_file():
+                raise InputError(f"{flag}: no such file {path}")
     settings["engines"] = [str(e) for e in args.engine]
-    for graph in args.onnx:
-        if not graph.is_file():
-            raise ArgumentError(f"--onnx: no such file {graph}")
     if args.cases is None:
         settings["cases"] = preset["cases"]
     elif args.cases.strip().lower() == "none":
@@ -367,14 +370,11 @@ def combine_paired(runs: list[dict]) -> dict:
 
 
 def resolve_device(requested: str | None) -> str:
-    """'cpu' or 'cuda:N' for ``--device`` (auto, cpu, cuda, cuda:N); ArgumentError when it is not there."""
+    """'cpu' or 'cuda:N' for ``--device`` (auto, cpu, cuda, cuda:N); a bad form is a UsageError, a GPU that is not
+    there an UnavailableError (exit 5), as in every command."""
     from jarrn.devices import resolve_device as resolve
-    from jarrn.errors import JarrnError
 
-    try:
-        return resolve(requested or "auto")
-    except JarrnError as exc:
-        raise ArgumentError(str(exc)) from None
+    return resolve(requested or "auto")
 
 
 def trt_profile(settings: BenchmarkSettings, cases) -> tuple[str, str, str]:  # noqa: ANN001
@@ -388,6 +388,8 @@ def trt_profile(settings: BenchmarkSettings, cases) -> tuple[str, str, str]:  # 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.worker:
+        repeated_options(parser, argv)
     if args.worker:
         from benchmarks.bench_worker import worker_main
 
@@ -399,10 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     load_start = load_average()
     log("loading PyTorch and the model ...")
-    try:
-        resolved = resolve_device(args.device)
-    except ArgumentError as exc:
-        parser.error(str(exc))
+    resolved = resolve_device(args.device)  # a GPU that is not there: UnavailableError, exit 5
     device, _, index = resolved.partition(":")  # the rows compare the kind; the workers see only the chosen GPU
     cuda_device_name = None
     if device == "cuda":
@@ -417,8 +416,8 @@ def main(argv: list[str] | None = None) -> int:
 
     model_path = (args.model or DEFAULT_CHECKPOINT).resolve()
     if not model_path.is_file():
-        parser.error(f"--model: no bundled default model at {model_path} yet; pass --model CHECKPOINT "
-                     "(or train one: python -m model.train)")
+        raise InputError(f"--model: no bundled default model at {model_path} yet; pass --model CHECKPOINT "
+                         "(or train one: python -m model.train)")
     machine = describe_machine(device)
     if device == "cuda":
         machine["cuda_device_name"] = cuda_device_name
@@ -459,9 +458,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             precision = read_metadata(graph).get("precision", "fp32")
         except Exception as exc:  # noqa: BLE001 - onnx raises several types for a bad file
-            parser.error(f"--onnx: {graph} could not be read as ONNX ({type(exc).__name__}: {exc})")
+            raise InputError(f"--onnx: {graph} could not be read as ONNX ({type(exc).__name__}: {exc})") from None
         if precision not in PRECISIONS:
-            parser.error(f"--onnx: {graph} has an unknown precision {precision!r} in its metadata")
+            raise InputError(f"--onnx: {graph} has an unknown precision {precision!r} in its metadata")
         given[precision] = graph.resolve()
     for precision in needed:
         if precision in given:

@@ -9,7 +9,9 @@ and model as the server); starts the server; warms it up with every crop once; t
 send the crops in a mixed order, bounded in count and time. Every answer is compared with the reference; every request
 is accounted for (answered, refused, or lost = no answer). Reported: p50/p90/p99 latency overall, per protocol and
 per size; throughput; the batch sizes Triton's dynamic batcher formed (Triton's statistics API, warm-up excluded; and
-the Prometheus ratio of inferences to executions); the resident memory of the server processes over the run.
+the Prometheus ratio of inferences to executions); Triton's queue and compute time per request; the resident memory of
+the server processes over the run. A second phase sends whole 375x1242 frames (KITTI, and Kinect crops of that size):
+throughput, p50/p99, queue and compute time per request.
 
 Checks (exit status 6 when one fails): no failed or lost request, every answer within ``--tolerance`` metres of the
 reference, and the servers' memory flat: the baseline RSS (10th percentile) of the last third of the run at most
@@ -44,6 +46,8 @@ from jarrn.cli import command  # noqa: E402
 from jarrn.errors import CheckFailedError, UsageError  # noqa: E402
 
 DEFAULT_SIZES = ((64, 96), (96, 128), (128, 160), (192, 256))
+FULL_FRAME = (375, 1242)
+"""A whole KITTI frame (and crops of that size from the larger Kinect frames): the size of the full-frame phase."""
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "reports" / "serving"
 SCHEMA = "jarrn-serving-load/1"
 
@@ -81,6 +85,8 @@ class LoadConfig:
     burn_in: int = -1
     """Concurrent requests sent after the warm-up and before the measured phase, one image size at a time from the
     largest, so the largest batch of every size has been allocated once (-1: 2 x clients per size)."""
+    full_frame_requests: int = 24
+    """Requests of the full-frame phase (375x1242, after the mixed phase, same clients; 0: skip it)."""
     seed: int = 0
     """Seed of the crop positions and of the request order."""
 
@@ -90,6 +96,8 @@ class LoadConfig:
         if self.http_clients < 0 or self.grpc_clients < 0 or self.http_clients + self.grpc_clients < 1:
             raise UsageError(f"--http-clients/--grpc-clients: expected at least one client, got "
                              f"{self.http_clients} + {self.grpc_clients}")
+        if self.full_frame_requests < 0:
+            raise UsageError(f"--full-frames: expected 0 or more requests, got {self.full_frame_requests}")
         if not self.sizes or any(h < 1 or w < 1 for h, w in self.sizes):
             raise UsageError(f"--sizes: expected positive HxW sizes, got {self.sizes}")
 
@@ -109,7 +117,8 @@ class Probe:
 
 
 def make_probes(sizes: Sequence[tuple[int, int]], seed: int) -> list[Probe]:
-    """One crop per real evaluation case and size; KITTI crops come from the lower image, where the LiDAR points are."""
+    """One crop per real evaluation case and size (frames smaller than a size are left out for it); KITTI crops come
+    from the lower image, where the LiDAR points are."""
     from model.real_frames import evaluation_cases, load_real_frames
 
     rng = np.random.default_rng(seed)
@@ -118,16 +127,24 @@ def make_probes(sizes: Sequence[tuple[int, int]], seed: int) -> list[Probe]:
         full_h, full_w = case.sparse.shape
         for height, width in sizes:
             if height > full_h or width > full_w:
-                raise UsageError(f"--sizes: {height}x{width} is larger than frame {case.name} ({full_h}x{full_w})")
+                continue
             rows = np.nonzero((case.sparse > 0).any(axis=1))[0]
             low = int(rows.min()) if rows.size and rows.min() <= full_h - height else 0
-            top = int(rng.integers(low, full_h - height + 1))
-            left = int(rng.integers(0, full_w - width + 1))
+            for _ in range(50):  # a crop with at least one sparse point (the server refuses maps without any)
+                top = int(rng.integers(low, full_h - height + 1))
+                left = int(rng.integers(0, full_w - width + 1))
+                sparse = case.sparse[top:top + height, left:left + width]
+                if (sparse > 0).any():
+                    break
+            else:
+                continue
             rgb = case.rgb[top:top + height, left:left + width]
-            sparse = case.sparse[top:top + height, left:left + width]
             probes.append(Probe(f"{case.name}/{height}x{width}",
                                 np.ascontiguousarray((rgb.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]),
                                 np.ascontiguousarray(sparse.astype(np.float32)[None, None])))
+    missing = [f"{h}x{w}" for h, w in sizes if not any(p.size == f"{h}x{w}" for p in probes)]
+    if missing:
+        raise UsageError(f"--sizes: {', '.join(missing)} is larger than every bundled real frame")
     return probes
 
 
@@ -148,6 +165,22 @@ def prometheus_counters(text: str, model: str) -> dict[str, float]:
         if match and f'model="{model}"' in match.group(2):
             counters[match.group(1)] = counters.get(match.group(1), 0.0) + float(match.group(3))
     return counters
+
+
+def time_per_request(before: dict, after: dict) -> dict[str, float | None]:
+    """Mean milliseconds per request in Triton's queue and in the model (input, compute, output) between two reads
+    of the statistics extension."""
+    def totals(statistics: dict) -> dict[str, tuple[int, int]]:
+        stats = next((m.get("inference_stats", {}) for m in statistics.get("model_stats", [])), {})
+        return {k: (int(v.get("count", 0)), int(v.get("ns", 0))) for k, v in stats.items()}
+
+    b, a = totals(before), totals(after)
+    out: dict[str, float | None] = {}
+    for key in ("queue", "compute_input", "compute_infer", "compute_output"):
+        count = a.get(key, (0, 0))[0] - b.get(key, (0, 0))[0]
+        ns = a.get(key, (0, 0))[1] - b.get(key, (0, 0))[1]
+        out[f"{key}_ms"] = ns / count / 1e6 if count > 0 else None
+    return out
 
 
 def batch_histogram(statistics: dict) -> dict[int, int]:
@@ -296,19 +329,20 @@ def run_load_test(config: LoadConfig, log=print) -> dict[str, Any]:  # noqa: ANN
     settings = resolve_completer(CompleterSettings(backend=config.backend, model=config.model, threads=config.threads))
     log(f"frames: cropping the bundled real frames to {', '.join(f'{h}x{w}' for h, w in config.sizes)} ...")
     probes = make_probes(config.sizes, config.seed)
+    full_probes = make_probes([FULL_FRAME], config.seed) if config.full_frame_requests else []
     started = time.perf_counter()
     reference = build_completer(settings)
-    for probe in probes:
+    for probe in probes + full_probes:
         probe.reference = reference.complete(probe.rgb[0].transpose(1, 2, 0), probe.sparse[0, 0])
     reference.close()
-    log(f"reference: {len(probes)} crops completed in this process with {settings.backend} "
+    log(f"reference: {len(probes) + len(full_probes)} crops completed in this process with {settings.backend} "
         f"in {time.perf_counter() - started:.1f} s")
 
     options = ServeOptions(completer=settings, http_port=0, grpc_port=0, metrics_port=0,
                            max_batch_size=config.max_batch_size, max_queue_delay_us=config.max_queue_delay_us,
-                           instances=config.instances)
+                           instances=config.instances, queue_timeout_s=60.0,  # every client waits, none gives up
+                           max_queue_size=max(64, 4 * (config.http_clients + config.grpc_clients)))
     with RunningServer(options, log=log) as server:
-        token_header = {"triton-access-token": server.access_token or ""}
         stats_url = f"http://{server.http_url}/v2/models/jarrn/stats"
         recorder = _Recorder()
         warm = LoadConfig(**{**asdict(config), "requests": len(probes), "http_clients": 1, "grpc_clients": 0})
@@ -337,13 +371,14 @@ def run_load_test(config: LoadConfig, log=print) -> dict[str, Any]:  # noqa: ANN
         warm_failures += [r for r in unloaded if r["outcome"] != "ok"]
         log(f"one client: p50 {percentiles([r['latency_s'] for r in unloaded])['p50_ms']:.0f} ms over the "
             f"{len(unloaded)} crops")
-        stats_before = json.loads(_fetch(stats_url, token_header))
+        stats_before = json.loads(_fetch(stats_url))
         metrics_before = prometheus_counters(_fetch(server.metrics_url), "jarrn")
 
         order = np.random.default_rng(config.seed + 1).integers(0, len(probes), size=config.requests)
         rows, sent, samples, started, elapsed = _run_clients(server, probes, config, names, order, log=log)
-        stats_after = json.loads(_fetch(stats_url, token_header))
+        stats_after = json.loads(_fetch(stats_url))
         metrics_after = prometheus_counters(_fetch(server.metrics_url), "jarrn")
+        full = _full_frame_phase(server, full_probes, config, names, stats_url, log) if full_probes else None
         server_description = server.describe()
 
     histogram_before, histogram_after = batch_histogram(stats_before), batch_histogram(stats_after)
@@ -378,6 +413,8 @@ def run_load_test(config: LoadConfig, log=print) -> dict[str, Any]:  # noqa: ANN
         "latency_one_client_by_size": {f"{h}x{w}": percentiles([r["latency_s"] for r in unloaded
                                                                  if r["outcome"] == "ok" and r["size"] == f"{h}x{w}"])
                                        for h, w in config.sizes},
+        "triton_time_per_request": time_per_request(stats_before, stats_after),
+        "full_frames": full,
         "accuracy": {"max_abs_err_m": max_err, "tolerance_m": config.tolerance_m},
         "batches": {"histogram": {str(k): v for k, v in histogram.items()}, "executions": executions,
                     "inferences": sum(k * v for k, v in histogram.items()),
@@ -389,14 +426,46 @@ def run_load_test(config: LoadConfig, log=print) -> dict[str, Any]:  # noqa: ANN
         "errors": sorted({r.get("error", "no answer") for r in failed + lost if r is not None})[:10],
         "latencies_ms": {p: [round(r["latency_s"] * 1e3, 3) for r in ok if r["protocol"] == p] for p in ("http", "grpc")},
     }
+    full_ok = full is None or (full["requests"]["ok"] == full["requests"]["sent"] == config.full_frame_requests
+                               and full["max_abs_err_m"] is not None and full["max_abs_err_m"] <= config.tolerance_m)
     report["checks"] = {
         "no_failed_or_lost_requests": not failed and not lost and not warm_failures,
         "answers_match_reference": not wrong and max_err is not None,
+        "full_frames_all_served_correctly": full_ok,
         "server_memory_flat": bool(rss["flat"]),
         "all_requests_sent": sent == config.requests,
     }
     report["passed"] = all(report["checks"].values())
     return report
+
+
+def _full_frame_phase(server, probes: list[Probe], config: LoadConfig, names: tuple[str, str, str], stats_url: str,
+                      log) -> dict[str, Any]:  # noqa: ANN001
+    """Whole 375x1242 frames from every client: throughput, latency, Triton's queue and compute time per request."""
+    recorder = _Recorder()  # one request per probe first: the first run of a size allocates, it is not measured
+    warm = LoadConfig(**{**asdict(config), "requests": len(probes), "http_clients": 1, "grpc_clients": 0})
+    _client_worker("http", server.http_url, probes, np.arange(len(probes)), recorder, warm, time.perf_counter() + 300,
+                   names)
+    stats_before = json.loads(_fetch(stats_url))
+    phase = LoadConfig(**{**asdict(config), "requests": config.full_frame_requests})
+    order = np.random.default_rng(config.seed + 2).integers(0, len(probes), size=config.full_frame_requests)
+    log(f"full frames ({FULL_FRAME[0]}x{FULL_FRAME[1]}):")
+    rows, sent, _, _, elapsed = _run_clients(server, probes, phase, names, order, log=log)
+    stats_after = json.loads(_fetch(stats_url))
+    ok = [r for r in rows if r["outcome"] == "ok"]
+    histogram_before, histogram_after = batch_histogram(stats_before), batch_histogram(stats_after)
+    return {
+        "size": f"{FULL_FRAME[0]}x{FULL_FRAME[1]}", "probes": [p.name for p in probes], "elapsed_s": elapsed,
+        "requests": {"sent": sent, "ok": len(ok), "failed_or_lost": sent - len(ok),
+                     "warm_up_failed": sum(r["outcome"] != "ok" for r in recorder.rows)},
+        "throughput_rps": len(ok) / elapsed if elapsed > 0 else 0.0,
+        "latency": percentiles([r["latency_s"] for r in ok]),
+        "triton_time_per_request": time_per_request(stats_before, stats_after),
+        "batches": {str(k): v - histogram_before.get(k, 0) for k, v in sorted(histogram_after.items())
+                    if v - histogram_before.get(k, 0) > 0},
+        "max_abs_err_m": max((r["max_abs_err_m"] for r in ok), default=None),
+        "errors": sorted({r.get("error", "no answer") for r in rows if r["outcome"] != "ok"})[:5],
+    }
 
 
 def _rss_summary(samples: list[tuple[float, int]], started: float, limit_mib: float) -> dict[str, Any]:
@@ -418,8 +487,10 @@ def _machine() -> dict[str, Any]:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    versions = {}
-    for package in ("nvidia-pytriton", "tritonclient", "torch", "onnxruntime", "numpy"):
+    from runtime.serving_server import PYTRITON_VERSION
+
+    versions = {"tritonserver from nvidia-pytriton": PYTRITON_VERSION}
+    for package in ("tritonclient", "torch", "onnxruntime", "numpy"):
         try:
             from importlib.metadata import version
 
@@ -478,6 +549,32 @@ def render_markdown(report: dict[str, Any]) -> str:
               "", "| size | " + " | ".join(report["latency_one_client_by_size"]) + " |",
               "|---|" + "---:|" * len(report["latency_one_client_by_size"]),
               "| p50 (ms) | " + " | ".join(_fmt(v["p50_ms"]) for v in report["latency_one_client_by_size"].values()) + " |"]
+    t = report["triton_time_per_request"]
+    lines += ["", "Triton's own accounting per request over the mixed phase (statistics extension): "
+              f"queue {_fmt(t['queue_ms'])} ms, model input {_fmt(t['compute_input_ms'])} ms, compute "
+              f"{_fmt(t['compute_infer_ms'])} ms, output {_fmt(t['compute_output_ms'])} ms."]
+    full = report.get("full_frames")
+    if full:
+        ft, fl = full["triton_time_per_request"], full["latency"]
+        lines += [
+            "", f"## Full frames ({full['size']})", "",
+            f"{full['requests']['sent']} requests of whole {full['size']} frames ({', '.join(full['probes'])}: the "
+            "KITTI "
+            "frames and same-size crops of the Kinect frames) from the same clients after the mixed phase, each probe "
+            "sent once before (not measured):", "",
+            "| requests | ok | throughput | p50 | p90 | p99 | max | Triton queue | Triton compute "
+            "| batches (size: count) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+            f"| {full['requests']['sent']} | {full['requests']['ok']} | {full['throughput_rps']:.2f} req/s | "
+            f"{_fmt(fl['p50_ms'])} ms | {_fmt(fl['p90_ms'])} ms | {_fmt(fl['p99_ms'])} ms | {_fmt(fl['max_ms'])} ms | "
+            f"{_fmt(ft['queue_ms'])} ms | {_fmt(ft['compute_infer_ms'])} ms | "
+            f"{', '.join(f'{k}: {v}' for k, v in full['batches'].items()) or 'none'} |",
+            "", "Triton queue and compute are means per request from Triton's statistics extension (a batch's compute "
+            "time counts once for each request in it); the latency is the client's, so it adds the transfer of "
+            f"{4 * 4 * 375 * 1242 / 2**20:.1f} MiB of inputs and {4 * 375 * 1242 / 2**20:.1f} MiB of output.",
+        ]
+        if full["errors"]:
+            lines += ["", *(f"- `{e}`" for e in full["errors"])]
     histogram = ", ".join(f"{size}: {count}" for size, count in b["histogram"].items()) or "none"
     rss = report["rss"]
     lines += [
@@ -589,6 +686,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rss-growth-mib", type=float, default=d.rss_growth_mib, help="MiB (default %(default)s)")
     p.add_argument("--burn-in", type=int, default=d.burn_in,
                    help="unmeasured concurrent requests before the measured phase (default: twice the crop count)")
+    p.add_argument("--full-frames", type=int, default=d.full_frame_requests,
+                   help=f"requests of whole {FULL_FRAME[0]}x{FULL_FRAME[1]} frames after the mixed phase "
+                        "(default %(default)s; 0: none)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report folder (default reports/serving)")
     return p
@@ -601,7 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         grpc_clients=args.grpc_clients, sizes=args.sizes, max_batch_size=args.max_batch_size,
                         max_queue_delay_us=args.max_queue_delay_us, instances=args.instances, threads=args.threads,
                         model=args.model, backend=args.backend, tolerance_m=args.tolerance,
-                        rss_growth_mib=args.rss_growth_mib, burn_in=args.burn_in, seed=args.seed)
+                        rss_growth_mib=args.rss_growth_mib, burn_in=args.burn_in,
+                        full_frame_requests=args.full_frames, seed=args.seed)
     report = run_load_test(config, log=lambda message: print(message, flush=True))
     paths = write_report(report, args.out)
     lat = report["latency"]["all"]
@@ -610,6 +711,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{report['throughput_rps']:.1f} req/s; batches {report['batches']['histogram']}; max error "
           f"{_fmt(report['accuracy']['max_abs_err_m'] and report['accuracy']['max_abs_err_m'] * 1e3, 4)} mm; RSS growth "
           f"{_fmt(report['rss'].get('growth_mib'))} MiB")
+    full = report.get("full_frames")
+    if full:
+        print(f"full frames {full['size']}: {full['requests']['ok']}/{full['requests']['sent']} ok, "
+              f"{full['throughput_rps']:.2f} req/s, p50 {_fmt(full['latency']['p50_ms'])} ms, p99 "
+              f"{_fmt(full['latency']['p99_ms'])} ms, Triton queue {_fmt(full['triton_time_per_request']['queue_ms'])} "
+              f"ms and compute {_fmt(full['triton_time_per_request']['compute_infer_ms'])} ms per request")
     print("wrote " + ", ".join(str(p) for p in paths))
     if not report["passed"]:
         failed = [name for name, ok in report["checks"].items() if not ok]

@@ -1,11 +1,13 @@
 """Build a strongly typed TensorRT or TensorRT-RTX engine from the exported ONNX, with a sidecar manifest and reuse.
 
-    python export/build_engine.py --onnx artifacts/jarrn_fp16.onnx                      # -> artifacts/jarrn_fp16.engine
-    python export/build_engine.py --onnx m.onnx --flavour tensorrt-rtx                  # CPU-only, RTX/A100 GPUs
-    python export/build_engine.py --onnx m.onnx --flavour tensorrt-rtx --compute-capability 8.6,8.9
-    python export/build_engine.py --onnx m.onnx --out m.engine --min 1x64x64 --opt 1x320x320 --max 4x384x1280 \\
+    jarrn build-engine --onnx artifacts/jarrn_fp16.onnx                      # -> artifacts/jarrn_fp16.engine
+    jarrn build-engine --onnx m.onnx --flavour tensorrt-rtx                  # CPU-only, RTX/A100 GPUs
+    jarrn build-engine --onnx m.onnx --flavour tensorrt-rtx --compute-capability 8.6,8.9 --compress
+    jarrn build-engine --onnx m.onnx --out m.engine --min 1x64x64 --opt 1x320x320 --max 4x384x1280 \\
         --opt-level 3 --workspace 4096
-    python export/build_engine.py --onnx m.onnx --print-trtexec                         # no TensorRT needed
+    jarrn build-engine --onnx m.onnx --print-trtexec                         # no TensorRT needed
+
+(``python export/build_engine.py`` and ``python -m export.build_engine`` run the same command.)
 
 - Flavour (``--flavour``; default: the installed one, standard TensorRT first): ``tensorrt`` builds on the GPU that
   will run the engine (Jetson, H100/H200, any NVIDIA GPU); ``tensorrt-rtx`` builds ahead of time on the CPU for a set of
@@ -20,6 +22,10 @@
 - The engine and ``<engine>.json`` (the manifest: ONNX sha256, precision, flavour and library version, GPU or target
   compute capabilities, profile, build options, cache key) are written atomically. When the manifest beside an existing
   engine has the same cache key, the build is skipped (``--force`` rebuilds).
+- ``--compress`` stores the engine as one zstd frame (for distributing it: TensorRT-RTX engines shrink to about a
+  third, export/README.md); the manifest records the codec and the size and sha256 of both the file and the plan, and
+  ``DepthCompleter.from_engine`` decompresses it after its checks, before TensorRT sees it. Asking for the other
+  encoding of an up-to-date engine re-encodes it without rebuilding.
 
 Exit codes (jarrn.errors): 0 built or reused; 2 bad arguments; 3 unusable ONNX; 5 library or GPU missing; 6 the
 builder failed (its own error text is in the message).
@@ -28,6 +34,7 @@ builder failed (its own error text is in the message).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import hashlib
 import logging
@@ -72,6 +79,7 @@ from export.engine_manifest import (  # noqa: E402
     manifest_path,
     timing_cache_path,
 )
+from export.engine_compression import ZSTD, compress, zstandard_module  # noqa: E402
 from export.export_errors import EngineFileError  # noqa: E402
 from export.engine_profile import (  # noqa: E402
     DEFAULT_MAX,
@@ -79,6 +87,7 @@ from export.engine_profile import (  # noqa: E402
     DEFAULT_OPT,
     DEFAULT_OPT_LEVEL,
     DEFAULT_WORKSPACE_MIB,
+    BUILD_COMMAND,
     INPUT_CHANNELS,
     BuildOptions,
     Profile,
@@ -198,16 +207,16 @@ def build_serialized_engine(
 
 HELP_EPILOG = """\
 examples:
-  python export/build_engine.py --onnx artifacts/jarrn_fp16.onnx          # -> artifacts/jarrn_fp16.engine
-  python export/build_engine.py --onnx m.onnx --out m.engine --min 1x64x64 --opt 1x320x320 --max 4x384x1280
-  python export/build_engine.py --onnx m.onnx --print-trtexec             # the trtexec commands; no TensorRT needed
-  jarrn build-engine --onnx artifacts/jarrn_fp32.onnx
+  jarrn build-engine --onnx artifacts/jarrn_fp16.onnx          # -> artifacts/jarrn_fp16.engine
+  jarrn build-engine --onnx m.onnx --out m.engine --min 1x64x64 --opt 1x320x320 --max 4x384x1280
+  jarrn build-engine --onnx m.onnx --flavour tensorrt-rtx --compress   # zstd-compressed, for distribution
+  jarrn build-engine --onnx m.onnx --print-trtexec             # the trtexec commands; no TensorRT needed
 """
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python export/build_engine.py",
+        prog=BUILD_COMMAND,
         description="Build a strongly typed TensorRT or TensorRT-RTX engine (+ JSON manifest) from the exported JARRN ONNX.",
         epilog=HELP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -237,11 +246,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"(default {default_cache_dir()})")
     parser.add_argument("--device", type=int, default=0, help="CUDA device index (default 0; TensorRT only)")
     parser.add_argument("--force", action="store_true", help="rebuild even when an up-to-date engine exists")
+    parser.add_argument("--compress", action="store_true",
+                        help="store the engine zstd-compressed (for distribution; needs the zstandard package); "
+                             "DepthCompleter.from_engine reads it back transparently")
     parser.add_argument("--print-trtexec", action="store_true",
                         help="print the equivalent command lines and exit: trtexec (TensorRT 10/11 desktop, Jetson) or "
                              "tensorrt_rtx (TensorRT-RTX)")
     parser.add_argument("--verbose", action="store_true", help="verbose builder log")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.command_line = list(sys.argv[1:] if argv is None else argv)  # recorded in the manifest
+    return args
 
 
 def _profile_from_args(args: argparse.Namespace, shapes: dict[str, tuple[int | None, ...]]) -> Profile:
@@ -337,13 +351,20 @@ def run(args: argparse.Namespace) -> int:
                     targets=rtx_targets)
     sidecar = manifest_path(engine_path)
 
+    codec = ZSTD if args.compress else ""
+    if codec:
+        zstandard_module()  # missing: say so now, not after the build
     if not args.force and sidecar.is_file() and engine_path.is_file():
         try:
             existing = EngineManifest.load(sidecar)
             if existing.cache_key == key:
-                check_engine_file(engine_path, existing)
-                print(f"[build_engine] {engine_path} is up to date (same ONNX, precision, profile, targets and "
-                      f"{device.library}): reusing it, no rebuild (--force rebuilds)")
+                plan = check_engine_file(engine_path, existing)
+                if existing.compression == codec:
+                    print(f"[build_engine] {engine_path} is up to date (same ONNX, precision, profile, targets and "
+                          f"{device.library}): reusing it, no rebuild (--force rebuilds)")
+                    return 0
+                print(f"[build_engine] {engine_path} is up to date; storing it {_encoding(codec)} (no rebuild)")
+                _write_engine(engine_path, plan, existing, codec)
                 return 0
         except EngineFileError as exc:
             print(f"[build_engine] existing engine unusable ({exc}); rebuilding", file=sys.stderr)
@@ -364,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
         "network_flags": network_creation_flags(trt.__version__, flavour),
         "strongly_typed": True,
         "build_seconds": round(seconds, 1),
-        "command": shlex.join(["python", "export/build_engine.py", *sys.argv[1:]]) if sys.argv[1:] else "",
+        "command": shlex.join([*BUILD_COMMAND.split(), *getattr(args, "command_line", [])]),
     }
     if flavour == TENSORRT_RTX:
         build.update(cpu_only_aot=True, runtime_cache=args.runtime_cache or "")
@@ -388,12 +409,26 @@ def run(args: argparse.Namespace) -> int:
         flavour=flavour,
         compute_capabilities=list(rtx_targets),
     )
+    stored = _write_engine(engine_path, plan, manifest, codec)
+    print(f"[build_engine] wrote {engine_path} ({_encoding(codec)}, {stored / 2**20:.1f} MiB"
+          + (f" from {len(plan) / 2**20:.1f} MiB" if codec else "") + f") and {sidecar.name} in {seconds:.1f} s")
+    return 0
+
+
+def _encoding(codec: str) -> str:
+    return "zstd-compressed" if codec else "uncompressed"
+
+
+def _write_engine(engine_path: Path, plan: bytes, manifest: EngineManifest, codec: str) -> int:
+    """Write ``plan`` (compressed with ``codec``) and its manifest, recording the encoding; returns the file's size."""
+    stored = compress(plan) if codec == ZSTD else plan
+    manifest = dataclasses.replace(manifest, compression=codec, file_bytes=len(stored) if codec else 0,
+                                   file_sha256=hashlib.sha256(stored).hexdigest() if codec else "")
     # Engine first, manifest second: a crash in between leaves an engine whose (old or missing) manifest fails the
     # checks, so it is rebuilt rather than trusted.
-    atomic_write_bytes(engine_path, plan)
-    manifest.save(sidecar)
-    print(f"[build_engine] wrote {engine_path} ({len(plan) / 2**20:.1f} MiB) and {sidecar.name} in {seconds:.1f} s")
-    return 0
+    atomic_write_bytes(engine_path, stored)
+    manifest.save(manifest_path(engine_path))
+    return len(stored)
 
 
 @command

@@ -95,6 +95,36 @@ def default_flavour() -> str | None:
     return next((f for f in FLAVOURS if is_installed(f)), None)
 
 
+FLAVOUR_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    TENSORRT: ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11"),
+    TENSORRT_RTX: ("tensorrt-rtx",),
+}
+"""Package names each flavour's module is installed under (pip wheels, NVIDIA's containers)."""
+
+
+def installed_version(flavour: str) -> str:
+    """The flavour's installed version from its package metadata, without importing it; "" when not found (e.g.
+    JetPack's system TensorRT without metadata): the version is then checked after the import."""
+    from importlib import metadata
+
+    for distribution in FLAVOUR_DISTRIBUTIONS[check_flavour(flavour)]:
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return ""
+
+
+def same_release(a: str, b: str) -> bool:
+    """Whether two version strings agree on every part both have (``"10.3.0"`` and ``"10.3.0.30"`` do): package
+    metadata may spell a version shorter than the module's ``__version__``."""
+    try:
+        left, right = parse_version(a), parse_version(b)
+    except ValueError:
+        return a == b
+    return left[: len(right)] == right[: len(left)]
+
+
 def import_flavour(flavour: str) -> ModuleType:
     """Import the flavour's module; ImportError carrying its install hint when it is missing or its libraries are."""
     try:

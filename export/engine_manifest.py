@@ -5,6 +5,8 @@ deserialised. The smaller ``export/engine_*`` modules own the rest (import their
 - :mod:`export.engine_profile`: optimization profiles (``--min/--opt/--max``) and build options.
 - :mod:`export.engine_flavours`: TensorRT vs TensorRT-RTX (modules, install hints, network flags, compute capabilities).
 - :mod:`export.engine_recipes`: the equivalent ``trtexec`` and ``tensorrt_rtx`` command lines.
+- :mod:`export.engine_compression`: zstd-compressed engine files (``--compress``).
+- :mod:`export.engine_sources`: the kernel sources a CPU-built TensorRT-RTX engine stores (size analysis).
 - :mod:`export.gpu_probe`: name and compute capability of the local GPU (no torch, no numpy).
 
 Everything here is pure Python (plus ``onnx`` to read an ONNX file's precision) so it is tested on machines without a
@@ -13,10 +15,11 @@ that touch TensorRT and CUDA.
 
 An engine ``model.engine`` always travels with ``model.engine.json`` (:class:`EngineManifest`): the ONNX it came from
 (sha256), its precision, the flavour and its version, the GPU and compute capability it was built for (TensorRT) or the
-compute capabilities it targets (TensorRT-RTX), the optimization profile and the build options. The runtime reads it
-*before* deserialising: an engine of another flavour, built for another GPU or library version, is refused with what
-to do instead (the exact rebuild command), and a truncated or altered file is refused instead of crashing inside
-TensorRT.
+compute capabilities it targets (TensorRT-RTX), the optimization profile, the build options, and the size and sha256
+of the plan (and of the file on disk when it is stored zstd-compressed, :mod:`export.engine_compression`). The runtime
+reads it *before* anything CUDA or TensorRT is imported: an engine of another flavour, built for another GPU or
+library version, is refused with what to do instead (the exact rebuild command), and a truncated or altered file is
+refused instead of crashing inside TensorRT.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ from export.engine_flavours import (
     network_creation_flags,
     rtx_runs_on,
 )
+from export.engine_compression import CODECS, ZSTD, CompressionError, decompress, is_zstd
 from export.engine_profile import (
-    BUILD_SCRIPT,
+    BUILD_COMMAND,
     DEFAULT_OPT_LEVEL,
     INPUT_CHANNELS,
     OUTPUT_NAME,
@@ -55,7 +59,8 @@ from export.engine_graph import check_precision
 from export.export_errors import EngineFileError, EngineMismatchError
 
 MANIFEST_FORMAT = "jarrn-tensorrt-engine"
-MANIFEST_VERSION = 2  # 2: flavour (tensorrt / tensorrt-rtx) and compute-capability targets
+MANIFEST_VERSION = 3  # 2: flavour (tensorrt / tensorrt-rtx) and compute-capability targets; 3: compressed files
+CACHE_KEY_VERSION = 2  # bumped only when the same inputs would build a different engine (not for manifest fields)
 MANIFEST_SUFFIX = ".json"
 
 
@@ -102,7 +107,7 @@ def cache_key(
     options; not file names, paths or times.
     """
     identity = {
-        "manifest_version": MANIFEST_VERSION,
+        "manifest_version": CACHE_KEY_VERSION,
         "onnx_sha256": onnx_sha256,
         "precision": precision,
         "profile": profile.to_dict(),
@@ -159,13 +164,18 @@ class EngineManifest:
     created_utc: str = ""
     flavour: str = TENSORRT
     compute_capabilities: list[str] = field(default_factory=list)
+    compression: str = ""
+    file_bytes: int = 0
+    file_sha256: str = ""
     format: str = MANIFEST_FORMAT
     manifest_version: int = MANIFEST_VERSION
 
     # Fields: the ONNX (path, sha256, precision); the library (``flavour``: tensorrt or tensorrt-rtx, its version in
     # ``tensorrt_version``); TensorRT: the build GPU (``gpu_name``, ``compute_capability``); TensorRT-RTX: the target
     # compute capabilities (``compute_capabilities``; the GPU fields are "" for a CPU-only build); the profile, the
-    # build options, the cache key, the engine file (name, sha256, bytes), I/O names, contract version, creation time.
+    # build options, the cache key, the engine file (name; sha256 and bytes of the plan TensorRT deserialises), I/O
+    # names, contract version, creation time; ``compression`` ("" or "zstd", :mod:`export.engine_compression`) with
+    # ``file_bytes``/``file_sha256`` of the compressed file on disk (0 and "" for an uncompressed engine).
 
     @property
     def device(self) -> DeviceInfo:
@@ -208,6 +218,9 @@ class EngineManifest:
         if missing:
             raise EngineFileError(f"{source}: engine manifest lacks {missing}")
         check_precision(data["precision"], f"{source}: engine manifest")
+        if data.get("compression", "") not in CODECS:
+            raise EngineFileError(f"{source}: engine manifest names an unknown compression {data['compression']!r} "
+                                  f"(this code reads {' or '.join(repr(c) for c in CODECS)}); update jarrn-deploy")
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -236,16 +249,18 @@ def rebuild_command(
     flavour: str | None = None,
     targets: Iterable[str] | None = None,
 ) -> str:
-    """The exact ``build_engine.py`` command that rebuilds ``engine_path`` from the recorded ONNX, with ``flavour``
+    """The exact ``jarrn build-engine`` command that rebuilds ``engine_path`` from the recorded ONNX, with ``flavour``
     (default: the engine's own) and, for TensorRT-RTX, ``targets`` (default: the engine's own)."""
     flavour = flavour or manifest.flavour
-    args = ["python", BUILD_SCRIPT, "--onnx", manifest.onnx_path, "--out", str(engine_path), "--flavour", flavour]
+    args = [*BUILD_COMMAND.split(), "--onnx", manifest.onnx_path, "--out", str(engine_path), "--flavour", flavour]
     args += manifest.profile_obj.cli_args() + manifest.build_options.cli_args()
     if flavour == TENSORRT_RTX:
         if targets is None:
             targets = manifest.targets if manifest.flavour == TENSORRT_RTX else RTX_PORTABLE_TARGETS
         if tuple(targets) != RTX_PORTABLE_TARGETS:
             args += ["--compute-capability", ",".join(targets)]
+    if manifest.compression:
+        args.append("--compress")
     return shlex.join(args)
 
 
@@ -253,6 +268,9 @@ def check_compatible(manifest: EngineManifest, device: DeviceInfo, engine_path: 
     """Refuse, before deserialising, an engine of another flavour or library version, or one that cannot run on this
     GPU: TensorRT engines are tied to the GPU model they were built on, TensorRT-RTX engines to their target compute
     capabilities. Deserialising a foreign one fails deep inside the library or, worse, runs with wrong tactics.
+
+    Parts of ``device`` that are not known yet are skipped: ``tensorrt_version`` "" (library not imported, version
+    unknown) and ``compute_capability`` "" (no GPU seen yet); the runtime checks again once CUDA is up.
     """
     if manifest.flavour not in FLAVOURS:
         raise EngineFileError(f"{engine_path}: manifest names an unknown flavour {manifest.flavour!r} "
@@ -264,8 +282,10 @@ def check_compatible(manifest: EngineManifest, device: DeviceInfo, engine_path: 
             f"{device.library}; load it with flavour={manifest.flavour!r} (pip install {manifest.flavour}), or "
             f"rebuild it with: {rebuild_command(manifest, engine_path, device.flavour)}"
         )
+    version_differs = bool(device.tensorrt_version) and manifest.tensorrt_version != device.tensorrt_version
+    gpu_known = bool(device.compute_capability)
     if manifest.flavour == TENSORRT_RTX:
-        if not rtx_runs_on(manifest.targets, device.compute_capability):
+        if gpu_known and not rtx_runs_on(manifest.targets, device.compute_capability):
             if device.compute_capability in RTX_COMPUTE_CAPABILITIES:
                 instead = rebuild_command(manifest, engine_path, TENSORRT_RTX, (device.compute_capability,))
             else:
@@ -275,16 +295,16 @@ def check_compatible(manifest: EngineManifest, device: DeviceInfo, engine_path: 
                 + describe_not_supported(device.gpu_name, device.compute_capability, manifest.targets)
                 + f". Build an engine for this GPU with: {instead}"
             )
-        if manifest.tensorrt_version != device.tensorrt_version:
+        if version_differs:
             raise EngineMismatchError(
                 f"{engine_path}: engine was built with {built.library}, this machine has {device.library}; "
                 f"rebuild it (on any machine with that version) with: {rebuild_command(manifest, engine_path)}"
             )
         return
     problems = []
-    if manifest.tensorrt_version != device.tensorrt_version:
+    if version_differs:
         problems.append(f"{built.library}, this machine has {device.library}")
-    if manifest.compute_capability != device.compute_capability or manifest.gpu_name != device.gpu_name:
+    if gpu_known and (manifest.compute_capability != device.compute_capability or manifest.gpu_name != device.gpu_name):
         problems.append(
             f"GPU {manifest.gpu_name} (compute capability {manifest.compute_capability}), this machine has "
             f"{device.gpu_name} (compute capability {device.compute_capability})"
@@ -300,26 +320,47 @@ _MIN_ENGINE_BYTES = 1024  # any real TensorRT plan is far larger; smaller files 
 
 
 def check_engine_file(engine_path: str | os.PathLike, manifest: EngineManifest | None, *, verify_hash: bool = True) -> bytes:
-    """Read the engine after checks that catch missing, truncated, altered or mistaken files; return its bytes."""
+    """Read the engine after checks that catch missing, truncated, altered or mistaken files; return the plan bytes
+    TensorRT deserialises (a zstd-compressed file is checked as stored, decompressed, and the plan checked again)."""
     path = Path(engine_path)
     hint = (f" Rebuild it with: {rebuild_command(manifest, path)}" if manifest is not None
-            else f" Build one with: python {BUILD_SCRIPT} --onnx MODEL.onnx --out {path}")
+            else f" Build one with: {BUILD_COMMAND} --onnx MODEL.onnx --out {path}")
     if not path.is_file():
         raise EngineFileError(f"{path}: no such engine file.{hint}")
     if path.suffix.lower() == ".onnx":
         raise EngineFileError(
             f"{path}: this is an ONNX model, not a TensorRT engine; use DepthCompleter.from_onnx, or build an engine "
-            f"with python {BUILD_SCRIPT} --onnx {path}"
+            f"with {BUILD_COMMAND} --onnx {path}"
         )
     data = path.read_bytes()
-    if len(data) < _MIN_ENGINE_BYTES:
+    compression = manifest.compression if manifest is not None else (ZSTD if is_zstd(data) else "")
+    if len(data) < _MIN_ENGINE_BYTES and not compression:
         raise EngineFileError(f"{path}: {len(data)} bytes is too small to be a TensorRT engine (truncated or empty).{hint}")
     if manifest is not None:
-        if manifest.engine_bytes and len(data) != manifest.engine_bytes:
-            raise EngineFileError(
-                f"{path}: engine is {len(data)} bytes but its manifest records {manifest.engine_bytes} "
-                f"(truncated or replaced).{hint}"
-            )
-        if verify_hash and manifest.engine_sha256 and hashlib.sha256(data).hexdigest() != manifest.engine_sha256:
-            raise EngineFileError(f"{path}: engine content does not match its manifest's sha256 (corrupt or replaced).{hint}")
-    return data
+        stored = "compressed engine" if compression else "engine"
+        size, digest = (manifest.file_bytes, manifest.file_sha256) if compression else (manifest.engine_bytes,
+                                                                                      manifest.engine_sha256)
+        if size and len(data) != size:
+            raise EngineFileError(f"{path}: {stored} is {len(data)} bytes but its manifest records {size} "
+                                  f"(truncated or replaced).{hint}")
+        if verify_hash and digest and hashlib.sha256(data).hexdigest() != digest:
+            raise EngineFileError(f"{path}: {stored} content does not match its manifest's sha256 (corrupt or "
+                                  f"replaced).{hint}")
+    if not compression:
+        return data
+    try:
+        plan = decompress(data, manifest.engine_bytes if manifest is not None else None)
+    except CompressionError as exc:
+        raise EngineFileError(f"{path}: zstd-compressed engine {exc} (truncated or corrupt).{hint}") from None
+    if (manifest is not None and verify_hash and manifest.engine_sha256
+            and hashlib.sha256(plan).hexdigest() != manifest.engine_sha256):
+        raise EngineFileError(f"{path}: the decompressed engine does not match its manifest's sha256 (corrupt or "
+                              f"replaced).{hint}")
+    return plan
+
+
+def beside_engine(engine_path: str | os.PathLike, name: str | os.PathLike) -> Path:
+    """A file the manifest names relative to the engine's folder (the runtime cache): ``name`` if absolute, else
+    that folder / ``name`` (relative to the current folder exactly when ``engine_path`` is)."""
+    path = Path(name)
+    return path if path.is_absolute() else Path(engine_path).parent / path

@@ -9,7 +9,8 @@ from typing import Iterable, Mapping
 from jarrn.errors import InputError
 from model.contract import CONTRACT
 
-BUILD_SCRIPT = "export/build_engine.py"
+BUILD_COMMAND = "jarrn build-engine"
+"""How users run export/build_engine.py (the ``jarrn`` console script); every rebuild hint names it."""
 
 INPUT_CHANNELS: dict[str, int] = CONTRACT.input_channels
 """Graph inputs (rgb [B,3,H,W], sparse_depth [B,1,H,W]) from the tensor contract."""
@@ -122,7 +123,7 @@ def check_shape_in_range(
         raise ProfileError(
             f"{name}: shape {fmt(shape)} is outside the engine's optimization profile "
             f"(min {fmt(lo)}, max {fmt(hi)}, as [B,C,H,W]); resize the input, or rebuild the engine with "
-            f"{BUILD_SCRIPT} and a wider --min/--max"
+            f"{BUILD_COMMAND} and a wider --min/--max"
         )
 
 

@@ -1,7 +1,9 @@
-"""Name and compute capability of a CUDA GPU, without torch or numpy (so the build CLI and the runtime may share it).
+"""Name and compute capability of CUDA GPUs, without torch or numpy (so the build CLI and the runtime may share it).
 
-Tries cuda-python's runtime API, then ``nvidia-smi``. Returns None when neither finds a GPU: the caller decides whether
-that is an error (standard TensorRT builds on the GPU that will run the engine; TensorRT-RTX builds on a CPU).
+:func:`probe_gpu` tries cuda-python's runtime API, then ``nvidia-smi``; it returns None when neither finds a GPU: the
+caller decides whether that is an error (standard TensorRT builds on the GPU that will run the engine; TensorRT-RTX
+builds on a CPU). :func:`visible_gpus` asks ``nvidia-smi`` only, in a child process, so it loads no CUDA library into
+this one: the runtime's engine checks use it before anything CUDA is imported.
 """
 
 from __future__ import annotations
@@ -25,15 +27,27 @@ def _cuda_python(device: int) -> tuple[str, str] | None:
     return name, f"{int(props.major)}.{int(props.minor)}"
 
 
-def _nvidia_smi(device: int) -> tuple[str, str] | None:
+def _nvidia_smi_rows(*selection: str) -> list[tuple[str, str]]:
     out = subprocess.run(
-        ["nvidia-smi", f"--id={int(device)}", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+        ["nvidia-smi", *selection, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
         capture_output=True, text=True, timeout=30, check=True,
     ).stdout.strip().splitlines()
-    if not out or "," not in out[0]:
-        return None
-    name, cc = (s.strip() for s in out[0].rsplit(",", 1))
-    return name, cc
+    rows = [tuple(s.strip() for s in line.rsplit(",", 1)) for line in out if "," in line]
+    return [(name, cc) for name, cc in rows if name and cc]
+
+
+def _nvidia_smi(device: int) -> tuple[str, str] | None:
+    rows = _nvidia_smi_rows(f"--id={int(device)}")
+    return rows[0] if rows else None
+
+
+def visible_gpus() -> list[tuple[str, str]]:
+    """``(GPU name, compute capability)`` of every GPU ``nvidia-smi`` lists ([] without it or a driver). Its order and
+    count may differ from CUDA's device indices (``CUDA_VISIBLE_DEVICES``, ``CUDA_DEVICE_ORDER``)."""
+    try:
+        return _nvidia_smi_rows()
+    except Exception:  # noqa: BLE001 - no nvidia-smi, no driver, or it hung
+        return []
 
 
 def probe_gpu(device: int = 0) -> tuple[str, str] | None:

@@ -1,11 +1,14 @@
 """Export JARRN to one ONNX graph (tensor contract and rectification inside), validate it, report it.
 
-    python export/to_onnx.py                                # bundled default model -> artifacts/jarrn_fp32.onnx
+    jarrn export                                            # bundled default model -> artifacts/jarrn_fp32.onnx
+    python export/to_onnx.py                                # the same
     python export/to_onnx.py --precision fp16               # FP16 mixed precision (U-Nets FP16, contract FP32)
     python export/to_onnx.py --precision int8               # INT8 explicit Q/DQ, calibrated on the built-in set
     python export/to_onnx.py --checkpoint run/last.pt --static 384x1280 --output artifacts/kitti.onnx
 
-Every export is validated (export/validate.py) unless ``--no-validate``: the graph is first written next to the
+The command first prints one line: what it will do, how long that takes on a CPU like this one and how to skip the
+optional parts. Every export is validated (export/validate.py, the ``quick`` real-frame cases unless ``--validation
+full``) unless ``--no-validate``: the graph is first written next to the
 output under a hidden temporary name (``.<name>.pid<PID>.<random>.staging.onnx``; a later export removes those of
 killed runs), validated, and only then moved to ``--output``; a graph that fails validation is kept as
 ``<name>.rejected.onnx`` with its report, and the exit status is 6. Errors exit with one ``error:`` line and the
@@ -33,6 +36,8 @@ from typing import TYPE_CHECKING, Sequence  # noqa: E402
 
 from jarrn.cli import command  # noqa: E402
 from jarrn.errors import EXIT_CHECK_FAILED, InputError  # noqa: E402
+from export.estimates import MEASURED_S, about, on_this_machine  # noqa: E402
+from export.known_warnings import quiet_known_warnings  # noqa: E402
 from export.precision_choices import PRECISIONS  # noqa: E402
 from model.atomic import remove_stale_temp_files, temp_prefix  # noqa: E402
 
@@ -42,6 +47,8 @@ if TYPE_CHECKING:  # torch-heavy: imported only where an export runs
 DEFAULT_OUTPUT = "artifacts/jarrn_{precision}.onnx"
 PRECISION_CHOICES = PRECISIONS
 """The choices of ``--precision`` (``export.precision_choices`` is pure Python, so ``--help`` imports neither torch nor onnx)."""
+VALIDATION_CHOICES = ("quick", "full")
+"""The choices of ``--validation``: ``export.validate.CASE_SETS`` (which imports torch, so they are spelled here)."""
 
 
 def parse_static(text: str) -> tuple[int, int]:
@@ -86,8 +93,8 @@ HELP_EPILOG = """\
 precisions:
   fp32 (default) is exact. fp16 runs the two networks in half precision and keeps the depth arithmetic in
   fp32; int8 quantizes most convolutions after calibrating on sample frames. fp16 needs the optional
-  packages of pip install -e ".[quant]" (int8 uses them when present); each takes one to three minutes
-  on a laptop CPU, with a progress line at least every 15 seconds.
+  packages of pip install -e ".[quant]" (int8 uses them when present); each takes minutes on a CPU (the
+  first line printed says about how long), with a progress line at least every 15 seconds.
 
 examples:
   python export/to_onnx.py                                 # bundled model -> artifacts/jarrn_fp32.onnx
@@ -100,7 +107,7 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python export/to_onnx.py",
+        prog="jarrn export",
         description=HELP_DESCRIPTION,
         epilog=HELP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -140,9 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-validate", action="store_true",
                    help="skip the check against PyTorch (by default: on the bundled real frames and random inputs, "
                         "fp32 must agree within 1 mm, fp16 and int8 must stay within 2%% and 5%% of fp32's error)")
+    p.add_argument("--validation", choices=VALIDATION_CHOICES, default="quick",
+                   help="which real frames the check uses: quick (default: one KITTI, TUM and Kinect v2 frame, each "
+                        "at most 375x1242 pixels) or full (both KITTI cameras, the indoor frames with 500 and 100 "
+                        "points, full size; about three times as long)")
     p.add_argument("--no-simplify", action="store_true",
                    help="skip the graph clean-up step (onnxslim: folds constants and removes unused nodes)")
     p.add_argument("--quiet", action="store_true", help="print only the result and errors")
+    p.add_argument("--verbose", action="store_true",
+                   help="also show the libraries' warnings that are known to be harmless here (e.g. torch's "
+                        "exporter notes on constant folding)")
     p.add_argument("--triton-repo", type=Path, default=None, metavar="DIR",
                    help="also write a Triton model repository with the exported graph (DIR/jarrn/config.pbtxt + "
                         "1/model.onnx, ONNX Runtime backend; see python -m export.triton_repo for plans and options)")
@@ -229,6 +243,14 @@ def run(args: argparse.Namespace) -> int:
         simplify=not args.no_simplify,
     )
     check_output_path(output)
+    from model.atomic import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([output], {"--checkpoint": args.checkpoint, "--calibration": args.calibration},
+                              "--output")
+    if args.triton_repo is not None:  # before the minutes of export, not after them
+        from export.triton_repo import _pb2
+
+        _pb2()
     check_static_size_fits(options)  # the size limit now; the memory estimate again with the model's widths
     existing = output.parent
     while not existing.exists():
@@ -237,7 +259,8 @@ def run(args: argparse.Namespace) -> int:
     for stale in remove_stale_exports(output):
         log(f"removed {stale.name}, left by an export that was killed")
     new_dirs = _created_dirs(output)
-    network = _load_network(args)
+    network = _load_network(args)  # before the plan line, so that a bad checkpoint gets one line and nothing else
+    log(plan_line(args, output))
     log(f"model: {network.source_path or 'in memory'} widths {list(network.config.widths)}, "
         f"{network.config.prob_activation}, normalisation {network.config.depth_normalisation}")
     start = time.perf_counter()
@@ -245,14 +268,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         staging = _staging_path(output)
         stats = ExportStats()
-        export_onnx(network, staging, options, log=log, stats=stats)
+        with quiet_known_warnings(args.verbose):
+            export_onnx(network, staging, options, log=log, stats=stats)
         export_seconds = time.perf_counter() - start
         passed, reports = True, []
         if not args.no_validate:
             from export.validate import validate_onnx
 
             log("validating with ONNX Runtime against PyTorch ...")
-            report = validate_onnx(staging, network, log=log if not args.quiet else None)
+            with quiet_known_warnings(args.verbose):
+                report = validate_onnx(staging, network, case_set=args.validation,
+                                       log=log if not args.quiet else None)
             report.onnx_path = str(output)
             reports, passed = [report], report.passed
         final = output if passed else output.with_name(f"{output.stem}.rejected.onnx")
@@ -284,6 +310,21 @@ def run(args: argparse.Namespace) -> int:
 
         write_repository(final, args.triton_repo)
     return 0
+
+
+def plan_line(args: argparse.Namespace, output: Path) -> str:
+    """The line printed before the work starts: what will happen, about how long it takes, how to skip parts."""
+    model = args.checkpoint or "the bundled model"
+    seconds = MEASURED_S[args.precision] + (0 if args.no_validate else MEASURED_S[args.validation])
+    size = "" if args.checkpoint is None else " for the bundled model; larger models take longer"
+    check = ("" if args.no_validate else
+             f", then a check against PyTorch ({args.validation}: "
+             + ("3 real frames" if args.validation == "quick" else "6 real-frame cases") + " + random inputs)")
+    skip = [] if args.no_validate else ["--no-validate skips the check"]
+    if not args.no_validate and args.validation == "full":
+        skip.append(f"--validation quick takes about {about(MEASURED_S['quick'])}")
+    return (f"exporting {model} to {output} ({args.precision}){check}: about {about(seconds)} {on_this_machine()}{size}"
+            + (f" ({'; '.join(skip)})" if skip else ""))
 
 
 def written_graph_facts(path: Path) -> tuple[int, str, int]:

@@ -4,9 +4,10 @@
     python -m export.triton_repo --model artifacts/jarrn_fp16.engine --out triton_repo          # TensorRT plan
     python -m export.triton_repo --model artifacts/jarrn_fp32.onnx --out triton_repo            # ONNX Runtime
     python -m export.triton_repo --model artifacts/jarrn_fp32.onnx --out triton_repo --onnx-tensorrt
-    jarrn export --triton-repo triton_repo                                                      # export, then this
+    jarrn export --triton-repo triton_repo --instance-kind cpu                                  # export, then this
     docker run --gpus all --rm -p8000:8000 -p8001:8001 -p8002:8002 -v $PWD/triton_repo:/models \\
-        nvcr.io/nvidia/tritonserver:26.08-py3 tritonserver --model-repository=/models
+        nvcr.io/nvidia/tritonserver:26.08-py3 tritonserver --model-repository=/models          # GPU instances
+    (CPU instances: the same without ``--gpus all``.)
 
 The model is served as ``jarrn`` with the contract's tensors (``rgb`` FP32 [B,3,H,W], ``sparse_depth`` FP32 [B,1,H,W]
 -> ``depth`` FP32 [B,1,H,W]), dynamic batching and an instance group. For a plan, the batch limit and the accepted H and
@@ -29,7 +30,7 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
 from typing import Sequence  # noqa: E402
 
 from jarrn.cli import command  # noqa: E402
@@ -39,15 +40,24 @@ MODEL_NAME = "jarrn"
 TRITON_TAG = "26.08-py3"
 """The NGC Triton release the README recipe names: the same release as docker/Dockerfile's TensorRT base image."""
 DOCKER_COMMAND = (
-    "docker run --gpus all --rm -p8000:8000 -p8001:8001 -p8002:8002 -v {folder}:/models "
+    "docker run {gpus}--rm -p8000:8000 -p8001:8001 -p8002:8002 -v {folder}:/models "
     "nvcr.io/nvidia/tritonserver:{tag} tritonserver --model-repository=/models"
 )
 
 
-def docker_command(repository: str | Path) -> str:
-    """The ``docker run`` line serving ``repository`` (relative paths are taken from the current folder)."""
+def docker_command(repository: str | Path, instance_kind: str = "gpu") -> str:
+    """The ``docker run`` line serving ``repository`` (relative paths are taken from the current folder); GPU
+    instances need the container to see the GPUs, CPU instances do not."""
     folder = Path(repository)
-    return DOCKER_COMMAND.format(folder=folder if folder.is_absolute() else f"$PWD/{folder}", tag=TRITON_TAG)
+    return DOCKER_COMMAND.format(gpus="--gpus all " if instance_kind == "gpu" else "",
+                                 folder=folder if folder.is_absolute() else f"$PWD/{folder}", tag=TRITON_TAG)
+
+
+def machine_instance_kind() -> str:
+    """"gpu" when ``nvidia-smi`` sees a GPU here, else "cpu": the default of ``--instance-kind``."""
+    from export.gpu_probe import visible_gpus
+
+    return "gpu" if visible_gpus() else "cpu"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 INSTANCE_KINDS = ("gpu", "cpu")
 SERVE_INSTALL_HINT = 'writing a Triton model repository needs tritonclient: pip install -e ".[serve]"'
@@ -64,8 +74,9 @@ class RepositoryOptions:
     """How long a request waits for others of the same shape."""
     instances: int = 1
     """Model instances per device (instance group count)."""
-    instance_kind: str = "gpu"
-    """"gpu" (KIND_GPU) or "cpu" (KIND_CPU, ONNX only)."""
+    instance_kind: str = ""
+    """"gpu" (KIND_GPU), "cpu" (KIND_CPU, ONNX only), or "" for this machine's (:func:`machine_instance_kind`; always
+    "gpu" for a TensorRT plan or the TensorRT accelerator)."""
     onnx_tensorrt: bool = False
     """ONNX only: add ONNX Runtime's TensorRT execution accelerator (engine cache in the container's /tmp)."""
     profile_text: tuple[str, str, str] | None = None
@@ -78,7 +89,7 @@ class RepositoryOptions:
             raise UsageError(f"--max-queue-delay-us: expected 0 or more, got {self.max_queue_delay_us}")
         if self.instances < 1:
             raise UsageError(f"--instances: expected at least 1, got {self.instances}")
-        if self.instance_kind not in INSTANCE_KINDS:
+        if self.instance_kind not in ("", *INSTANCE_KINDS):
             raise UsageError(f"--instance-kind: expected one of {INSTANCE_KINDS}, got {self.instance_kind!r}")
 
 
@@ -252,6 +263,10 @@ def write_repository(model: str | Path, out: str | Path, options: RepositoryOpti
     from model.atomic import atomic_path, atomic_write_text
 
     model, out = Path(model), Path(out)
+    if not options.instance_kind:
+        gpu_only = model.suffix.lower() in ENGINE_SUFFIXES or options.onnx_tensorrt
+        kind = "gpu" if gpu_only else machine_instance_kind()
+        options = replace(options, instance_kind=kind)
     if not model.is_file():
         raise InputError(f"--model: no such file {model}")
     if out.exists() and not out.is_dir():
@@ -282,7 +297,7 @@ def write_repository(model: str | Path, out: str | Path, options: RepositoryOpti
         f"{options.instances} {options.instance_kind.upper()} instance(s)) + {MODEL_NAME}/1/{files[0][1]}")
     for note in notes:
         log(f"  {note}")
-    log("  serve it: " + docker_command(out))
+    log("  serve it: " + docker_command(out, options.instance_kind))
     return out / MODEL_NAME
 
 
@@ -295,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m export.triton_repo",
         description="Write a Triton model repository (model 'jarrn', dynamic batching) for NVIDIA's Triton container "
                     "from a TensorRT engine (TensorRT backend) or an ONNX file (ONNX Runtime backend).",
-        epilog="Serve it: " + docker_command("triton_repo"),
+        epilog="Serve it: " + docker_command("triton_repo") + " (CPU instances: without --gpus all)",
     )
     p.add_argument("--model", required=True, help="TensorRT engine with its .json manifest, or an ONNX file")
     p.add_argument("--out", required=True, help="repository folder (created; other models in it are kept)")
@@ -310,8 +325,8 @@ def add_repository_arguments(p: argparse.ArgumentParser, prefix: str = "") -> No
     p.add_argument(f"--{prefix}max-queue-delay-us", type=int, default=2000,
                    help="dynamic batching queue delay in microseconds (default %(default)s)")
     p.add_argument(f"--{prefix}instances", type=int, default=1, help="model instances per device (default 1)")
-    p.add_argument(f"--{prefix}instance-kind", choices=INSTANCE_KINDS, default="gpu",
-                   help="gpu (default) or cpu (ONNX only)")
+    p.add_argument(f"--{prefix}instance-kind", choices=INSTANCE_KINDS, default="",
+                   help="gpu or cpu (ONNX only); default: gpu when this machine has one (always for a plan), else cpu")
     p.add_argument(f"--{prefix}onnx-tensorrt", action="store_true",
                    help="ONNX: add ONNX Runtime's TensorRT execution accelerator")
     p.add_argument(f"--{prefix}profile", nargs=3, metavar=("MIN", "OPT", "MAX"), default=None,

@@ -1,15 +1,18 @@
 """Validate exported graphs: ONNX Runtime (CPU) against the PyTorch reference, and against ground truth.
 
-Cases: the bundled real frames (``model.real_frames.evaluation_cases``: KITTI with real LiDAR at 375x1242, indoor
-frames with 500/100 random ground-truth points) and random inputs at several sizes and batch sizes, at least one size
-not a multiple of 64 (static graphs: their own size and batch). Per case: max and mean absolute difference in metres
+Cases: the bundled real frames and random inputs at several sizes and batch sizes, at least one size not a multiple of
+64 (static graphs: their own size and batch). Two sets of real-frame cases (:data:`CASE_SETS`): ``full`` is
+``model.real_frames.evaluation_cases`` (both KITTI cameras with real LiDAR at 375x1242, the indoor frames with 500 and
+100 random ground-truth points, the Kinect v2 frame at 1080x1440); ``quick`` (what an export runs, a quarter of the
+pixels) is one frame per sensor (KITTI camera 02, TUM and Kinect v2 with 500 points), frames larger than a KITTI
+frame centre-cropped to about its pixel count before the points are drawn. Per case: max and mean absolute difference in metres
 between the graph's ``depth`` and PyTorch FP32's, and, for real frames, RMSE against ground truth for both.
 
 Bounds (:class:`Bounds`), checked per case: FP32 max abs <= 1e-3 m on every case; FP16 and INT8 RMSE vs ground truth
 at most 2% and 5% above PyTorch FP32's on every real frame. Reports are printed and written next to the graph as
 ``<name>.validation.md`` and ``<name>.validation.json``.
 
-Command line (validates one or more graphs against one network; exit status 1 when a bound is exceeded)::
+Command line (validates one or more graphs against one network; exit status 6 when a bound is exceeded)::
 
     python export/validate.py artifacts/jarrn_fp32.onnx artifacts/jarrn_fp16.onnx artifacts/jarrn_int8.onnx
 """
@@ -34,12 +37,20 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import torch  # noqa: E402
 
+from export.estimates import MEASURED_S, about, on_this_machine  # noqa: E402
 from export.graph_check import GraphError, check_graph  # noqa: E402
 from export.precision_choices import FP32_MAX_ABS_M, RMSE_TOLERANCE  # noqa: E402
 from export.onnx_graph import ExportError, atomic_write_bytes, file_sha256, read_metadata  # noqa: E402
 from jarrn.cli import command  # noqa: E402
 from jarrn.errors import EXIT_CHECK_FAILED, InputError  # noqa: E402
 from model import CONTRACT, Jarrn, MetricJarrn  # noqa: E402
+
+CASE_SETS = ("quick", "full")
+"""The real-frame case sets, cheapest first (see the module docstring)."""
+QUICK_MAX_PIXELS = 375 * 1242
+"""``quick``: larger frames are centre-cropped to at most this many pixels (a KITTI frame's)."""
+QUICK_POINT_COUNTS = (500,)
+"""``quick``: random ground-truth points drawn for a frame without real sparse depth."""
 
 # (batch, height, width) of the random cases: two batch sizes, 75x130 and 100x333 are not multiples of 64.
 RANDOM_SHAPES: tuple[tuple[int, int, int], ...] = ((1, 128, 192), (2, 75, 130), (3, 100, 333))
@@ -216,13 +227,42 @@ def _fit(array: np.ndarray, hw: tuple[int, int], mode: str) -> np.ndarray:
     return crop_or_pad(array, hw, mode=mode, channels_last=False)
 
 
-def real_cases(static_hw: tuple[int, int] | None = None, static_batch: int | None = None) -> list[_Case]:
-    """The bundled real frames as graph inputs (cropped/padded to a static size; repeated to a static batch)."""
-    from model.contract import prepare_inputs
-    from model.real_frames import evaluation_cases, load_real_frames
+def _quick_frames(frames: list) -> list:
+    """One frame per sensor (the name's part before the first "_": kitti, tum, kinect2), each at most
+    :data:`QUICK_MAX_PIXELS`."""
+    from dataclasses import replace
 
+    from model.crop import crop_or_pad
+
+    chosen: dict[str, object] = {}
+    for frame in frames:
+        chosen.setdefault(frame.name.split("_")[0], frame)
+    quick = []
+    for frame in chosen.values():
+        height, width = frame.gt.shape
+        scale = min(1.0, math.sqrt(QUICK_MAX_PIXELS / (height * width)))
+        hw = (int(height * scale), int(width * scale))
+        if hw != (height, width):
+            frame = replace(frame, rgb=crop_or_pad(frame.rgb, hw, mode="edge"), gt=crop_or_pad(frame.gt, hw),
+                            sparse=None if frame.sparse is None else crop_or_pad(frame.sparse, hw), intrinsics=None)
+        quick.append(frame)
+    return quick
+
+
+def real_cases(static_hw: tuple[int, int] | None = None, static_batch: int | None = None,
+               case_set: str = "full") -> list[_Case]:
+    """The bundled real frames as graph inputs, ``case_set`` one of :data:`CASE_SETS` (cropped/padded to a static
+    size; repeated to a static batch)."""
+    from model.contract import prepare_inputs
+    from model.real_frames import INDOOR_POINT_COUNTS, evaluation_cases, load_real_frames
+
+    frames = load_real_frames()
+    if case_set == "quick":
+        frames, counts = _quick_frames(frames), QUICK_POINT_COUNTS
+    else:
+        counts = INDOOR_POINT_COUNTS
     cases = []
-    for case in evaluation_cases(load_real_frames()):
+    for case in evaluation_cases(frames, point_counts=counts):
         rgb, sparse, _ = prepare_inputs(case.rgb, case.sparse)
         gt = case.gt
         if static_hw:
@@ -259,7 +299,8 @@ def _static_dims(model: onnx.ModelProto) -> tuple[int | None, tuple[int, int] | 
     return batch, hw
 
 
-def default_cases(model: onnx.ModelProto, *, real_frames: bool = True) -> tuple[list[_Case], list[str]]:
+def default_cases(model: onnx.ModelProto, *, real_frames: bool = True,
+                  case_set: str = "full") -> tuple[list[_Case], list[str]]:
     """Real frames + random cases suited to the graph's static or dynamic input dims; notes on what was skipped."""
     batch, hw = _static_dims(model)
     notes = []
@@ -274,7 +315,7 @@ def default_cases(model: onnx.ModelProto, *, real_frames: bool = True) -> tuple[
     cases = random_cases(shapes)
     if real_frames:
         try:
-            cases = real_cases(hw, batch) + cases
+            cases = real_cases(hw, batch, case_set) + cases
         except (FileNotFoundError, OSError, ValueError) as exc:
             notes.append(f"bundled real frames unavailable ({exc}); RMSE vs ground truth not checked")
     else:
@@ -329,9 +370,11 @@ def validate_onnx(
     real_frames: bool = True,
     reference: ReferenceCache | None = None,
     cases: list | None = None,
+    case_set: str = "full",
     log: Log | None = None,
 ) -> ValidationReport:
-    """Run every case through ONNX Runtime and PyTorch and check the bounds for the graph's precision."""
+    """Run every case (``cases``, else the default ones with ``case_set``'s real frames) through ONNX Runtime and
+    PyTorch and check the bounds for the graph's precision."""
     from tqdm.auto import tqdm
 
     log = log or (lambda message: None)
@@ -344,7 +387,7 @@ def validate_onnx(
     aux = len(output_names) > 1
     report = ValidationReport(str(onnx_path), precision, library, bounds)
     if cases is None:
-        cases, notes = default_cases(model, real_frames=real_frames)
+        cases, notes = default_cases(model, real_frames=real_frames, case_set=case_set)
         report.notes.extend(notes)
     del model
     reference = reference or ReferenceCache(network)
@@ -431,7 +474,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python export/validate.py",
         description="Check exported JARRN graphs with ONNX Runtime against PyTorch FP32 and ground truth; "
-                    "writes <name>.validation.md/.json next to the first graph; exit status 1 when a bound is "
+                    "writes <name>.validation.md/.json next to the first graph; exit status 6 when a bound is "
                     "exceeded.",
     )
     p.add_argument("onnx", nargs="+", type=Path, help="graphs written by export/to_onnx.py (any precision)")
@@ -440,6 +483,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prob-activation", choices=("softmax_height", "sigmoid"), default=None,
                    help="override the probability activation (default: the one recorded in the graph's metadata)")
     p.add_argument("--no-real-frames", action="store_true", help="random inputs only (no RMSE vs ground truth)")
+    p.add_argument("--cases", choices=CASE_SETS, default="full",
+                   help="real-frame cases: full (default: both KITTI cameras, TUM and Kinect v2 with 500 and 100 "
+                        "points, full size) or quick (one frame per sensor, at most a KITTI frame's size; what "
+                        "jarrn export runs)")
     p.add_argument("--fp32-max-abs", type=float, default=Bounds.fp32_max_abs_m,
                    help="FP32 bound: max |ONNX - PyTorch| in metres (default %(default)g)")
     p.add_argument("--fp16-rmse-rel", type=float, default=Bounds.fp16_rmse_rel,
@@ -472,9 +519,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             key = (args.checkpoint or read_metadata(path).get("checkpoint_sha256"), network.config)
             if key != network_key:
                 reference, network_key = ReferenceCache(network), key
-            print(f"validating {path} ...", file=sys.stderr, flush=True)
+            cases = ("random inputs only" if args.no_real_frames else f"the {args.cases} cases, about "
+                     f"{about(MEASURED_S[args.cases])} {on_this_machine()} for the bundled model")
+            print(f"validating {path} on {cases} ...", file=sys.stderr, flush=True)
             reports.append(validate_onnx(path, network, bounds=bounds, real_frames=not args.no_real_frames,
-                                         reference=reference))
+                                         reference=reference, case_set=args.cases))
     except FileNotFoundError as exc:
         raise InputError(str(exc)) from None
     except (ExportError, CheckpointError):

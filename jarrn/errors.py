@@ -14,13 +14,17 @@ EXIT_BUG = 1
 EXIT_USAGE = 2
 """A bad command-line argument (argparse's own convention)."""
 EXIT_INPUT = 3
-"""An input file or array that cannot be used (missing, corrupt, wrong format, wrong size)."""
+"""An input file or array that cannot be used (missing, a folder given as a file, corrupt, wrong format, wrong size, a
+sparse map without a single point: model.contract.EmptySparseDepthError)."""
 EXIT_OUTPUT = 4
-"""An output path that cannot be written (unwritable folder, a file where a folder is expected, disk full)."""
+"""An output path that cannot be written (unwritable folder, a file where a folder is expected, disk full, an output
+that would replace one of the command's own inputs), checked before the work where it can be."""
 EXIT_UNAVAILABLE = 5
-"""A dependency or device that is not there (package not installed, no GPU, engine built for another GPU)."""
+"""A dependency or device that is not there (package not installed, no GPU, engine built for another GPU, an input
+size whose estimated memory does not fit: jarrn.memory.MemoryGuardError)."""
 EXIT_CHECK_FAILED = 6
-"""The work ran but its result failed a check (export validation outside its bounds, a failed build)."""
+"""The work ran but its result failed a check (export validation outside its bounds, a failed build, a model whose
+output is NaN or inf: model.contract.NonFiniteDepthError, naming the model file)."""
 EXIT_INTERRUPTED = 130
 """Interrupted by the user (Ctrl-C)."""
 

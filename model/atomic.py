@@ -15,7 +15,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, Mapping
 
 _FILE_MODE = 0o644  # mkstemp creates 0600; artifacts are meant to be shared
 _PID_TAG = re.compile(r"\.pid(\d+)\.")
@@ -193,3 +193,22 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: handle.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def refuse_overwriting_inputs(outputs: Iterable[str | os.PathLike], inputs: Mapping[str, str | os.PathLike | None],
+                              out_flag: str) -> None:
+    """:class:`jarrn.errors.OutputError` (exit 4), before any work, when one of ``outputs`` is one of ``inputs``
+    (option -> path; None skipped): no command writes over one of its own inputs."""
+    from jarrn.errors import OutputError
+
+    def same(a: Path, b: Path) -> bool:
+        try:
+            return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+        except OSError:
+            return False
+
+    for output in map(Path, outputs):
+        for flag, path in inputs.items():
+            if path is not None and same(Path(path), output):
+                raise OutputError(f"{flag}: {path} would be replaced by the output {output.name} written to "
+                                  f"{out_flag}; choose another {out_flag} (no command writes over its inputs)")

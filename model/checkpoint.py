@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from model.contract import CONTRACT_VERSION
 from model.network import Jarrn, JarrnConfig
 
 PROJECT_FORMAT = "jarrn-deploy"
+HASH_KEY = "content_sha256"
+"""Metadata key of :func:`content_hash` in the project's safetensors files."""
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "jarrn_small_default.safetensors"
 _PREFIXES = ("_orig_mod.", "module.")
 _BRANCHES = ("rgb_x_block", "sfmap_block")
@@ -69,14 +72,19 @@ def check_contract_version(recorded: object, path: str | os.PathLike = "<checkpo
         )
 
 
-def check_tensors(state_dict: Mapping[str, object], path: str | os.PathLike = "<checkpoint>") -> None:
-    """Every entry is a floating-point tensor with finite values (int weights or NaN would load and give garbage)."""
+def check_tensor_types(state_dict: Mapping[str, object], path: str | os.PathLike = "<checkpoint>") -> None:
+    """Every entry is a floating-point tensor (a float, a list or int weights would load and give garbage)."""
     for key, value in state_dict.items():
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, expected a tensor")
         if not value.is_floating_point():
             raise CheckpointError(f"{path}: tensor {key!r} has dtype {str(value.dtype).replace('torch.', '')}; "
                                   "JARRN weights are floating point (float32, float16 or bfloat16)")
+
+
+def check_tensors(state_dict: Mapping[str, object], path: str | os.PathLike = "<checkpoint>") -> None:
+    """Every entry is a floating-point tensor with finite values (int weights or NaN would load and give garbage)."""
+    check_tensor_types(state_dict, path)
     for key, value in state_dict.items():
         finite = torch.isfinite(value)
         if not bool(finite.all()):
@@ -86,13 +94,19 @@ def check_tensors(state_dict: Mapping[str, object], path: str | os.PathLike = "<
 
 
 def _reason(exc: BaseException, limit: int = 200) -> str:
-    """One line for the user from a loader's exception: torch's weights-only refusals span many lines of advice, of
-    which the line after 'WeightsUnpickler error:' says what was found."""
+    """One line for the user from a loader's exception. torch's weights-only refusal spans many lines, most of them
+    advice to set ``weights_only=False`` (which would run the file's code): only the line saying what was found
+    (e.g. "Trying to load unsupported GLOBAL posix.system ...") is kept."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = next((lines[i + 1] for i, line in enumerate(lines[:-1]) if line.endswith("WeightsUnpickler error:")), None)
-    if text is not None:
-        text = f"it holds Python objects that safe loading refuses: {text}"
-    else:
+    text = None
+    if lines and ("weights only load failed" in lines[0].lower() or any(
+            line.endswith("WeightsUnpickler error:") for line in lines)):
+        found = [line for i, line in enumerate(lines) if "global" in line.lower() or (
+            i and lines[i - 1].endswith("WeightsUnpickler error:"))]
+        found = [line for line in found if "weights_only" not in line and not line.endswith("WeightsUnpickler error:")]
+        text = ("it holds Python objects that safe loading refuses and that were not run: "
+                + (found[0] if found else "an object of a type that is not allowed"))
+    if text is None:
         text = lines[0] if lines else ""
     text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -129,9 +143,44 @@ def infer_widths(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike
     return tuple(reversed(mids)) + (outer,)
 
 
+def content_hash(tensors: Mapping[str, torch.Tensor], config_json: str, contract_version: str) -> str:
+    """sha256 over the recorded config, the contract version and every tensor (name, dtype, shape, bytes), in name
+    order: recorded in a project file's metadata, so an edited config or tensor is noticed when the file loads."""
+    digest = hashlib.sha256(f"{config_json}\0{contract_version}\0".encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}\0{str(tensor.dtype)}\0{list(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_content_hash(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str], path: str | os.PathLike) -> None:
+    """:class:`CheckpointError` when the file records a content hash that its config and tensors no longer match."""
+    recorded = metadata.get(HASH_KEY)
+    if recorded is None:
+        return  # written before the hash was recorded (the bundled model, older exports): nothing to compare
+    actual = content_hash(state, metadata.get("config", ""), metadata.get("contract_version", ""))
+    if actual != recorded:
+        raise CheckpointError(f"{path}: its config or weights were changed after it was saved (content hash "
+                              f"{actual[:12]}, recorded {recorded[:12]}); re-save it with model.checkpoint.save_model "
+                              "if the change is intended")
+
+
+def is_safetensors(path: Path) -> bool:
+    """Whether the file starts like safetensors (an 8-byte little-endian header length, then a JSON object), whatever
+    its name: a PyTorch file starts with a zip ('PK') or pickle (0x80) signature instead."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8
+
+
 def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], JarrnConfig | None]:
-    """State dict and, for project files, the recorded config."""
-    if path.suffix == ".safetensors":
+    """State dict and, for project files, the recorded config (the format sniffed from the content, not the name)."""
+    if path.suffix == ".safetensors" or is_safetensors(path):
         from safetensors import SafetensorError
         from safetensors.torch import load_file, safe_open
 
@@ -147,6 +196,7 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], JarrnConfig | None]
             raise CheckpointError(f"{path}: format tag {fmt!r} is not {PROJECT_FORMAT!r}; this file was written by "
                                   "another tool (convert it with model.checkpoint.save_model)")
         check_contract_version(metadata.get("contract_version"), path)
+        check_content_hash(state, metadata, path)
         config = parse_recorded_config(metadata["config"], path) if "config" in metadata else None
         return state, config
     try:
@@ -173,6 +223,7 @@ def build_from_state_dict(
 ) -> Jarrn:
     """A :class:`Jarrn` holding ``state_dict`` (prefixes stripped), widths inferred unless ``config`` is given."""
     state = strip_prefixes(state_dict)
+    check_tensor_types(state, path)
     if config is None:
         config = JarrnConfig(infer_widths(state, path))
     network = Jarrn(config)
@@ -226,6 +277,7 @@ def load_model(
     if not path.is_file():
         raise CheckpointNotFoundError(f"checkpoint: no such file {path}")
     state, config = _read_file(path)
+    check_tensor_types(state, path)  # before the widths are read from the shapes: a float has no shape
     if config is None:
         config = JarrnConfig(infer_widths(strip_prefixes(state), path))
     overrides = {k: v for k, v in (("prob_activation", prob_activation), ("depth_normalisation", depth_normalisation)) if v}
@@ -271,11 +323,13 @@ def save_model(network: Jarrn, path: str | os.PathLike, *, half: bool = False, e
     path = Path(path)
     dtype = torch.float16 if half else torch.float32
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in network.state_dict().items()}
+    config_json = json.dumps(network.config.to_dict())
     metadata = {
-        "format": PROJECT_FORMAT,
-        "config": json.dumps(network.config.to_dict()),
-        "contract_version": CONTRACT_VERSION,
         **(extra_metadata or {}),
+        "format": PROJECT_FORMAT,
+        "config": config_json,
+        "contract_version": CONTRACT_VERSION,
+        HASH_KEY: content_hash(tensors, config_json, CONTRACT_VERSION),
     }
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -304,13 +358,15 @@ def save_training_checkpoint(path: str | os.PathLike, payload: dict) -> Path:
 def _writing(path: Path) -> Iterator[None]:
     """A full disk or a read-only folder while saving becomes one OutputError line (still an OSError); the atomic
     writer has already removed its temp file, and the previous file at ``path`` is untouched."""
+    from safetensors import SafetensorError
+
     try:
         yield
     except OutputError:
         raise
     except OSError as exc:
         raise OutputError(f"{path}: could not be written ({exc.strerror or exc})") from None
-    except RuntimeError as exc:  # torch.save reports a failed write as RuntimeError ("... file write failed")
-        if "write" not in str(exc).lower():
-            raise
-        raise OutputError(f"{path}: could not be written ({str(exc).splitlines()[0]})") from None
+    except (RuntimeError, SafetensorError) as exc:
+        # torch.save reports a failed write as a RuntimeError ("file write failed", or on a full disk "unexpected pos
+        # N vs M"), safetensors as a SafetensorError ("IoError ... StorageFull"): inside this block only writing runs
+        raise OutputError(f"{path}: could not be written ({_reason(exc)}; is the disk full?)") from None

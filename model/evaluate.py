@@ -22,8 +22,14 @@ import numpy as np
 
 from jarrn.cli import command
 from jarrn.errors import InputError, OutputError, UsageError
-from model.atomic import atomic_write_bytes, atomic_write_text, check_writable_folder, staged_outputs
+from jarrn.options import repeated_options
+from model.atomic import (atomic_write_bytes, atomic_write_text, check_writable_folder, refuse_overwriting_inputs,
+                          staged_outputs)
 from model.frame_evaluation import METHODS, CaseResult, evaluate, panel, rmse_chart
+
+
+REPORT_FILES = ("evaluation.md", "evaluation.json", "evaluation.png", "summary.md", "heldout.json", "heldout.png")
+"""The files every evaluation writes into ``--out`` (plus ``panel_<case>.png``)."""
 
 
 def render_markdown(results: Sequence[CaseResult], model_label: str, command: str) -> str:
@@ -65,7 +71,7 @@ examples:
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.evaluate", description=HELP_DESCRIPTION,
+    parser = argparse.ArgumentParser(prog="jarrn evaluate", description=HELP_DESCRIPTION,
                                      epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=None,
                         help="model file to evaluate (.safetensors, .pth); default: the bundled model")
@@ -84,9 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 0:
         raise UsageError(f"--threads: expected a non-negative integer (0: torch's default), got {args.threads}")
     if args.model is not None and args.model.is_dir():
-        raise UsageError(f"--model: {args.model} is a folder, expected a checkpoint file")
+        raise InputError(f"--model: {args.model} is a folder, expected a checkpoint file")
     if args.held_out_root is not None and not args.held_out_root.is_dir():
-        raise UsageError(f"--held-out-root: expected an rgbd_extra folder, got {args.held_out_root}")
+        raise InputError(f"--held-out-root: expected an rgbd_extra folder, got {args.held_out_root}")
+    repeated_options(parser, argv)
+    from jarrn.memory import guard_disabled
+
+    guard_disabled()  # a junk JARRN_MEMORY_GUARD value: a usage error before the work
+    refuse_overwriting_inputs([args.out / name for name in REPORT_FILES], {"--model": args.model}, "--out")
     from jarrn.devices import resolve_device
 
     device = resolve_device(args.device)  # a bad or missing device fails before anything is written

@@ -7,11 +7,14 @@ layout and numpy conversions every backend shares are in :mod:`model.contract`.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jarrn.memory import ENV_OVERRIDE_HINT, MemoryGuard, user_batch_shape
 from model.contract import CONTRACT, depth_to_user, prepare_inputs
 
 DEPTH_NORMALISATIONS = frozenset({"max", "minmax"})
@@ -149,8 +152,25 @@ class MetricJarrn(nn.Module):
 def complete_depth(network: nn.Module, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
     """PyTorch reference path: user numpy inputs in, float32 metres out, any H and W (``network``: a
     :class:`model.network.Jarrn`, whose ``complete`` calls this)."""
-    rgb_nchw, sparse_nchw, was_batched = prepare_inputs(rgb, sparse_depth)
     device = next(network.parameters()).device
+    guard, shape = _memory_guard(network, device), user_batch_shape(rgb)
+    if shape is not None:
+        guard.check(shape)  # before the conversion, which allocates for the size too
+    rgb_nchw, sparse_nchw, was_batched = prepare_inputs(rgb, sparse_depth)
     wrapper = MetricJarrn(network).eval()
     depth = wrapper(torch.from_numpy(rgb_nchw).to(device), torch.from_numpy(sparse_nchw).to(device))
-    return depth_to_user(depth.float().cpu().numpy(), was_batched)
+    guard.ran(rgb_nchw.shape)
+    return depth_to_user(depth.float().cpu().numpy(), was_batched, getattr(network, "source_path", None))
+
+
+_GUARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""network -> (device, its memory guard): kept per network, so sizes that already ran are not refused again."""
+
+
+def _memory_guard(network: nn.Module, device: torch.device) -> MemoryGuard:
+    """The memory guard of ``network`` on ``device`` (a new one when the network moved)."""
+    known = _GUARDS.get(network)
+    if known is None or known[0] != device:
+        known = (device, MemoryGuard.for_torch(network.config.widths, device, ENV_OVERRIDE_HINT))
+        _GUARDS[network] = known
+    return known[1]

@@ -55,13 +55,16 @@ from __future__ import annotations
 import sys
 
 from jarrn.cli import command
+from jarrn.options import repeated_options
 from model.train_options import build_parser
 
 
 @command
 def main(argv: list[str] | None = None) -> int:
     """``python -m model.train`` / ``jarrn train``: parse (``--help`` answers here, fast), check, then train."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    repeated_options(parser, argv)
     from model.training.arguments import check_args
     from model.training.loop import run
 

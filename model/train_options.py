@@ -16,6 +16,8 @@ SPARSE_MIXES: dict[str, dict[str, float]] = {
 """Sparse-input mixes: regime -> probability, drawn per training sample (``model.training.sparse_sampling``)."""
 SYNTHETIC_ON_DEVICE = ("auto", "on", "off")
 """Where synthetic batches are made: 'auto' (on the device for CUDA, else on the host), 'on' or 'off'."""
+RUN_FILES = ("last.pt", "best.safetensors", "history.json", "log.csv", "val.csv", "curves.png", "args.json")
+"""What a run writes in ``--out`` (their temp files, left by a killed run, are removed at the start)."""
 VALIDATION_SCORES = ("mean", "worst")
 """How the validation cases are combined into the score that picks best.safetensors."""
 
@@ -68,7 +70,7 @@ def _pool_scenes(text: str) -> int | str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m model.train",
+        prog="jarrn train",
         description=HELP_DESCRIPTION,
         epilog=HELP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

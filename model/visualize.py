@@ -18,7 +18,17 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 DEPTH_CMAP = "turbo"
-"""Colour map of depth pictures: near = blue (low end), far = red."""
+"""Colour map of depth pictures: near = blue (low end), far = red, over :data:`DEPTH_SPAN` of it."""
+DEPTH_SPAN = (0.1, 0.95)
+"""The part of turbo depth is drawn with: its first tenth runs to near-black (48, 18, 59), which near depth (a road 5 m
+ahead) would share with the black of "no depth"; the map starts at a clear blue instead."""
+NO_DEPTH_RGB = (0, 0, 0)
+"""Colour of pixels without depth: black, which is not on the map (see :data:`DEPTH_SPAN`)."""
+FAR_RADIUS_PX = 24
+"""A completed-depth pixel with no sparse point within this many pixels (of the input frame) is drawn faded: its
+depth is an extrapolation, e.g. the sky above a LiDAR's top beam, not a measurement nearby."""
+FAR_FADE = 0.6
+"""How far a faded pixel is blended towards white (0 = not at all, 1 = white)."""
 MAX_TILE_SIDE = 900
 """Longest side of a tile in :func:`make_panel`; larger frames are scaled down."""
 _BG = (255, 255, 255)
@@ -36,9 +46,10 @@ def colorize_depth(
     *,
     cmap: str = DEPTH_CMAP,
 ) -> np.ndarray:
-    """Colour a depth map (metres, HxW) as uint8 HxWx3; invalid pixels (<= 0, nan) are black.
+    """Colour a depth map (metres, HxW) as uint8 HxWx3; invalid pixels (<= 0, nan) are black (:data:`NO_DEPTH_RGB`).
 
-    The range defaults to the min / max of the valid pixels; near = low end of the colormap.
+    The range defaults to the min / max of the valid pixels; near = low end of the colour map, drawn over
+    :data:`DEPTH_SPAN` for the depth map (other maps whole).
     """
     from matplotlib import colormaps
 
@@ -54,8 +65,38 @@ def colorize_depth(
     if not hi >= lo:
         raise ValueError(f"vmax must be >= vmin, got vmin={lo}, vmax={hi}")
     normed = np.clip((d[valid] - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
-    out[valid] = colormaps[cmap](normed, bytes=True)[:, :3]
+    start, end = DEPTH_SPAN if cmap == DEPTH_CMAP else (0.0, 1.0)
+    out[valid] = colormaps[cmap](start + normed * (end - start), bytes=True)[:, :3]
     return out
+
+
+def far_from_points(sparse_m: np.ndarray, radius_px: float) -> np.ndarray:
+    """Boolean HxW mask of the pixels with no sparse point (> 0) within ``radius_px`` pixels (Euclidean distance to
+    the nearest point centre); all True when there is no point at all."""
+    from scipy.ndimage import distance_transform_edt
+
+    points = np.isfinite(sparse_m) & (sparse_m > 0)
+    if not points.any():
+        return np.ones(np.shape(sparse_m), dtype=bool)
+    return distance_transform_edt(~points) > radius_px
+
+
+def fade(image: np.ndarray, mask: np.ndarray, amount: float = FAR_FADE) -> np.ndarray:
+    """``image`` (uint8 HxWx3) with the ``mask`` pixels blended ``amount`` of the way to white."""
+    out = image.copy()
+    out[mask] = np.round(image[mask] * (1.0 - amount) + 255.0 * amount).astype(np.uint8)
+    return out
+
+
+def depth_legend(*, holes: bool, far_radius_px: float | None, shared: bool = False) -> str:
+    """The line under a depth picture, true for that picture: black is explained only where there are pixels without
+    depth, the faded look only where some were faded (``far_radius_px``; None when none were)."""
+    parts = ["depth (m)" + (", colour scale shared by the sparse input and the completed depth" if shared else "")]
+    if holes:
+        parts.append("black = no depth")
+    if far_radius_px is not None:
+        parts.append(f"faded = no sparse point within {far_radius_px:g} px")
+    return "; ".join(parts)
 
 
 def display_range(depth_m: np.ndarray) -> tuple[float, float]:
@@ -94,30 +135,91 @@ def _font(size: int) -> ImageFont.ImageFont:
             return ImageFont.load_default()
 
 
+def _tick_step(span: float) -> float:
+    """A round step (1, 2 or 5 x 10^k) giving at most six ticks over ``span``."""
+    step = 10 ** math.floor(math.log10(span / 4)) if span > 0 else 1.0
+    for mult in (1, 2, 5, 10):
+        if span / (step * mult) <= 6:
+            return step * mult
+    return step * 10
+
+
+def _end_label(value: float, span: float) -> str:
+    """An end of the colour bar with one decimal, more for a narrow range (5.3 and 78.3 m; 1.204 and 1.206 m)."""
+    decimals = 1 if span <= 0 else min(4, max(1, 1 - math.floor(math.log10(span))))
+    return f"{value:.{decimals}f}"
+
+
+def colorbar_labels(lo: float, hi: float, length: int, text_width: Any, gap: int = 6) -> list[tuple[float, str]]:
+    """(x, text) of the colour bar's labels along a ramp of ``length`` pixels: both ends, with the exact values
+    (the left one starts at 0, the right one ends at ``length``), and the round ticks in between whose labels fit
+    without touching them or each other. ``text_width(text)`` is the drawn width of a label in pixels."""
+    span = hi - lo
+    left, right = _end_label(lo, span), _end_label(hi, span)
+    labels = [(0.0, left)]
+    taken = [(0.0, text_width(left)), (length - text_width(right), float(length))]
+    if span > 0:
+        step = _tick_step(span)
+        value = math.ceil(lo / step) * step
+        while value < hi - 1e-9:
+            x = (value - lo) / span * (length - 1)
+            label = f"{value:g}"
+            box = (x - text_width(label) / 2, x + text_width(label) / 2)
+            if all(box[1] + gap <= a or box[0] - gap >= b for a, b in taken):
+                labels.append((x, label))
+                taken.append(box)
+            value += step
+    labels.append((float(length), right))
+    return labels
+
+
 def _colorbar(width: int, lo: float, hi: float, font: ImageFont.ImageFont, pad: int) -> Image.Image:
-    """A horizontal turbo ramp from ``lo`` to ``hi`` metres with round-number ticks."""
+    """A horizontal ramp of the depth colour map from ``lo`` to ``hi`` metres, its ends labelled with their values
+    and round-number ticks between them (:func:`colorbar_labels`)."""
     bar_h, tick_h = 16, 6
-    ramp = np.linspace(lo, hi, max(width - 2 * pad, 2), dtype=np.float64)[None].repeat(bar_h, 0)
+    length = max(width - 2 * pad, 2)
+    ramp = np.linspace(lo, hi, length, dtype=np.float64)[None].repeat(bar_h, 0)
     colours = colorize_depth(np.maximum(ramp, 1e-6), lo if lo > 0 else 1e-6, hi)
     text_h = font.getbbox("0")[3] + 4
     canvas = Image.new("RGB", (width, bar_h + tick_h + text_h + pad), _BG)
     canvas.paste(Image.fromarray(colours), (pad, 0))
     draw = ImageDraw.Draw(canvas)
-    span = hi - lo
-    step = 10 ** math.floor(math.log10(span / 4)) if span > 0 else 1.0
-    for mult in (1, 2, 5, 10):
-        if span / (step * mult) <= 6:
-            step *= mult
-            break
-    value = math.ceil(lo / step) * step
-    while value <= hi + 1e-9:
-        x = pad + int(round((value - lo) / span * (width - 2 * pad - 1))) if span > 0 else pad
-        draw.line([(x, bar_h), (x, bar_h + tick_h)], fill=_FG, width=1)
-        label = f"{value:g}"
+    labels = colorbar_labels(lo, hi, length, lambda text: draw.textlength(text, font=font))
+    for index, (x, label) in enumerate(labels):
         tw = draw.textlength(label, font=font)
-        draw.text((min(max(x - tw / 2, 0), width - tw), bar_h + tick_h), label, fill=_FG, font=font)
-        value += step
+        tick_x = pad + min(int(round(x)), length - 1)
+        draw.line([(tick_x, bar_h), (tick_x, bar_h + tick_h)], fill=_FG, width=2 if index in (0, len(labels) - 1) else 1)
+        text_x = pad if index == 0 else pad + length - tw if index == len(labels) - 1 else pad + x - tw / 2
+        draw.text((text_x, bar_h + tick_h), label, fill=_FG, font=font)
     return canvas
+
+
+def _valid(depth_m: np.ndarray) -> np.ndarray:
+    return np.isfinite(depth_m) & (depth_m > 0)
+
+
+def _depth_picture(depth_m: np.ndarray, lo: float, hi: float, sparse_m: np.ndarray | None,
+                   far_radius_px: float | None) -> tuple[np.ndarray, bool]:
+    """The coloured depth map, faded where no sparse point is within ``far_radius_px``; and whether any pixel was."""
+    image = colorize_depth(depth_m, lo, hi)
+    if sparse_m is None or far_radius_px is None:
+        return image, False
+    far = far_from_points(sparse_m, far_radius_px) & _valid(depth_m)
+    return (fade(image, far), True) if far.any() else (image, False)
+
+
+def _legend_lines(legend: str, font: ImageFont.ImageFont, width: int) -> list[str]:
+    """``legend``'s "; "-separated parts on as few lines of ``width`` pixels as they fit (each line shortened if a
+    single part is too long)."""
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines: list[str] = []
+    for part in legend.split("; "):
+        joined = f"{lines[-1]}; {part}" if lines else part
+        if lines and draw.textlength(joined, font=font) <= width:
+            lines[-1] = joined
+        else:
+            lines.append(part)
+    return [_fit_text(draw, line, font, width) for line in lines]
 
 
 def _fit_text(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.ImageFont, width: int) -> str:
@@ -141,10 +243,14 @@ def make_panel(
     titles: tuple[str, str, str] = ("RGB", "sparse input", "completed depth"),
     layout: str = "auto",
     caption: str | None = None,
+    far_radius_px: float | None = FAR_RADIUS_PX,
 ) -> np.ndarray:
-    """uint8 panel image: RGB | sparse input | completed depth (same colour scale), titles above, colour bar below.
+    """uint8 panel image: RGB | sparse input | completed depth (same colour scale), titles above, colour bar below
+    with both ends labelled, and a legend line true for the picture (:func:`depth_legend`).
 
     ``caption``: a line above the tiles, e.g. which backend, precision and model file made the depth.
+    ``far_radius_px``: completed-depth pixels with no sparse point within this many input pixels are drawn faded
+    (:func:`far_from_points`); None draws every pixel alike.
 
     ``layout``: "row" (side by side), "column" (stacked) or "auto" (side by side unless the images are wider than
     2:1, e.g. KITTI's 1242x375, which are stacked so the panel stays readable).
@@ -159,10 +265,13 @@ def make_panel(
     lo, hi = display_range(depth_m)
     density = float((sparse_m > 0).mean()) if sparse_m.size else 0.0
     grow = max(1, int(math.ceil((2 if density > 0.01 else 4) / scale))) | 1  # isolated points drawn larger
+    shown_sparse = dilate_points(sparse_m, grow)
+    depth_rgb, faded = _depth_picture(depth_m, lo, hi, sparse_m, far_radius_px)
+    holes = bool((shown_sparse <= 0).any() or not _valid(depth_m).all())
     tiles = [
         Image.fromarray(np.asarray(rgb, dtype=np.uint8)),
-        Image.fromarray(colorize_depth(dilate_points(sparse_m, grow), lo, hi)),
-        Image.fromarray(colorize_depth(depth_m, lo, hi)),
+        Image.fromarray(colorize_depth(shown_sparse, lo, hi)),
+        Image.fromarray(depth_rgb),
     ]
     tiles = [t.resize((tile_w, tile_h), Image.Resampling.BILINEAR) if scale < 1 else t for t in tiles]
 
@@ -172,7 +281,10 @@ def make_panel(
     cols, rows = (3, 1) if layout == "row" else (1, 3)
     panel_w = cols * tile_w + (cols + 1) * pad
     bar = _colorbar(min(panel_w, max(480, tile_w)), lo, hi, small, pad)
-    unit_h = font_size + 8
+    legend = _legend_lines(depth_legend(holes=holes, far_radius_px=far_radius_px if faded else None, shared=True),
+                           small, panel_w - 2 * pad)
+    line_h = font_size + 4
+    unit_h = len(legend) * line_h + 4
     caption_h = title_h if caption else 0
     panel_h = caption_h + rows * (tile_h + title_h) + (rows + 1) * pad + unit_h + bar.height
     canvas = Image.new("RGB", (panel_w, panel_h), _BG)
@@ -189,8 +301,8 @@ def make_panel(
         canvas.paste(tile, (x, y + title_h))
     bar_x = (panel_w - bar.width) // 2
     bar_y = panel_h - bar.height - unit_h
-    label = "depth (m), colour scale shared by the sparse input and the completed depth"
-    draw.text(((panel_w - draw.textlength(label, font=small)) / 2, bar_y), label, fill=_FG, font=small)
+    for index, line in enumerate(legend):
+        draw.text(((panel_w - draw.textlength(line, font=small)) / 2, bar_y + index * line_h), line, fill=_FG, font=small)
     canvas.paste(bar, (bar_x, bar_y + unit_h))
     return np.asarray(canvas)
 
@@ -200,28 +312,39 @@ def depth_with_colorbar(
     *,
     title: str | None = None,
     value_range: tuple[float, float] | None = None,
+    sparse_m: np.ndarray | None = None,
+    far_radius_px: float | None = FAR_RADIUS_PX,
 ) -> np.ndarray:
-    """uint8 image of a depth map in the turbo colour map (near = blue, no depth = black), a title above and a colour
-    bar in metres below; ``value_range`` (metres) defaults to :func:`display_range`."""
+    """uint8 image of a depth map in the depth colour map (near = blue, no depth = black), a title above, a colour
+    bar in metres below with both ends labelled, and a legend line true for the picture (:func:`depth_legend`).
+
+    ``value_range`` (metres) defaults to :func:`display_range`. With ``sparse_m`` (the input points), pixels with no
+    point within ``far_radius_px`` are drawn faded, as in :func:`make_panel`.
+    """
     lo, hi = value_range if value_range is not None else display_range(depth_m)
     height, width = depth_m.shape
-    image = Image.fromarray(colorize_depth(depth_m, lo, hi))
+    depth_rgb, faded = _depth_picture(depth_m, lo, hi, sparse_m, far_radius_px)
+    image = Image.fromarray(depth_rgb)
     font_size = max(14, min(26, width // 40))
     font, small = _font(font_size), _font(max(12, font_size - 4))
     pad = 10
     title_h = font_size + 14 if title else 0
-    unit_h = font_size + 8
     canvas_w = max(width + 2 * pad, 360)
     bar = _colorbar(min(canvas_w, max(360, width)), lo, hi, small, pad)
+    legend = _legend_lines(depth_legend(holes=not _valid(depth_m).all(), far_radius_px=far_radius_px if faded else None),
+                           small, canvas_w - 2 * pad)
+    line_h = font_size + 4
+    unit_h = len(legend) * line_h + 4
     canvas = Image.new("RGB", (canvas_w, title_h + height + 2 * pad + unit_h + bar.height), _BG)
     draw = ImageDraw.Draw(canvas)
     if title:
         title = _fit_text(draw, title, font, canvas_w - 2 * pad)
         draw.text(((canvas_w - draw.textlength(title, font=font)) / 2, pad), title, fill=_FG, font=font)
     canvas.paste(image, ((canvas_w - width) // 2, title_h + pad))
-    label = "depth (m); black = no depth"
     bar_y = title_h + height + 2 * pad
-    draw.text(((canvas_w - draw.textlength(label, font=small)) / 2, bar_y), label, fill=_FG, font=small)
+    for index, line in enumerate(legend):
+        draw.text(((canvas_w - draw.textlength(line, font=small)) / 2, bar_y + index * line_h), line, fill=_FG,
+                  font=small)
     canvas.paste(bar, ((canvas_w - bar.width) // 2, bar_y + unit_h))
     return np.asarray(canvas)
 
@@ -264,10 +387,14 @@ def figure_png(fig: Any, *, dpi: float | None = None, palette: bool = False) -> 
 
 
 def bad_black(name: str) -> Any:
-    """The matplotlib colour map ``name`` with invalid (nan, masked) pixels drawn black."""
+    """The matplotlib colour map ``name`` with invalid (nan, masked) pixels drawn black; the depth map
+    (:data:`DEPTH_CMAP`) cut to :data:`DEPTH_SPAN`, as :func:`colorize_depth` draws it."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
 
     cmap = plt.get_cmap(name)
+    if name == DEPTH_CMAP:
+        cmap = ListedColormap(cmap(np.linspace(*DEPTH_SPAN, 256)), name=f"{name}_depth")
     if hasattr(cmap, "with_extremes"):
         return cmap.with_extremes(bad="black")
     cmap = cmap.copy()

@@ -27,7 +27,7 @@ import numpy as np
 from jarrn.errors import UsageError
 from model.contract import depth_to_user, prepare_inputs
 from runtime.backends import Backend
-from runtime.memory_guard import MemoryGuard, user_batch_shape
+from runtime.memory_guard import MemoryGuard, guard_for_backend, user_batch_shape
 
 
 class DepthCompleter:
@@ -40,7 +40,7 @@ class DepthCompleter:
         self._lock = threading.Lock()
         self._closed = False
         if memory_guard is True:
-            memory_guard = MemoryGuard.for_backend(backend)
+            memory_guard = guard_for_backend(backend)
         self.memory_guard: MemoryGuard | None = memory_guard or None
 
     # -- constructors --------------------------------------------------------------------------------------------------
@@ -115,7 +115,9 @@ class DepthCompleter:
     # -- inference -----------------------------------------------------------------------------------------------------
     def complete(self, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
         """``rgb`` uint8 HxWx3 (or float in [0,1]), ``sparse_depth`` float HxW metres (0 = missing), or batches with a
-        leading B -> float32 depth in metres, HxW (or BxHxW). Raises ValueError/TypeError naming the bad argument,
+        leading B -> float32 depth in metres, HxW (or BxHxW). Raises ValueError/TypeError naming the bad argument
+        (:class:`model.contract.EmptySparseDepthError` for a map without a point > 0),
+        :class:`model.contract.NonFiniteDepthError` naming the model file when it produces NaN or inf,
         :class:`runtime.memory_guard.MemoryGuardError` (a MemoryError) for a size whose estimated peak memory does not
         fit, and :class:`jarrn.errors.UsageError` after :meth:`close`."""
         if self._closed:
@@ -130,7 +132,7 @@ class DepthCompleter:
             depth = self.backend.run(rgb_nchw, sparse_nchw)
         if guard is not None:
             guard.ran(rgb_nchw.shape)
-        return depth_to_user(depth, was_batched)
+        return depth_to_user(depth, was_batched, getattr(self.backend, "source", None))
 
     __call__ = complete
 

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import os
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from jarrn.errors import CheckFailedError, UnavailableError
 BUNDLED_EXPORT_PRECISION = "fp32"
 """Precision of the cached export: FP32 needs no optional package, and every backend runs it."""
 """Source files (relative to the package root) whose code shapes the exported graph: part of the cache key."""
-EXPORT_SECONDS_HINT = "15 to 30 s on a 2-core CPU"
 
 Log = Callable[[str], None]
 
@@ -87,6 +85,8 @@ def bundled_onnx(log: Log = print) -> Path:
         log(f"bundled model: cached ONNX export {path}")
         return path
     try:
+        from export.estimates import MEASURED_S, about, on_this_machine
+        from export.known_warnings import quiet_known_warnings
         from export.onnx_graph import ExportError, ExportOptions, export_onnx
         from model.checkpoint import load_model
     except ImportError as exc:
@@ -95,11 +95,11 @@ def bundled_onnx(log: Log = print) -> Path:
             f"exporting needs PyTorch and onnx ({exc.name or exc} is not installed): run `pip install -e .`, or "
             "pass --model FILE.onnx"
         ) from None
-    log(f"bundled model: exporting it to ONNX once ({EXPORT_SECONDS_HINT}; cached in {path.parent}) ...")
+    estimate = f"about {about(MEASURED_S[BUNDLED_EXPORT_PRECISION])} {on_this_machine()}"
+    log(f"bundled model: exporting it to ONNX once ({estimate}; cached in {path.parent}) ...")
     start = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():  # the exporter's constant-folding notes are not for users
-        warnings.simplefilter("ignore", UserWarning)
+    with quiet_known_warnings():
         try:
             export_onnx(load_model(checkpoint), path, ExportOptions(**recipe))
         except ExportError as exc:

@@ -12,7 +12,10 @@ bundled default model: ONNX Runtime and TensorRT get it exported (and built) onc
 (``runtime/default_model.py``).
 
 Argument parsing comes first and imports nothing heavy, so ``--help`` answers at once; numpy, PyTorch, ONNX Runtime
-and TensorRT are imported only when the work starts.
+and TensorRT are imported only when the work starts. Every check that needs no pixels runs before the model loads
+(files, folders, a writable ``--out`` that would not replace an input, options the chosen backend ignores), and the
+memory guard sees the image size from the file header before any pixel is read. Exit statuses: the one table of
+:mod:`jarrn.errors`.
 """
 
 from __future__ import annotations
@@ -22,12 +25,19 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from jarrn.errors import UsageError
+
+from jarrn.cli import command
+from jarrn.errors import InputError, JarrnError, OutputError, UnavailableError, UsageError
+from jarrn.options import ignored_option, repeated_options
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 ONNX_SUFFIXES = (".onnx",)
 KITTI_SCALE = 256.0  # the same value as model.depth_io.KITTI_DEPTH_SCALE, spelled here to keep --help free of numpy
 BUNDLED = "bundled default model"
+
+
+OUTPUT_NAMES = ("depth.png", "depth_color.png", "panel.png")
+"""The files infer writes into ``--out``."""
 
 
 class InferError(UsageError):
@@ -106,7 +116,7 @@ def choose_backend(model: str | None, backend: str | None) -> tuple[str, str | N
             onnx_path = None
         if onnx_path and Path(onnx_path).is_file():
             return "onnxruntime", onnx_path, "TensorRT not installed: ONNX Runtime on the engine's source ONNX"
-        raise InferError(TENSORRT_INSTALL_HINT)
+        raise UnavailableError(TENSORRT_INSTALL_HINT)
     if kind == "onnx":
         return "onnxruntime", model, "ONNX model given"
     if model is None and not _torch_available():
@@ -126,24 +136,104 @@ def read_sparse(path: Path, scale: float) -> Any:
 
     from model.depth_io import read_depth_png
 
-    if not path.is_file():
-        raise InferError(f"--sparse: no such file {path}")
+    check_input_file(path, "--sparse", "a 16-bit depth PNG or a .npy of metres")
     if path.suffix.lower() == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001 - numpy raises several types for bad files
-            raise InferError(f"--sparse: {path} could not be read as .npy ({exc})") from None
-        if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
-            array = array.reshape(array.shape[1:] if array.shape[0] == 1 else array.shape[:2])
-        if array.ndim != 2:
-            raise InferError(f"--sparse: expected an HxW array of metres in {path}, got shape {array.shape}")
+            raise InputError(f"--sparse: {path} could not be read as .npy ({exc})") from None
+        array = _as_map(array, path)
         if not np.issubdtype(array.dtype, np.floating):
-            raise InferError(f"--sparse: {path} holds {array.dtype}, expected float metres (0 = missing)")
+            raise InputError(f"--sparse: {path} holds {array.dtype}, expected float metres (0 = missing)")
         return array.astype(np.float32)
     try:
         return read_depth_png(path, scale=scale)
-    except ValueError as exc:
-        raise InferError(f"--sparse: {exc}") from None
+    except (ValueError, OSError) as exc:
+        raise InputError(f"--sparse: {exc}") from None
+
+
+def _as_map(array: Any, path: Path) -> Any:
+    """An HxW array from a .npy holding HxW, 1xHxW or HxWx1; anything else is refused naming the shape."""
+    if array.ndim == 3 and 1 in (array.shape[0], array.shape[-1]):
+        array = array.reshape(array.shape[1:] if array.shape[0] == 1 else array.shape[:2])
+    if array.ndim != 2:
+        raise InputError(f"--sparse: expected an HxW array of metres in {path}, got shape {array.shape}")
+    return array
+
+
+def check_input_file(path: Path, flag: str, expected: str) -> None:
+    """:class:`InputError` naming ``flag`` when ``path`` is missing or a folder (expected: what it should be)."""
+    if path.is_dir():
+        raise InputError(f"{flag}: {path} is a folder, expected {expected}")
+    if not path.is_file():
+        raise InputError(f"{flag}: no such file {path}")
+
+
+def input_sizes(args: argparse.Namespace) -> tuple[int, int]:
+    """``(height, width)`` of ``--rgb`` from its header and the same of ``--sparse`` (PNG header, or the .npy's
+    header), without reading a pixel; :class:`InputError` when they differ or a file is no image."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    def header(path: Path, flag: str) -> tuple[int, int]:
+        try:
+            with Image.open(path) as image:
+                return image.size[1], image.size[0]
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise InputError(f"{flag}: {path} could not be read as an image ({exc})") from None
+        except Image.DecompressionBombError as exc:
+            raise InputError(f"{flag}: {path}: {exc}") from None
+
+    rgb_hw = header(args.rgb, "--rgb")
+    if args.sparse.suffix.lower() == ".npy":
+        try:
+            sparse_hw = tuple(_as_map(np.load(args.sparse, mmap_mode="r", allow_pickle=False), args.sparse).shape)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - numpy raises several types for bad files
+            raise InputError(f"--sparse: {args.sparse} could not be read as .npy ({exc})") from None
+    else:
+        sparse_hw = header(args.sparse, "--sparse")
+    if rgb_hw != sparse_hw:
+        raise InputError(
+            f"--rgb and --sparse: sizes differ, rgb is {rgb_hw[1]}x{rgb_hw[0]}, sparse is "
+            f"{sparse_hw[1]}x{sparse_hw[0]} (width x height)"
+        )
+    return rgb_hw
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Everything that needs neither pixels nor the model, before any work: input files (not folders), a positive
+    ``--sparse-scale``, an ``--out`` that can be written and whose outputs would not replace an input."""
+    from jarrn.memory import guard_disabled
+    from model.atomic import check_writable_folder, refuse_overwriting_inputs
+
+    guard_disabled()  # a junk JARRN_MEMORY_GUARD value is a usage error now, not after the model loads
+    check_input_file(args.rgb, "--rgb", "an 8-bit PNG or JPEG image")
+    check_input_file(args.sparse, "--sparse", "a 16-bit depth PNG or a .npy of metres")
+    if args.model is not None:
+        check_input_file(Path(args.model), "--model", "a checkpoint, ONNX or engine file")
+    if args.sparse_scale is not None and not (args.sparse_scale > 0 and args.sparse_scale < float("inf")):
+        raise UsageError(f"--sparse-scale: expected a positive number of PNG units per metre (KITTI 256, TUM 5000, "
+                         f"millimetres 1000), got {args.sparse_scale:g}")
+    if args.out.exists() and not args.out.is_dir():
+        raise OutputError(f"--out: {args.out} exists and is not a folder")
+    refuse_overwriting_inputs([args.out / name for name in OUTPUT_NAMES],
+                              {"--rgb": args.rgb, "--sparse": args.sparse, "--model": args.model}, "--out")
+    check_writable_folder(args.out, "--out", create=False)  # now, not after the inference
+
+
+def warn_ignored_options(args: argparse.Namespace, backend: str) -> None:
+    """One warning line for each option given that the chosen backend or input does not use."""
+    if args.cuda_graphs and backend != "tensorrt":
+        ignored_option("--cuda-graphs", f"only TensorRT replays CUDA graphs, and {backend} runs the model")
+    if args.providers and backend != "onnxruntime":
+        ignored_option("--providers", f"only ONNX Runtime takes execution providers, and {backend} runs the model")
+    if args.device and backend != "torch":
+        ignored_option("--device", f"only PyTorch takes a device ({backend} runs the model"
+                                   f"{'; choose its device with --providers' if backend == 'onnxruntime' else ''})")
+    if args.sparse_scale is not None and args.sparse.suffix.lower() == ".npy":
+        ignored_option("--sparse-scale", "a .npy sparse map holds metres already")
 
 
 def scale_warning(sparse: Any, path: Path, scale: float) -> str | None:
@@ -223,7 +313,8 @@ def write_outputs(out_dir: Path, rgb: Any, sparse: Any, depth: Any, caption: str
     with staged_outputs(out_dir) as stage:  # all three files or none (a full disk leaves nothing half-done)
         staged = [
             write_depth_png(stage / "depth.png", depth, scale=KITTI_SCALE),
-            write_rgb_png(stage / "depth_color.png", depth_with_colorbar(depth, title=caption, value_range=value_range)),
+            write_rgb_png(stage / "depth_color.png", depth_with_colorbar(depth, title=caption, value_range=value_range,
+                                                                     sparse_m=sparse)),
             write_rgb_png(stage / "panel.png", make_panel(rgb, sparse, depth, titles=titles, caption=caption)),
         ]
     return [out_dir / path.name for path in staged]
@@ -259,7 +350,7 @@ examples:
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m runtime.infer`` (building it imports nothing heavy)."""
     parser = argparse.ArgumentParser(
-        prog="python -m runtime.infer",
+        prog="jarrn infer",
         description=HELP_DESCRIPTION,
         epilog=HELP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -274,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(.safetensors, .pth); default: the bundled model, on any backend")
     parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
                         help="run on this backend (default: the fastest that can run --model; see below)")
-    parser.add_argument("--sparse-scale", type=float, default=KITTI_SCALE,
+    parser.add_argument("--sparse-scale", type=float, default=None,
                         help="PNG units per metre: 256 KITTI (default), 5000 TUM RGB-D, 1000 millimetres")
     parser.add_argument("--providers", default=None,
                         help="ONNX Runtime only: execution providers in order of preference, comma separated: "
@@ -287,44 +378,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    repeated_options(parser, argv)
+    return args
 
 
 def run(args: argparse.Namespace) -> int:
     from model.depth_io import read_rgb
 
-    if not args.rgb.is_file():
-        raise InferError(f"--rgb: no such file {args.rgb}")
-    if args.model is not None and not Path(args.model).is_file():
-        raise InferError(f"--model: no such file {args.model}")
-    if args.out.exists() and not args.out.is_dir():
-        raise InferError(f"--out: {args.out} exists and is not a folder")
+    check_arguments(args)
+    height, width = input_sizes(args)
+    backend, model, why = choose_backend(args.model, args.backend)
+    warn_ignored_options(args, backend)
+    scale = args.sparse_scale if args.sparse_scale is not None else KITTI_SCALE
+    step(f"loading {Path(model).name if model else BUNDLED} on {backend} ...")
+    start = time.perf_counter()
+    completer = build_completer(backend, model, args)
+    load_s = time.perf_counter() - start
+    if completer.memory_guard is not None:
+        completer.memory_guard.check((1, 3, height, width))  # from the header: before any pixel is read
     try:
         rgb = read_rgb(args.rgb)
     except (ValueError, OSError) as exc:
-        raise InferError(f"--rgb: {exc}") from None
+        raise InputError(f"--rgb: {exc}") from None
     import warnings
 
     from model.depth_io import DepthScaleWarning
 
     with warnings.catch_warnings():  # the reader's own warning names the file; ours names the option to change
         warnings.simplefilter("ignore", DepthScaleWarning)
-        sparse = read_sparse(args.sparse, args.sparse_scale)
-    args.scale_warning = scale_warning(sparse, args.sparse, args.sparse_scale)
-    if rgb.shape[:2] != sparse.shape:
-        raise InferError(
-            f"--rgb and --sparse: sizes differ, rgb is {rgb.shape[1]}x{rgb.shape[0]}, sparse is "
-            f"{sparse.shape[1]}x{sparse.shape[0]} (width x height)"
-        )
-    backend, model, why = choose_backend(args.model, args.backend)
-    from model.contract import prepare_inputs
-
-    prepare_inputs(rgb, sparse)  # every backend checks this again; here it fails before the model loads
-    step(f"loading {Path(model).name if model else BUNDLED} on {backend} ...")
-    start = time.perf_counter()
-    completer = build_completer(backend, model, args)
-    load_s = time.perf_counter() - start
-    step(f"completing {rgb.shape[1]}x{rgb.shape[0]} ...")
+        sparse = read_sparse(args.sparse, scale)
+    args.scale_warning = scale_warning(sparse, args.sparse, scale)
+    step(f"completing {width}x{height} ...")
     start = time.perf_counter()
     depth = completer.complete(rgb, sparse)
     run_s = time.perf_counter() - start
@@ -334,12 +420,18 @@ def run(args: argparse.Namespace) -> int:
     model_label = Path(args.model).name if args.model else (
         f"{_bundled_name()} (bundled{', exported' if backend != 'torch' else ''})")
     caption = f"{backend} {precision.upper()}, model {model_label}"
-    written = write_outputs(args.out, rgb, sparse, depth, caption)
+    try:
+        written = write_outputs(args.out, rgb, sparse, depth, caption)
+    except OSError as exc:
+        if isinstance(exc, JarrnError):
+            raise
+        raise OutputError(f"--out: could not write the results to {args.out} ({exc.strerror or exc}); "
+                          "nothing was written") from None
     if args.scale_warning:
         print(f"warning: {args.scale_warning}", file=sys.stderr)
     valid = depth[depth > 0]
     print(
-        f"{backend} {precision} ({why}{f'; model {model}' if model else ''}): {rgb.shape[1]}x{rgb.shape[0]}, "
+        f"{backend} {precision} ({why}{f'; model {model}' if model else ''}): {width}x{height}, "
         f"{int((sparse > 0).sum())} sparse points -> depth {valid.min() if valid.size else 0:.2f}.."
         f"{valid.max() if valid.size else 0:.2f} m; load {load_s:.2f} s, first inference {run_s:.2f} s"
     )
@@ -373,22 +465,23 @@ def _with_scale_hint(message: str, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``jarrn infer``: the exit status follows the table of :mod:`jarrn.errors`; ``--debug`` lets errors through
+    with their traceback."""
     args = parse_args(argv)
     if args.debug:
         return run(args)
-    from jarrn.errors import JarrnError
+    return _run_one_line(args)
 
+
+@command
+def _run_one_line(args: argparse.Namespace) -> int:
     try:
         return run(args)
-    except JarrnError as exc:  # InferError included: a UsageError, exit 2
-        print(f"infer: {_with_scale_hint(str(exc), args)}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001 - library errors (bad checkpoint, engine mismatch...) as one line
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"infer: {_with_scale_hint(message, args)}", file=sys.stderr)
-        return 1
+    except JarrnError as exc:  # the mis-scaling warning is often the cause: it goes on the error's one line
+        hint = getattr(args, "scale_warning", None)
+        if hint:
+            exc.args = (_with_scale_hint(str(exc), args), *exc.args[1:])
+        raise
 
 
 if __name__ == "__main__":

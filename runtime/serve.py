@@ -1,17 +1,19 @@
 """``jarrn serve``: NVIDIA Triton Inference Server over :class:`DepthCompleter`, on HTTP, gRPC and Prometheus metrics.
 
-    jarrn serve                                   # bundled model, PyTorch, 127.0.0.1:8000 (HTTP) :8001 (gRPC) :8002 (metrics)
+    jarrn serve                                   # bundled model, ONNX Runtime, 127.0.0.1:8000 (HTTP) :8001 (gRPC)
     jarrn serve --model artifacts/jarrn_fp32.onnx --max-batch-size 8 --max-queue-delay-us 2000 --instances 2
-    jarrn serve --model jarrn_fp16.engine --host 0.0.0.0    # TensorRT, reachable from other machines
+    jarrn serve --model jarrn_fp16.engine --host 0.0.0.0    # TensorRT, reachable from other machines (no auth, no TLS)
 
 Model ``jarrn``: inputs ``rgb`` FP32 ``[B,3,H,W]`` in 0..1 and ``sparse_depth`` FP32 ``[B,1,H,W]`` metres (0 =
 missing), output ``depth`` FP32 ``[B,1,H,W]`` metres; B is Triton's batch dimension, H and W are free (Triton's dynamic
 batcher only batches requests of equal H and W). Health (``/v2/health/live``, ``/v2/health/ready``), model metadata and
 Prometheus metrics (``:8002/metrics``) are Triton's own.
 
-The server is the Triton binary shipped in the ``nvidia-pytriton`` wheel, started and supervised by PyTriton; the model
-runs in Triton's Python backend (:mod:`runtime.serving_model`, one process per instance) so that each bad request gets
-its own 400 naming the input while the rest of its batch is answered (see that module for why not ``Triton.bind``).
+The server is the ``tritonserver`` binary of the ``nvidia-pytriton`` wheel, installed on first use into a cache and
+supervised here (:mod:`runtime.serving_server`); the model runs in Triton's Python backend
+(:mod:`runtime.serving_model`, one process per instance) so that each bad request gets its own 400 naming the input while the rest of its batch is
+answered. Requests wait in Triton's queue at most ``--queue-timeout`` seconds (a client may ask for less with Triton's
+``timeout`` parameter) and at most ``--max-queue-size`` wait at once; the rest get "exceeds maximum queue size".
 
 The Python backend's stub loads ``libpython3.X.so``; the system's copy fails under an interpreter of another patch level
 (pytriton issue #51: ``'_thread.RLock' object has no attribute '_recursion_count'``), so the server is started with
@@ -21,9 +23,9 @@ this interpreter's own library folder first on ``LD_LIBRARY_PATH`` (:func:`serve
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,23 +35,41 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from jarrn.cli import command
 from jarrn.errors import InputError, UnavailableError, UsageError
-from runtime.serving_model import DEFAULT_MAX_PIXELS, MODEL_NAME, CompleterSettings
+from runtime.serving_gate import Gate, GateSettings
+from runtime.serving_model import ABANDONED_FOLDER, DEFAULT_MAX_PIXELS, MODEL_NAME, SETTINGS_FILE, CompleterSettings
+from runtime.serving_server import (
+    TEMP_PREFIX,
+    ServerProcess,
+    exit_reason,
+    remove_stale_leftovers,
+    server_bundle,
+)
 
-SERVE_INSTALL_HINT = 'serving needs PyTriton and the Triton client: pip install -e ".[serve]"'
+SERVE_INSTALL_HINT = 'serving needs the Triton client: pip install -e ".[serve]"'
 REPO_ROOT = Path(__file__).resolve().parents[1]
+MODEL_FILE = "jarrn_triton_model.py"
+"""The model file's name: Triton's stub puts its folder on ``sys.path``, so a ``model.py`` there would shadow this
+project's ``model`` package (``'model' is not a package``) whenever the project is not the current folder."""
 MODEL_PY = (
     '"""Written by jarrn serve (runtime/serve.py): the model is runtime.serving_model.TritonPythonModel."""\n'
-    "from runtime.serving_model import TritonPythonModel  # noqa: F401\n"
+    "import sys\n"
+    "if {root!r} not in sys.path:\n"
+    "    sys.path.insert(0, {root!r})  # this project, wherever the server was started from\n"
+    "from runtime.serving_model import TritonPythonModel  # noqa: E402,F401\n"
 )
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT = 8000, 8001, 8002
 DEFAULT_MAX_BATCH_SIZE = 8
 DEFAULT_QUEUE_DELAY_US = 2000
+DEFAULT_MAX_QUEUE_SIZE = 64
+DEFAULT_QUEUE_TIMEOUT_S = 60.0
+"""Long enough for a burst of largest images on a CPU; clients that give up sooner say so (gRPC cancel, timeout)."""
+DEFAULT_DRAIN_TIMEOUT_S = 10.0
 DEFAULT_STARTUP_TIMEOUT_S = 180.0
 
 
@@ -73,6 +93,12 @@ class ServeOptions:
     """How long the dynamic batcher holds a request waiting for others of the same shape."""
     instances: int = 1
     """Model instances (Python-backend processes, each with its own completer) running batches in parallel."""
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
+    """Requests that may wait in Triton's queue at once; more are refused at once ("exceeds maximum queue size")."""
+    queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S
+    """Longest wait in the queue before a request is dropped with an error (clients may ask for less)."""
+    drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
+    """On SIGTERM or Ctrl-C: how long requests in flight may still finish before the server stops."""
     log_file: str = ""
     """Triton's log file (empty: a file in the server's temporary folder, shown only when the start fails)."""
     startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S
@@ -86,9 +112,13 @@ class ServeOptions:
         fixed = [p for p in (self.http_port, self.grpc_port, self.metrics_port) if p]
         if len(fixed) != len(set(fixed)):
             raise UsageError(f"--http-port, --grpc-port and --metrics-port must differ, got {fixed}")
-        for name, low in (("max_batch_size", 1), ("max_queue_delay_us", 0), ("instances", 1)):
+        for name, low in (("max_batch_size", 1), ("max_queue_delay_us", 0), ("instances", 1), ("max_queue_size", 1),
+                          ("drain_timeout_s", 0)):
             if getattr(self, name) < low:
-                raise UsageError(f"--{name.replace('_', '-')}: expected at least {low}, got {getattr(self, name)}")
+                flag = name.removesuffix("_s").replace("_", "-")
+                raise UsageError(f"--{flag}: expected at least {low}, got {getattr(self, name)}")
+        if not self.queue_timeout_s > 0:
+            raise UsageError(f"--queue-timeout: expected a positive number of seconds, got {self.queue_timeout_s}")
         if self.completer.max_pixels < 1:
             raise UsageError(f"--max-pixels: expected a positive pixel count, got {self.completer.max_pixels}")
 
@@ -119,19 +149,6 @@ def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-@contextlib.contextmanager
-def _process_environment(env: Mapping[str, str]) -> Iterator[None]:
-    """Temporarily replace ``os.environ`` (PyTriton copies it when it starts the server process)."""
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def _model_config_pb2():  # noqa: ANN202
     try:
         from tritonclient.grpc import model_config_pb2
@@ -158,22 +175,29 @@ def python_model_config_text(options: ServeOptions) -> str:
     from google.protobuf import text_format
 
     pb2 = _model_config_pb2()
-    config = pb2.ModelConfig(name=MODEL_NAME, backend="python", max_batch_size=options.max_batch_size)
+    config = pb2.ModelConfig(name=MODEL_NAME, backend="python", max_batch_size=options.max_batch_size,
+                             default_model_filename=MODEL_FILE)
     add_contract_io(config, pb2)
     config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
+    policy = config.dynamic_batching.default_queue_policy
+    policy.max_queue_size = options.max_queue_size
+    policy.default_timeout_microseconds = int(options.queue_timeout_s * 1e6)
+    policy.allow_timeout_override = True  # a client that gives up sooner says so, and its request leaves the queue
+    policy.timeout_action = pb2.ModelQueuePolicy.REJECT
     group = config.instance_group.add()
     group.count, group.kind = options.instances, pb2.ModelInstanceGroup.KIND_CPU  # the completer picks its own device
-    for key, value in options.completer.to_parameters().items():
-        config.parameters[key].string_value = value
-    return text_format.MessageToString(config)
+    return text_format.MessageToString(config)  # no parameters: clients can read the config, so no server paths in it
 
 
 def write_python_model_repository(root: Path, options: ServeOptions) -> Path:
-    """``root/jarrn/config.pbtxt`` + ``root/jarrn/1/model.py``; returns the model folder."""
+    """``root/jarrn/config.pbtxt`` + ``root/jarrn/1/jarrn_triton_model.py`` + the completer's settings (read by the model, not
+    shown to clients); returns the model folder."""
     model_dir = root / MODEL_NAME
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
     (model_dir / "config.pbtxt").write_text(python_model_config_text(options))
-    (model_dir / "1" / "model.py").write_text(MODEL_PY)
+    (model_dir / "1" / MODEL_FILE).write_text(MODEL_PY.format(root=str(REPO_ROOT)))
+    (model_dir / SETTINGS_FILE).write_text(json.dumps(asdict(options.completer), indent=1) + "\n")
+    (model_dir / ABANDONED_FOLDER).mkdir(exist_ok=True)
     return model_dir
 
 
@@ -195,75 +219,118 @@ def check_port_free(host: str, port: int, option: str) -> None:
                                    f"there, choose another port (0 = any free one)") from None
 
 
-def resolve_completer(settings: CompleterSettings) -> CompleterSettings:
-    """Check the model file and pick the backend as ``jarrn infer`` does, before any server process starts."""
+def default_backend() -> str:
+    """``jarrn serve``'s backend without --model and --backend: TensorRT when a GPU and TensorRT are there, else ONNX
+    Runtime (about 3x faster than PyTorch on a CPU, a third of its memory)."""
+    from export.gpu_probe import visible_gpus
+    from runtime.infer import _tensorrt_available
+
+    return "tensorrt" if _tensorrt_available() and visible_gpus() else "onnxruntime"
+
+
+def resolve_completer(settings: CompleterSettings, log=print) -> CompleterSettings:  # noqa: ANN001
+    """Check the model file and pick the backend as ``jarrn infer`` does (see :func:`default_backend` for no --model),
+    before any server process starts; the bundled model is exported here, once, with progress."""
     from runtime.infer import choose_backend
 
     if settings.model and not Path(settings.model).is_file():
         raise InputError(f"--model: no such file {settings.model}")
-    backend, model, _ = choose_backend(settings.model or None, settings.backend or None)  # InferError: a UsageError
+    wanted = settings.backend or (None if settings.model else default_backend())
+    backend, model, _ = choose_backend(settings.model or None, wanted)  # InferError: a UsageError
+    if model is None and backend != "torch":
+        from runtime.default_model import bundled_engine, bundled_onnx
+
+        model = str(bundled_engine(log) if backend == "tensorrt" else bundled_onnx(log))
     model_path = str(Path(model).resolve()) if model else ""
-    return CompleterSettings(backend=backend, model=model_path, providers=settings.providers, device=settings.device,
-                             threads=settings.threads, max_pixels=settings.max_pixels)
+    return replace(settings, backend=backend, model=model_path)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # the running server
 
 
+RESTRICTED_APIS = "model-repository,shared-memory,trace,logging"
+"""Endpoints closed to every client: loading models (whose model.py would run code), registering shared memory,
+tracing and logging settings. Triton unlocks them with a header value given on its command line; the value set here
+holds a line break, which neither HTTP nor gRPC can carry, so there is no secret to leak and no way in."""
+RESTRICTION = f"{RESTRICTED_APIS}:jarrn-closed=no\nclient can send this"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+NO_GPU_NOISE = re.compile(r"CudaDriverHelper|NVML|DCGM|pinned memory|cuda", re.IGNORECASE)
+"""Log lines of every start without a GPU; they name no cause of anything."""
+SHM_DEFAULT_BYTES, SHM_GROWTH_BYTES = 4 << 20, 1 << 20
+
+
+def triton_arguments(options: "ServeOptions", repository: Path, backends: Path, shm_prefix: str,
+                     internal_ports: tuple[int, int] | None = None) -> list[str]:
+    """``tritonserver``'s command line: nothing secret on it (``/proc/PID/cmdline`` is readable by every user). With
+    ``internal_ports`` (HTTP, gRPC) Triton listens on loopback there, behind the gate (:mod:`runtime.serving_gate`)."""
+    o = options
+    inference_host, http_port, grpc_port = (("127.0.0.1", *internal_ports) if internal_ports
+                                            else (o.host, o.http_port, o.grpc_port))
+    return [
+        f"--model-repository={repository}", f"--backend-directory={backends}", "--model-control-mode=none",
+        "--strict-readiness=true", "--exit-on-error=true",
+        f"--exit-timeout-secs={max(int(round(o.drain_timeout_s)), 0)}",
+        f"--http-address={inference_host}", f"--http-port={http_port}", f"--grpc-address={inference_host}",
+        f"--grpc-port={grpc_port}", f"--metrics-address={o.host}", f"--metrics-port={o.metrics_port}",
+        "--allow-gpu-metrics=false",
+        f"--http-restricted-api={RESTRICTION}", f"--grpc-restricted-protocol={RESTRICTION}",
+        f"--backend-config=python,shm-region-prefix-name={shm_prefix}",
+        f"--backend-config=python,shm-default-byte-size={SHM_DEFAULT_BYTES}",
+        f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
+    ]
+
+
 class RunningServer:
-    """A started Triton with the ``jarrn`` model loaded; use as a context manager (``stop()`` on exit)."""
+    """A started Triton with the ``jarrn`` model loaded; use as a context manager (``stop()`` on exit).
+
+    Start it from a thread that outlives it (the main thread): the server is told to die with that thread."""
 
     def __init__(self, options: ServeOptions, *, log=print) -> None:  # noqa: ANN001
         self.requested = options
         self._log = log
-        self._triton = None
+        self._server: ServerProcess | None = None
+        self._gate: Gate | None = None
+        self._internal: tuple[int, int] = (0, 0)
         self._workdir: Path | None = None
         self.options = options
+        self.exit_status: int | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------------------
     def start(self) -> "RunningServer":
-        try:
-            from pytriton.triton import Triton, TritonConfig
-        except ImportError as exc:
-            raise UnavailableError(SERVE_INSTALL_HINT) from exc
         options = self.requested
-        completer = resolve_completer(options.completer)
+        for stale in remove_stale_leftovers():
+            self._log(f"removed {stale} (left by a jarrn serve that is gone)")
+        completer = resolve_completer(options.completer, log=self._log)
+        bundle = server_bundle(log=self._log)
         ports = {}
         for name in ("http_port", "grpc_port", "metrics_port"):
             if getattr(options, name):
                 check_port_free(options.host, getattr(options, name), f"--{name.replace('_', '-')}")
             ports[name] = getattr(options, name) or free_port(options.host)
-        self.options = options = ServeOptions(
-            completer=completer, host=options.host, max_batch_size=options.max_batch_size,
-            max_queue_delay_us=options.max_queue_delay_us, instances=options.instances, log_file=options.log_file,
-            startup_timeout_s=options.startup_timeout_s, **ports)
-        self._workdir = Path(tempfile.mkdtemp(prefix="jarrn-serve-"))
+        self.options = options = replace(options, completer=completer, **ports)
+        self._workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
         repository = self._workdir / "models"
-        write_python_model_repository(repository, options)
+        model_dir = write_python_model_repository(repository, options)
         self.log_path = Path(options.log_file) if options.log_file else self._workdir / "triton.log"
-        config = TritonConfig(
-            model_repository=repository, http_address=options.host, grpc_address=options.host,
-            metrics_address=options.host, http_port=options.http_port, grpc_port=options.grpc_port,
-            metrics_port=options.metrics_port, log_file=self.log_path, exit_timeout_secs=3, allow_gpu_metrics=False,
-            # Up without waiting for the model, and still up when it fails to load: PyTriton's start-up wait would
-            # otherwise sit out its 120 s timeout; the model's state and error are read below instead.
-            strict_readiness=False, exit_on_error=False,
-        )
+        shm_prefix = f"{TEMP_PREFIX}{os.getpid()}-{self._workdir.name.rsplit('-', 1)[-1]}-"
+        self._internal = (free_port(), free_port())
         started = time.perf_counter()
         self._log(f"starting Triton: model {MODEL_NAME!r} ({completer.backend}, "
-                  f"{completer.model or 'bundled default model'}), {options.instances} instance(s) ...")
+                  f"{Path(completer.model).name if completer.model else 'bundled default model'}), "
+                  f"{options.instances} instance(s) ...")
         try:
-            with _process_environment(server_environment(os.environ)):
-                self._triton = Triton(config=config, workspace=self._workdir / "pytriton")
-                self._triton.run()
+            self._server = ServerProcess(
+                bundle, triton_arguments(options, repository, bundle.backends, shm_prefix, self._internal),
+                server_environment(os.environ), self.log_path)
             self._wait_until_ready(started)
-        except BaseException as exc:
-            errors = self._log_errors()
+            self._gate = Gate(GateSettings(
+                host=options.host, http_port=options.http_port, grpc_port=options.grpc_port,
+                triton_http=f"127.0.0.1:{self._internal[0]}", triton_grpc=f"127.0.0.1:{self._internal[1]}",
+                max_pixels=completer.max_pixels, max_batch_size=options.max_batch_size,
+                workers=options.max_queue_size + 16, abandoned_dir=str(model_dir / ABANDONED_FOLDER))).start()
+        except BaseException:
             self.stop()
-            from_triton = type(exc).__module__.startswith(("pytriton", "tritonclient", "gevent"))
-            if isinstance(exc, (TimeoutError, ConnectionError)) or (isinstance(exc, Exception) and from_triton):
-                raise UnavailableError(f"Triton did not start ({type(exc).__name__}: {exc}): {errors}") from None
             raise
         self._log(f"ready in {time.perf_counter() - started:.1f} s")
         return self
@@ -271,40 +338,64 @@ class RunningServer:
     def _wait_until_ready(self, started: float) -> None:
         deadline = started + self.options.startup_timeout_s
         while time.perf_counter() < deadline:
-            if self.is_model_ready():
+            if self.is_model_ready(internal=True):
                 return
-            if not self._triton.is_alive():
-                raise UnavailableError(f"Triton stopped while loading model {MODEL_NAME!r}: {self._log_errors()}")
-            state, reason = self.model_state()
-            if state == "UNAVAILABLE":
-                raise UnavailableError(f"model {MODEL_NAME!r} failed to load in Triton: {_reason_headline(reason)}")
+            if not self._server.is_alive():
+                reason = self.load_failure()
+                if reason:
+                    raise UnavailableError(f"model {MODEL_NAME!r} failed to load in Triton: {reason}")
+                raise UnavailableError(f"Triton did not start: {exit_reason(self._server.process.returncode)}: "
+                                       f"{self._log_errors()}")
             time.sleep(0.2)
         raise UnavailableError(
             f"model {MODEL_NAME!r} was not ready after {self.options.startup_timeout_s:.0f} s: {self._log_errors()}")
 
-    def _log_errors(self) -> str:
+    def _log_lines(self) -> list[str]:
         try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
+            return self.log_path.read_text(errors="replace").splitlines()
+        except (OSError, AttributeError):
+            return []
+
+    def load_failure(self) -> str:
+        """The reason Triton gave for failing to load the model ("" when it did not say)."""
+        for line in self._log_lines():
+            match = re.search(rf"failed to load '{MODEL_NAME}' version \d+: (.*)", line)
+            if match:
+                return _reason_headline(match.group(1).strip().strip('"'))
+        return ""
+
+    def _log_errors(self) -> str:
+        """Triton's last error lines, without the ones every start on a machine without a GPU prints."""
+        lines = self._log_lines()
+        if not lines:
             return "no Triton log"
-        errors = [line for line in lines if line.startswith("E") or "Error" in line or "error" in line]
-        return " | ".join((errors or lines)[-3:])[-2000:] or "empty Triton log"
+        errors = [line for line in lines if (line.startswith("E") or "Error" in line or "error" in line)
+                  and not NO_GPU_NOISE.search(line)]
+        return " | ".join(errors[-3:])[-2000:] if errors else "no error in Triton's log"
 
     def stop(self) -> None:
-        if self._triton is not None:
-            triton, self._triton = self._triton, None
-            triton.stop()
+        if self._server is not None:
+            server, self._server = self._server, None
+            self.exit_status = server.stop(self.options.drain_timeout_s)
+        if self._gate is not None:  # after the drain, so that answers in flight still reach their clients
+            gate, self._gate = self._gate, None
+            gate.stop()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
     def __enter__(self) -> "RunningServer":
-        return self.start() if self._triton is None else self
+        return self.start() if self._server is None else self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # -- queries -------------------------------------------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        """The ``tritonserver`` process id."""
+        return self._server.pid if self._server is not None else None
+
     @property
     def _client_host(self) -> str:
         return "127.0.0.1" if self.options.host == "0.0.0.0" else self.options.host
@@ -323,43 +414,32 @@ class RunningServer:
     def metrics_url(self) -> str:
         return f"http://{self._client_host}:{self.options.metrics_port}/metrics"
 
-    @property
-    def access_token(self) -> str | None:
-        """PyTriton's token for the restricted endpoints (statistics, model repository, ...), header
-        ``triton-access-token``; inference, health and metadata need none."""
-        return self._triton.get_access_token() if self._triton is not None else None
-
     def is_alive(self) -> bool:
-        return self._triton is not None and self._triton.is_alive()
+        return self._server is not None and self._server.is_alive()
 
-    def is_model_ready(self) -> bool:
-        url = f"http://{self.http_url}/v2/models/{MODEL_NAME}/ready"
+    def death_reason(self) -> str:
+        """Why the server process ended, with Triton's last error lines."""
+        if self._server is None or self._server.is_alive():
+            return "tritonserver is running"
+        return f"{exit_reason(self._server.process.returncode)}; {self._log_errors()}"
+
+    def is_model_ready(self, internal: bool = False) -> bool:
+        """Whether the model answers as ready (through the gate, or Triton's own port with ``internal``)."""
+        address = f"127.0.0.1:{self._internal[0]}" if internal else self.http_url
+        url = f"http://{address}/v2/models/{MODEL_NAME}/ready"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 return response.status == 200
         except (urllib.error.URLError, OSError):
             return False
 
-    def model_state(self) -> tuple[str, str]:
-        """``(state, reason)`` of the model from Triton's repository index ("LOADING", "READY", "UNAVAILABLE")."""
-        request = urllib.request.Request(f"http://{self.http_url}/v2/repository/index", data=b"{}", method="POST",
-                                         headers={"triton-access-token": self.access_token or ""})
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                index = json.loads(response.read())
-        except (urllib.error.URLError, OSError, ValueError):
-            return "UNKNOWN", ""
-        for entry in index:
-            if entry.get("name") == MODEL_NAME:
-                return str(entry.get("state", "UNKNOWN")), str(entry.get("reason", ""))
-        return "UNKNOWN", ""
-
     def describe(self) -> str:
         o = self.options
-        return (f"serving {MODEL_NAME!r} ({o.completer.backend}, {o.completer.model or 'bundled default model'}) on "
-                f"HTTP {self.http_url}, gRPC {self.grpc_url}, metrics {self.metrics_url}; max batch {o.max_batch_size}, "
-                f"queue delay {o.max_queue_delay_us} us, {o.instances} instance(s), "
-                f"at most {o.completer.max_pixels:,} pixels per image")
+        model = Path(o.completer.model).name if o.completer.model else "bundled default model"
+        return (f"serving {MODEL_NAME!r} ({o.completer.backend}, {model}) on HTTP {self.http_url}, gRPC "
+                f"{self.grpc_url}, metrics {self.metrics_url}; max batch {o.max_batch_size}, queue delay "
+                f"{o.max_queue_delay_us} us, queue at most {o.max_queue_size} requests for {o.queue_timeout_s:g} s, "
+                f"{o.instances} instance(s), at most {o.completer.max_pixels:,} pixels per image and per run")
 
 
 def _reason_headline(reason: str) -> str:
@@ -412,13 +492,24 @@ def rss_bytes(pids: Sequence[int]) -> int:
 
 
 SERVE_HELP_EPILOG = """\
-Without --backend, the model file decides as in jarrn infer: an engine runs on TensorRT, an ONNX file on
-ONNX Runtime, a checkpoint or no --model on PyTorch. Ctrl-C or SIGTERM stops the server.
+Backend: without --model and --backend, TensorRT when a GPU and TensorRT are present, else ONNX Runtime (on the
+bundled model, exported once and cached); with --model, the file decides as in jarrn infer (an engine runs on
+TensorRT, an ONNX file on ONNX Runtime, a checkpoint on PyTorch).
+
+Limits: each image at most --max-pixels pixels (H*W); a batch is run in parts of at most --max-pixels pixels in all,
+so its memory stays that of one largest image. At most --max-queue-size requests wait, each at most --queue-timeout s.
+
+Security: HTTP, gRPC and metrics have no authentication and no TLS. Keep the default 127.0.0.1, or put a reverse
+proxy with TLS and authentication in front (README, "Serving with Triton"). Model loading, shared-memory
+registration, tracing and logging endpoints are closed to all clients.
+
+Ctrl-C or SIGTERM: no new requests; those in flight finish for up to --drain-timeout s; exit status 0.
+The first run installs the Triton server (nvidia-pytriton wheel, without its dependencies) into ~/.cache/jarrn-deploy.
 
 examples:
   jarrn serve                                             # the bundled model on 127.0.0.1:8000 (HTTP), :8001 (gRPC)
   jarrn serve --model artifacts/jarrn_fp16.onnx --max-batch-size 8 --instances 2
-  jarrn serve --host 0.0.0.0 --http-port 9000             # reachable from other machines
+  jarrn serve --host 0.0.0.0 --http-port 9000             # reachable from other machines: no auth, no TLS
   python examples/triton_client.py                        # a client
 """
 
@@ -436,11 +527,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default=None,
                    help="engine (.engine/.plan), ONNX (.onnx) or checkpoint (.safetensors/.pth); default: bundled model")
-    p.add_argument("--backend", choices=BACKENDS, default=None, help="force a backend (default: from --model)")
+    p.add_argument("--backend", choices=BACKENDS, default=None,
+                   help="force a backend (default: from --model; without it TensorRT on a GPU with TensorRT, else "
+                        "onnxruntime)")
     p.add_argument("--providers", default="", help="onnxruntime providers in priority order: cpu, cuda, tensorrt")
     p.add_argument("--device", default="", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--threads", type=int, default=0, help="intra-op threads per instance (default: the library's)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s; 0.0.0.0 for all)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default %(default)s); 0.0.0.0 serves other machines, with no authentication "
+                        "and no TLS: put a reverse proxy in front")
     p.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT, help="HTTP port (default %(default)s; 0 = any)")
     p.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="gRPC port (default %(default)s; 0 = any)")
     p.add_argument("--metrics-port", type=int, default=DEFAULT_METRICS_PORT,
@@ -449,9 +544,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest batch the dynamic batcher forms (default %(default)s)")
     p.add_argument("--max-queue-delay-us", type=int, default=DEFAULT_QUEUE_DELAY_US,
                    help="how long a request may wait for others of its size, microseconds (default %(default)s)")
+    p.add_argument("--max-queue-size", type=int, default=DEFAULT_MAX_QUEUE_SIZE,
+                   help="requests that may wait at once; more are refused at once (default %(default)s)")
+    p.add_argument("--queue-timeout", type=float, default=DEFAULT_QUEUE_TIMEOUT_S,
+                   help="seconds a request may wait in the queue before it is dropped with an error (default "
+                        "%(default)s; a client may ask for less with Triton's timeout parameter)")
     p.add_argument("--instances", type=int, default=1, help="model instances running in parallel (default 1)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help="largest accepted H*W per image; larger requests get HTTP 400 (default %(default)s = 2048x2048)")
+                   help="largest accepted H*W per image, and pixels per run of a batch; larger images get HTTP 400 "
+                        "(default %(default)s = 2048x2048)")
+    p.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT_S,
+                   help="on SIGTERM/Ctrl-C, seconds requests in flight may still finish (default %(default)s)")
     p.add_argument("--log-file", default="", help="write Triton's log here (default: a temporary file)")
     p.add_argument("--startup-timeout", type=float, default=DEFAULT_STARTUP_TIMEOUT_S,
                    help="seconds to wait for the model to load (default %(default)s)")
@@ -466,30 +569,48 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
     return ServeOptions(completer=completer, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                         metrics_port=args.metrics_port, max_batch_size=args.max_batch_size,
                         max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
-                        log_file=args.log_file, startup_timeout_s=args.startup_timeout)
+                        max_queue_size=args.max_queue_size, queue_timeout_s=args.queue_timeout,
+                        drain_timeout_s=args.drain_timeout, log_file=args.log_file,
+                        startup_timeout_s=args.startup_timeout)
+
+
+def exposure_warning(host: str) -> str | None:
+    """The one-line warning for a --host other than loopback."""
+    if host in LOOPBACK_HOSTS:
+        return None
+    return (f"warning: --host {host}: HTTP, gRPC and metrics are reachable from other machines with no authentication "
+            "and no TLS; put a reverse proxy with both in front (see README, Serving with Triton)")
 
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = options_from_args(args)
-    stop_requested = False
+    warning = exposure_warning(options.host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    stop_requested: list[str] = []
 
-    def _on_sigterm(*_: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
+    def _on_signal(number: int, _frame: object) -> None:
+        stop_requested.append(signal.Signals(number).name)
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {number: signal.signal(number, _on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         with RunningServer(options) as server:
             print(server.describe() + "; Ctrl-C to stop", flush=True)
             while not stop_requested and server.is_alive():
-                time.sleep(0.5)
-            if not server.is_alive() and not stop_requested:
-                raise UnavailableError(f"Triton stopped unexpectedly: {server._log_errors()}")
-            print("stopping", flush=True)
+                time.sleep(0.2)
+            if not stop_requested:
+                raise UnavailableError(f"Triton stopped unexpectedly: {server.death_reason()}")
+            print(f"{stop_requested[0]}: refusing new requests, letting those in flight finish (at most "
+                  f"{options.drain_timeout_s:g} s) ...", flush=True)
+        status = server.exit_status
+        if status not in (0, None):
+            raise UnavailableError(f"Triton did not stop cleanly: {exit_reason(status)}")
+        print("stopped cleanly", flush=True)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return 0
 
 

@@ -1,16 +1,25 @@
 """The Triton model behind ``jarrn serve``: a Python-backend ``TritonPythonModel`` over :class:`DepthCompleter`.
 
 Triton runs this class in its Python-backend stub process (one process per model instance); ``runtime/serve.py``
-writes the model repository whose ``model.py`` imports it and passes the completer's settings as config parameters.
+writes the model repository whose ``model.py`` imports it, and the completer's settings in ``jarrn_settings.json`` next
+to ``config.pbtxt`` (not as config parameters, which any client can read).
 
 Why the Python backend and not PyTriton's ``bind()``: PyTriton 0.7 turns any exception of the inference callable into
 one ``TritonModelException`` for the whole batch (HTTP 500 / gRPC INTERNAL for every request Triton batched together).
-Here each request is checked on its own and a bad one gets its own ``INVALID_ARG`` response (HTTP 400 / gRPC
-INVALID_ARGUMENT) naming the input, while the good requests of the same batch are answered normally.
+Here each request, and each item of a request, is checked on its own; a bad one gets its own ``INVALID_ARG`` response
+(HTTP 400 / gRPC INVALID_ARGUMENT) naming the input and, in a batch, the item ("item 1 of 2: sparse_depth: ...",
+0-based), while the good requests of the same batch are answered normally. Errors are mapped by type:
+:class:`jarrn.errors.InputError` (and its subclasses, e.g. ``EmptySparseDepthError`` for a map without a point > 0)
+-> INVALID_ARG; ``MemoryError`` (the memory guard) -> UNAVAILABLE with this server's limits; anything else -> INTERNAL.
+
+Memory: the model never runs more than ``max_pixels`` pixels (B*H*W) at once; a larger batch of Triton's dynamic
+batcher is run in parts, so a batch costs the memory of one largest image, whatever other clients sent.
+
+Validation happens here, after the request has waited in Triton's queue: Triton itself only checks dtype, rank and
+channel count against the config before queueing, and runs no user code before the backend.
 
 Graph layout on the wire (Triton's first dimension is the batch): ``rgb`` FP32 ``[B,3,H,W]`` in 0..1,
-``sparse_depth`` FP32 ``[B,1,H,W]`` metres (0 = missing) -> ``depth`` FP32 ``[B,1,H,W]`` metres. Triton itself rejects
-a wrong dtype, rank or channel count with a 400 before the model sees the request.
+``sparse_depth`` FP32 ``[B,1,H,W]`` metres (0 = missing) -> ``depth`` FP32 ``[B,1,H,W]`` metres.
 """
 
 from __future__ import annotations
@@ -18,18 +27,26 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Mapping
-from jarrn.errors import InputError
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
+
+from jarrn.errors import InputError
 
 MODEL_NAME = "jarrn"
 """The model's name in Triton (``/v2/models/jarrn``)."""
 DEFAULT_MAX_PIXELS = 2048 * 2048
 """Largest accepted H*W per image unless ``--max-pixels`` says otherwise (a 4-megapixel frame, 10x a KITTI frame)."""
-PARAMETER_PREFIX = "jarrn_"
-"""Config parameters this model reads are named ``jarrn_<field>`` (see :class:`CompleterSettings`)."""
+SETTINGS_FILE = "jarrn_settings.json"
+"""The completer's settings, in the model's folder (see the module docstring)."""
+ABANDONED_FOLDER = "abandoned"
+"""In the model's folder: one empty file per HTTP request whose client left, named by its gate id (Triton's HTTP
+frontend does not cancel a request when its client disconnects; the gate, :mod:`runtime.serving_gate`, sees it)."""
+GATE_ID_PARAMETER = "jarrn_gate_id"
+"""The request parameter holding the id the gate gave an HTTP request."""
 
 
 class RequestError(InputError):
@@ -53,26 +70,25 @@ class CompleterSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Largest accepted H*W per image; larger requests get INVALID_ARG."""
 
-    def to_parameters(self) -> dict[str, str]:
-        """Model-config ``parameters`` (string values, as Triton stores them)."""
-        return {PARAMETER_PREFIX + name: str(value) for name, value in self.__dict__.items()}
-
     @classmethod
-    def from_parameters(cls, parameters: Mapping[str, Any]) -> "CompleterSettings":
-        """Inverse of :meth:`to_parameters`; accepts Triton's ``{"key": {"string_value": "..."}}`` JSON form too."""
-        values = {}
-        for name, default in cls().__dict__.items():
-            raw = parameters.get(PARAMETER_PREFIX + name)
-            if isinstance(raw, Mapping):
-                raw = raw.get("string_value")
-            if raw is not None:
-                values[name] = type(default)(raw)
-        return cls(**values)
+    def load(cls, model_dir: str | Path) -> "CompleterSettings":
+        """The settings ``jarrn serve`` wrote into ``model_dir``."""
+        return cls(**json.loads((Path(model_dir) / SETTINGS_FILE).read_text()))
+
+
+def _item_prefix(index: int, batch: int) -> str:
+    return f"item {index} of {batch}: " if batch > 1 else ""
+
+
+def pixel_limit_message(name: str, height: int, width: int, max_pixels: int) -> str:
+    """The refusal of an image above ``--max-pixels`` (here and in the gate, :mod:`runtime.serving_gate`)."""
+    return (f"{name}: {height}x{width} is {height * width:,} pixels, above this server's limit of {max_pixels:,} "
+            f"(jarrn serve --max-pixels {max_pixels})")
 
 
 def check_request(rgb: np.ndarray, sparse_depth: np.ndarray, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
     """Validate one request's graph tensors and return them in the user layout ``(BxHxWx3, BxHxW)`` that
-    :meth:`DepthCompleter.complete` takes; raise :class:`RequestError` naming the input otherwise.
+    :meth:`DepthCompleter.complete` takes; raise :class:`RequestError` naming the input (and the item of a batch).
 
     Shapes are checked before any value is read, so a 20000x20000 request is refused without touching its data.
     """
@@ -88,21 +104,26 @@ def check_request(rgb: np.ndarray, sparse_depth: np.ndarray, max_pixels: int) ->
         if batch < 1 or height < 1 or width < 1:
             raise RequestError(f"{name}: batch, height and width must be at least 1, got {list(array.shape)}")
         if height * width > max_pixels:
-            raise RequestError(
-                f"{name}: {height}x{width} is {height * width:,} pixels, above this server's limit of "
-                f"{max_pixels:,} (jarrn serve --max-pixels)"
-            )
+            raise RequestError(pixel_limit_message(name, height, width, max_pixels))
     if rgb.shape[0] != sparse_depth.shape[0] or rgb.shape[2:] != sparse_depth.shape[2:]:
         raise RequestError(
             f"{rgb_name} and {sparse_name}: shapes differ, {rgb_name} is {list(rgb.shape)}, "
             f"{sparse_name} is {list(sparse_depth.shape)} (expected the same B, H and W)"
         )
     rgb_user, sparse_user = rgb.transpose(0, 2, 3, 1), sparse_depth[:, 0]
-    try:
-        prepare_inputs(rgb_user, sparse_user)  # the contract's value checks: range, NaN/inf, negative or raw depth
-    except (ValueError, TypeError) as exc:
-        raise RequestError(str(exc)) from None
+    batch = rgb.shape[0]
+    for index in range(batch):  # the contract's value checks (range, NaN/inf, negative, no point > 0), item by item
+        try:
+            prepare_inputs(rgb_user[index], sparse_user[index])
+        except InputError as exc:
+            raise RequestError(_item_prefix(index, batch) + str(exc)) from None
     return rgb_user, sparse_user
+
+
+def run_parts(batch: int, height: int, width: int, max_pixels: int) -> list[slice]:
+    """Slices of a batch such that no part holds more than ``max_pixels`` pixels (at least one image per part)."""
+    step = max(1, max_pixels // max(height * width, 1))
+    return [slice(start, min(start + step, batch)) for start in range(0, batch, step)]
 
 
 def build_completer(settings: CompleterSettings):  # noqa: ANN201 - DepthCompleter, imported lazily
@@ -133,55 +154,100 @@ def _default_ort_providers() -> list[str]:
     return ["cuda", "cpu"] if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else ["cpu"]
 
 
+class Member(NamedTuple):
+    """One valid request of an execution, in the user layout."""
+
+    index: int
+    rgb: np.ndarray
+    sparse: np.ndarray
+    request: Any
+    marker: Path | None
+    """The file that appears when the request's HTTP client leaves (None: not known)."""
+
+
 class TritonPythonModel:
-    """Triton Python-backend model: validates each request, runs the valid ones batched by shape, answers each one."""
+    """Triton Python-backend model: validates each request, runs the valid ones batched by shape (in parts within
+    ``max_pixels``), answers each one."""
 
     def initialize(self, args: Mapping[str, str]) -> None:
-        config = json.loads(args["model_config"])
-        self.settings = CompleterSettings.from_parameters(config.get("parameters", {}))
+        from runtime.serving_server import watch_parents
+
+        watch_parents()  # this process dies with Triton and with jarrn serve, even in the middle of a batch
+        self.settings = CompleterSettings.load(args["model_repository"])
         self.completer = build_completer(self.settings)
         self._lock = threading.Lock()
+        self.abandoned = Path(args["model_repository"]) / ABANDONED_FOLDER
 
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
 
         from model.contract import CONTRACT
 
+        started = time.monotonic()
         responses: list[Any] = [None] * len(requests)
-        groups: dict[tuple[int, int], list[tuple[int, np.ndarray, np.ndarray]]] = {}
+        groups: dict[tuple[int, int], list[Member]] = {}
         for index, request in enumerate(requests):
+            marker = abandon_marker(request, self.abandoned)
+            if _given_up(request, marker, started):  # before the value checks, which read every pixel
+                responses[index] = _error_response(pb_utils, GIVEN_UP_MESSAGE + " while it waited",
+                                                   pb_utils.TritonError.UNAVAILABLE)
+                _remove(marker)
+                continue
             try:
                 rgb = pb_utils.get_input_tensor_by_name(request, CONTRACT.rgb_name).as_numpy()
                 sparse = pb_utils.get_input_tensor_by_name(request, CONTRACT.sparse_name).as_numpy()
                 rgb_user, sparse_user = check_request(rgb, sparse, self.settings.max_pixels)
             except RequestError as exc:
-                responses[index] = _error_response(pb_utils, str(exc), invalid_argument=True)
+                responses[index] = _error_response(pb_utils, str(exc), pb_utils.TritonError.INVALID_ARG)
                 continue
-            groups.setdefault(rgb_user.shape[1:3], []).append((index, rgb_user, sparse_user))
+            member = Member(index, rgb_user, sparse_user, request, marker)
+            groups.setdefault(rgb_user.shape[1:3], []).append(member)
         for members in groups.values():  # Triton batches equal shapes only; grouping keeps any mix correct anyway
-            self._run_group(pb_utils, members, responses)
+            batch = sum(m.rgb.shape[0] for m in members)
+            if len(run_parts(batch, *members[0].rgb.shape[1:3], self.settings.max_pixels)) == 1:
+                self._run_group(pb_utils, members, responses, started)
+                continue
+            for member in members:  # large images: one request at a time, each still wanted when its turn comes
+                if _given_up(member.request, member.marker, started):
+                    responses[member.index] = _error_response(
+                        pb_utils, GIVEN_UP_MESSAGE + " while earlier requests of its batch ran",
+                        pb_utils.TritonError.UNAVAILABLE)
+                else:
+                    self._run_group(pb_utils, [member], responses, started)
+        for members in groups.values():
+            for member in members:
+                _remove(member.marker)
         return responses
 
-    def _run_group(self, pb_utils: Any, members: list[tuple[int, np.ndarray, np.ndarray]], responses: list[Any]) -> None:
-        rgb = np.concatenate([m[1] for m in members])
-        sparse = np.concatenate([m[2] for m in members])
-        try:
-            with self._lock:
-                depth = self.completer.complete(rgb, sparse)
-        except Exception as exc:  # noqa: BLE001 - one line to the clients of this group; the server keeps serving
-            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            is_shape_error = type(exc).__name__ == "ProfileError"  # a size outside a TensorRT engine's profile
-            for index, _, _ in members:
-                responses[index] = _error_response(pb_utils, message, invalid_argument=is_shape_error)
-            return
+    def _complete(self, rgb: np.ndarray, sparse: np.ndarray, watch: "AbandonWatch") -> np.ndarray:
+        """The completer over ``rgb``, in parts of at most ``max_pixels`` pixels, stopped once nobody waits for it."""
+        parts = run_parts(rgb.shape[0], rgb.shape[1], rgb.shape[2], self.settings.max_pixels)
+        with self._lock, watch:
+            outputs = [self.completer.complete(rgb[part], sparse[part]) for part in parts]
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+
+    def _run_group(self, pb_utils: Any, members: list[Member], responses: list[Any], started: float) -> None:
         from model.contract import CONTRACT
 
+        rgb = np.concatenate([m.rgb for m in members])
+        sparse = np.concatenate([m.sparse for m in members])
+        watch = AbandonWatch(getattr(self.completer, "backend", None), members, started)
+        try:
+            depth = self._complete(rgb, sparse, watch)
+        except Exception as exc:  # noqa: BLE001 - one line to the clients of this group; the server keeps serving
+            message, code = _client_error(exc, rgb.shape[1:3], self.settings.max_pixels, pb_utils.TritonError)
+            if watch.stopped:
+                message, code = GIVEN_UP_MESSAGE + " (its run was stopped)", pb_utils.TritonError.UNAVAILABLE
+            for member in members:
+                responses[member.index] = _error_response(pb_utils, message, code)
+            return
         start = 0
-        for index, rgb_user, _ in members:
-            count = rgb_user.shape[0]
+        for member in members:
+            count = member.rgb.shape[0]
             out = np.ascontiguousarray(depth[start:start + count, None], dtype=np.float32)
             start += count
-            responses[index] = pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(CONTRACT.depth_name, out)])
+            responses[member.index] = pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor(CONTRACT.depth_name, out)])
 
     def finalize(self) -> None:
         completer = getattr(self, "completer", None)
@@ -189,6 +255,85 @@ class TritonPythonModel:
             completer.close()
 
 
-def _error_response(pb_utils: Any, message: str, *, invalid_argument: bool) -> Any:
-    code = pb_utils.TritonError.INVALID_ARG if invalid_argument else pb_utils.TritonError.INTERNAL
+GIVEN_UP_MESSAGE = "request timeout expired (or cancelled)"
+WATCH_PERIOD_S = 0.05
+
+
+class AbandonWatch:
+    """While a run is in its ``with`` block: a thread that stops it (ONNX Runtime's ``RunOptions.terminate``) as soon
+    as every request of the run has been given up (:func:`_given_up`). Backends without ``run_options`` run to the
+    end."""
+
+    def __init__(self, backend: Any, members: list[Member], started: float) -> None:
+        self.backend, self.members, self.started = backend, members, started
+        self.stopped = False
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._options: Any = None
+
+    def __enter__(self) -> "AbandonWatch":
+        if hasattr(self.backend, "run_options"):
+            import onnxruntime
+
+            self._options = self.backend.run_options = onnxruntime.RunOptions()
+            self._thread = threading.Thread(target=self._watch, name="jarrn-abandon-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._done.wait(WATCH_PERIOD_S):
+            if all(_given_up(member.request, member.marker, self.started) for member in self.members):
+                self.stopped = True
+                self._options.terminate = True
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+            self.backend.run_options = None
+
+
+def abandon_marker(request: Any, folder: Path | None) -> Path | None:
+    """The file the gate creates in ``folder`` when the HTTP client of ``request`` leaves (None without a gate id)."""
+    parameters = getattr(request, "parameters", None)
+    if folder is None or parameters is None:
+        return None
+    try:
+        gate_id = json.loads(parameters() or "{}").get(GATE_ID_PARAMETER)
+    except (ValueError, AttributeError):
+        return None
+    return folder / gate_id if isinstance(gate_id, str) and gate_id.isalnum() else None
+
+
+def _remove(marker: Path | None) -> None:
+    if marker is not None:
+        marker.unlink(missing_ok=True)
+
+
+def _given_up(request: Any, marker: Path | None, started: float) -> bool:
+    """Whether the client cancelled its request (gRPC), left (HTTP, seen by the gate) or its own timeout (Triton's
+    ``timeout`` parameter, microseconds) has passed; counted from the start of this execution, so never too early."""
+    if marker is not None and marker.exists():
+        return True
+    cancelled = getattr(request, "is_cancelled", None)
+    if cancelled is not None and cancelled():
+        return True
+    timeout = getattr(request, "timeout", None)
+    limit_us = timeout() if timeout is not None else 0
+    return bool(limit_us) and (time.monotonic() - started) * 1e6 > limit_us
+
+
+def _client_error(exc: Exception, size: tuple[int, int], max_pixels: int, codes: Any) -> tuple[str, Any]:
+    """``(message, Triton error code)`` for an exception of a run, by its type; messages name this server's limits,
+    never its environment (a remote client cannot change that)."""
+    if isinstance(exc, InputError):  # e.g. a size outside a TensorRT engine's profile
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0], codes.INVALID_ARG
+    if isinstance(exc, MemoryError):
+        return (f"the server has not enough free memory now for {size[0]}x{size[1]} images (its limit: "
+                f"jarrn serve --max-pixels {max_pixels}); retry later or send a smaller size"), codes.UNAVAILABLE
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0], codes.INTERNAL
+
+
+def _error_response(pb_utils: Any, message: str, code: Any) -> Any:
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

@@ -35,6 +35,20 @@ def contract_graph(tmp_path, *, name="g.onnx", rgb_shape=("b", 3, "h", "w"), spa
     return path
 
 
+def nan_graph(path: Path) -> Path:
+    """A contract graph whose depth is sparse_depth x NaN: what an ONNX file with NaN weights computes."""
+    inputs = [helper.make_tensor_value_info("rgb", TensorProto.FLOAT, ["b", 3, "h", "w"]),
+              helper.make_tensor_value_info("sparse_depth", TensorProto.FLOAT, ["b", 1, "h", "w"])]
+    output = helper.make_tensor_value_info("depth", TensorProto.FLOAT, ["b", 1, "h", "w"])
+    nan = helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")])
+    graph = helper.make_graph([helper.make_node("Mul", ["sparse_depth", "nan"], ["depth"])], "g", inputs, [output],
+                              initializer=[nan])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    for key, value in GOOD_METADATA.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
+
 
 def run_command(args: list[str], cwd: Path, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python <args>`` from the repository as a user would, with one CPU thread."""

@@ -18,7 +18,9 @@ from typing import Any
 
 import torch
 
+from jarrn.errors import OutputError
 from model.atomic import atomic_write_text, check_writable_folder, remove_stale_temp_files
+from model.train_options import RUN_FILES
 from model.checkpoint import save_model, save_training_checkpoint
 from model.training.curves import write_logs
 from model.training.data import BatchSource, build_batches, synthetic_on_device
@@ -34,9 +36,6 @@ from model.training.run_state import RunProgress, args_record, checkpoint_payloa
 from model.training.schedule import learning_rate
 from model.training.step import LOSS_TERM_NAMES, train_step
 from model.training.validation import ValCase, build_val_cases, validate, validation_row
-
-RUN_FILES = ("last.pt", "best.safetensors", "history.json", "log.csv", "val.csv", "curves.png")
-"""What a run writes in ``--out`` (their temp files, left by a killed run, are removed at the start)."""
 
 
 class StopRequested(Exception):
@@ -270,7 +269,10 @@ class TrainingRun:
     def announce(self) -> None:
         """args.json and one line saying what is trained on what."""
         a, config = self.args, self.trained.config
-        atomic_write_text(self.out / "args.json", json.dumps(args_record(a), indent=1))
+        try:
+            atomic_write_text(self.out / "args.json", json.dumps(args_record(a), indent=1))
+        except OSError as exc:  # a full disk: one line, before the first step
+            raise OutputError(f"--out: could not write {self.out / 'args.json'} ({exc.strerror or exc})") from None
         crop = tuple(a.crop)
         where = " (rendered on the device)" if synthetic_on_device(a, self.device) else ""
         print(f"training {config.to_dict()} on {a.data}{where} ({a.sparse_mix} mix), crop {crop[0]}x{crop[1]}, "

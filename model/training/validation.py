@@ -63,14 +63,18 @@ def build_val_cases(max_side: int = 0, seed: int = 0) -> list[ValCase]:
 
 def validate(network: Jarrn, cases: list[ValCase]) -> dict[str, dict[str, float]]:
     """Metric RMSE/MAE/AbsRel/delta1 per case through ``network.complete`` (metres), plus the linear baseline."""
-    from model.metrics import depth_metrics
+    from model.contract import NonFiniteDepthError
+    from model.metrics import HEADLINE_METRICS, depth_metrics
 
     was_training = network.training
     network.eval()
     results = {}
     try:
         for case in cases:
-            metrics = depth_metrics(network.complete(case.rgb, case.sparse), case.gt).headline()
+            try:
+                metrics = depth_metrics(network.complete(case.rgb, case.sparse), case.gt).headline()
+            except NonFiniteDepthError:  # diverged weights: a NaN score, never the best, and the run goes on
+                metrics = {name: float("nan") for name in HEADLINE_METRICS}
             results[case.name] = {**metrics, "linear_rmse": case.linear_rmse,
                                   "ratio": metrics["rmse"] / case.linear_rmse}
     finally:

@@ -80,6 +80,9 @@ def resolve_providers(
         if not isinstance(entry, str):
             raise UsageError(f"providers: expected provider names as strings, got {entry!r}")
         full = PROVIDER_ALIASES.get(str(entry).lower(), str(entry))
+        if full not in available and not full.endswith("ExecutionProvider"):  # a typo, not a missing build
+            raise UsageError(f"providers: unknown provider {entry!r}; expected {', '.join(PROVIDER_ALIASES)} or a "
+                             f"full ONNX Runtime provider name (available here: {available})")
         if full not in available:
             hint = " (install onnxruntime-gpu instead of onnxruntime)" if full in _GPU_PROVIDERS else ""
             raise BackendUnavailable(
@@ -141,6 +144,8 @@ class OnnxRuntimeBackend:
         self.widths = recorded_widths(self.session)
         self.providers = self.session.get_providers()
         self.source = str(path)
+        self.run_options: Any | None = None
+        """``onnxruntime.RunOptions`` for the next runs; another thread may set its ``terminate`` to stop a run."""
 
     @property
     def session_settings(self) -> dict[str, Any]:
@@ -180,7 +185,8 @@ class OnnxRuntimeBackend:
             raise UsageError("onnxruntime backend: closed; create a new DepthCompleter")
         self.check_size(rgb_nchw)
         rgb_name, sparse_name = CONTRACT_INPUTS
-        (depth,) = self.session.run([CONTRACT_OUTPUT], {rgb_name: rgb_nchw, sparse_name: sparse_nchw})
+        (depth,) = self.session.run([CONTRACT_OUTPUT], {rgb_name: rgb_nchw, sparse_name: sparse_nchw},
+                                    self.run_options)
         depth = np.asarray(depth, dtype=np.float32)
         expected = (rgb_nchw.shape[0], 1, rgb_nchw.shape[2], rgb_nchw.shape[3])
         if depth.shape != expected:

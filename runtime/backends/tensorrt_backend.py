@@ -1,11 +1,14 @@
 """TensorRT backend: a serialized TensorRT or TensorRT-RTX engine (``export/build_engine.py``) run with the named-tensor
 API (TensorRT 10/11, TensorRT-RTX 1.x).
 
-- The flavour comes from the sidecar manifest (``tensorrt`` or ``tensorrt-rtx``; ``flavour=`` for engines without one)
-  and decides which module is imported. The manifest is checked *before* deserialising: another flavour, library
-  version or GPU (TensorRT), or a GPU whose compute capability the engine does not target (TensorRT-RTX: e.g. an
-  H100/H200 or a Jetson), raises :class:`EngineMismatchError` naming the GPU and what to use instead; a truncated or
-  altered file raises :class:`EngineFileError` (:func:`preflight_engine`, pure Python, tested without TensorRT).
+- The flavour comes from the sidecar manifest (``tensorrt`` or ``tensorrt-rtx``; ``flavour=`` for engines without one,
+  else the installed one) and decides which module is imported. Every check that needs no GPU library runs *before*
+  anything CUDA or TensorRT is imported (:func:`preflight_engine`, pure Python), so its message reaches users on any
+  machine: a missing or unreadable manifest, a truncated, altered or undecodable (``--compress``) file raises
+  :class:`EngineFileError`; another flavour or library version (from package metadata), or a GPU the engine cannot
+  run on (TensorRT: another GPU model; TensorRT-RTX: a compute capability it does not target, e.g. an H100/H200 or a
+  Jetson; the GPUs come from ``nvidia-smi``) raises :class:`EngineMismatchError` naming what to use instead. Only
+  then are the library and cuda-python imported, and the GPU and version checks repeated with CUDA's own answers.
 - Device buffers for every I/O tensor are allocated once, at the profile maximum, and reused; host staging buffers are
   page-locked; each backend owns one execution context and one CUDA stream; ``execute_async_v3`` runs on it.
 - Shapes outside the optimization profile raise :class:`ProfileError` naming the input and the range.
@@ -28,11 +31,29 @@ from typing import Any
 
 import numpy as np
 
-from export.engine_flavours import FLAVOURS, FLAVOUR_TITLES, TENSORRT, TENSORRT_RTX, import_flavour
-from export.engine_manifest import DeviceInfo, EngineManifest, check_compatible, check_engine_file, manifest_path
+from export.engine_flavours import (
+    FLAVOURS,
+    FLAVOUR_TITLES,
+    TENSORRT,
+    TENSORRT_RTX,
+    default_flavour,
+    import_flavour,
+    installed_version,
+    same_release,
+)
+from export.engine_manifest import (
+    DeviceInfo,
+    EngineManifest,
+    beside_engine,
+    check_compatible,
+    check_engine_file,
+    manifest_path,
+)
+from export.gpu_probe import visible_gpus
 from export.export_errors import EngineFileError, EngineMismatchError
-from export.engine_profile import INPUT_CHANNELS, OUTPUT_NAME, check_shape_in_range
+from export.engine_profile import BUILD_COMMAND, INPUT_CHANNELS, OUTPUT_NAME, check_shape_in_range
 from model.atomic import atomic_write_bytes
+from jarrn.errors import UnavailableError
 from runtime.backends import BackendUnavailable
 
 log = logging.getLogger(__name__)
@@ -49,7 +70,8 @@ def import_tensorrt(flavour: str = TENSORRT):  # noqa: ANN201
 
 
 def engine_flavour(engine_path: str | os.PathLike, requested: str | None = None) -> str:
-    """The flavour to load ``engine_path`` with: the manifest's, else ``requested``, else ``tensorrt``.
+    """The flavour to load ``engine_path`` with: the manifest's, else ``requested``, else the installed one
+    (``tensorrt`` first), else ``tensorrt``.
 
     A ``requested`` flavour that contradicts the manifest raises :class:`EngineMismatchError` (before any import).
     """
@@ -68,21 +90,22 @@ def engine_flavour(engine_path: str | os.PathLike, requested: str | None = None)
             )
         if recorded is not None:
             return recorded
-    return requested or TENSORRT
+    return requested or default_flavour() or TENSORRT
 
 
 def preflight_engine(
     engine_path: str | os.PathLike,
-    device: DeviceInfo,
+    device: DeviceInfo | None = None,
     *,
     require_manifest: bool = True,
     verify_hash: bool = True,
 ) -> tuple[EngineManifest | None, bytes]:
-    """Every check that can be made before TensorRT sees the file; returns ``(manifest, engine bytes)``.
+    """Every check that can be made before TensorRT sees the file; returns ``(manifest, plan bytes)``. Imports nothing.
 
-    Order: manifest present (unless ``require_manifest=False``, e.g. trtexec-built engines) and readable; same flavour
-    and library version; built for this GPU (TensorRT) or targeting its compute capability (TensorRT-RTX); engine file
-    present, not an ONNX, not truncated, sha256 as recorded.
+    Order: manifest present (unless ``require_manifest=False``, e.g. trtexec-built engines) and readable; when
+    ``device`` is given, the same flavour and library version and a GPU the engine runs on (its unknown parts, "",
+    are skipped); the engine file present, not an ONNX, not truncated, sha256 as recorded, decompressed if stored
+    with ``--compress``.
     """
     engine_path = Path(engine_path)
     sidecar = manifest_path(engine_path)
@@ -93,14 +116,34 @@ def preflight_engine(
         if not engine_path.is_file():
             check_engine_file(engine_path, None)  # raises the "no such engine file" error
         raise EngineFileError(
-            f"{engine_path}: no manifest {sidecar.name} beside the engine, so it cannot be checked against this GPU "
-            "and TensorRT version; build engines with python export/build_engine.py --onnx MODEL.onnx, or pass "
-            "require_manifest=False for an engine you built yourself (e.g. with trtexec) on this machine"
+            f"{engine_path}: no manifest {sidecar.name} beside the engine, so it cannot be checked (ONNX, flavour and "
+            f"library version, target GPUs, size, sha256) before loading. {BUILD_COMMAND} writes one next to every "
+            f"engine: copy it along with the engine, or rebuild both with: {BUILD_COMMAND} --onnx MODEL.onnx --out "
+            f"{engine_path}. An engine built with trtexec or tensorrt_rtx has none: load it with "
+            "require_manifest=False (and flavour='tensorrt-rtx' for tensorrt_rtx's) at your own risk"
         )
-    if manifest is not None:
+    if manifest is not None and device is not None:
         check_compatible(manifest, device, engine_path)
     data = check_engine_file(engine_path, manifest, verify_hash=verify_hash)
     return manifest, data
+
+
+def check_visible_gpus(manifest: EngineManifest, flavour: str, engine_path: str | os.PathLike) -> None:
+    """Before any CUDA import: refuse ``manifest``'s engine when the installed library version (package metadata)
+    differs, or when none of the GPUs ``nvidia-smi`` lists can run it (their order may differ from CUDA's, so one
+    that fits is enough here; the exact device is checked once CUDA is up). Unknown parts are skipped."""
+    version = installed_version(flavour)
+    if version and same_release(version, manifest.tensorrt_version):
+        version = manifest.tensorrt_version  # metadata may spell it shorter than the module's __version__
+    gpus = visible_gpus() or [("", "")]
+    refusals = []
+    for name, cc in gpus:
+        try:
+            check_compatible(manifest, DeviceInfo(name, cc, version, flavour), engine_path)
+            return
+        except EngineMismatchError as exc:
+            refusals.append(exc)
+    raise refusals[0]
 
 
 def runtime_cache_path(engine_path: str | os.PathLike, manifest: EngineManifest | None,
@@ -110,8 +153,7 @@ def runtime_cache_path(engine_path: str | os.PathLike, manifest: EngineManifest 
     value = requested if requested is not None else (manifest.build.get("runtime_cache") if manifest else None)
     if not value:
         return None
-    path = Path(value)
-    return path if path.is_absolute() else Path(engine_path).resolve().parent / path
+    return beside_engine(Path(engine_path).absolute(), value)
 
 
 class _Tensor:
@@ -155,14 +197,16 @@ class TensorRTBackend:
         self.runtime_cache_file: Path | None = None
         self.source = str(engine_path)
         self.flavour = engine_flavour(engine_path, flavour)
-        trt = import_tensorrt(self.flavour)
-        from runtime.backends._cuda import load_cuda_api
-
+        # Everything that needs no GPU library first, so a bad file or a foreign engine is named on any machine.
+        self.manifest, data = preflight_engine(engine_path, require_manifest=require_manifest, verify_hash=verify_hash)
+        if self.manifest is not None:
+            check_visible_gpus(self.manifest, self.flavour, engine_path)
+        trt, cuda = self._load_libraries(engine_path, device)
         self._trt = trt
-        cuda = load_cuda_api(device)
         here = DeviceInfo(cuda.device_name, DeviceInfo.format_cc(*cuda.compute_capability), trt.__version__, self.flavour)
         self.device_info = here
-        self.manifest, data = preflight_engine(engine_path, here, require_manifest=require_manifest, verify_hash=verify_hash)
+        if self.manifest is not None:
+            check_compatible(self.manifest, here, engine_path)  # again, with CUDA's device and the module's version
         self.cuda = cuda
         self.cuda_graphs = bool(cuda_graphs)
         rtx_graphs = self.flavour == TENSORRT_RTX and self.cuda_graphs
@@ -178,7 +222,7 @@ class TensorRTBackend:
                 raise EngineFileError(
                     f"{engine_path}: {here.library} could not deserialise this engine (see its log above): truncated, "
                     f"built with another version, or a {other} engine (pass flavour={other!r}); rebuild it with "
-                    "python export/build_engine.py"
+                    f"{BUILD_COMMAND}"
                 )
             if self.flavour == TENSORRT_RTX:
                 self.context = self._rtx_context(engine_path, runtime_cache, rtx_graphs)
@@ -191,6 +235,16 @@ class TensorRTBackend:
         except BaseException:
             self.close()
             raise
+
+    def _load_libraries(self, engine_path: str | os.PathLike, device: int) -> tuple[Any, Any]:
+        """The flavour's module and the CUDA API on ``device``; their errors say that the engine itself checked out."""
+        from runtime.backends._cuda import load_cuda_api
+
+        try:
+            return import_tensorrt(self.flavour), load_cuda_api(device)
+        except UnavailableError as exc:
+            checked = "its manifest and file check out" if self.manifest is not None else "the file checks out"
+            raise type(exc)(f"{engine_path}: {checked}, but it cannot run here: {exc}") from None
 
     def _rtx_context(self, engine_path: str | os.PathLike, runtime_cache: str | os.PathLike | None, graphs: bool) -> Any:
         """TensorRT-RTX execution context with its runtime config: the runtime cache and the CUDA-graph strategy."""

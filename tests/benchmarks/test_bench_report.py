@@ -131,8 +131,6 @@ def test_help_works() -> None:
         (["--threads", "0"], "--threads: expected a positive integer"),
         (["--quiet-wait", "-1"], "--quiet-wait: expected seconds >= 0"),
         (["--device", "tpu"], "--device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'tpu'"),
-        (["--model", "/nonexistent/model.safetensors"], "--model: no such file"),
-        (["--onnx", "/nonexistent/jarrn_fp32.onnx"], "--onnx: no such file"),
     ],
 )
 def test_bad_arguments_give_a_clear_error(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
@@ -143,7 +141,18 @@ def test_bad_arguments_give_a_clear_error(args: list[str], message: str, capsys:
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert message in err, err
-    assert err.startswith("usage: python benchmarks/run.py")
+    assert err.startswith("usage: jarrn bench")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "/nonexistent/model.safetensors"], "error: --model: no such file"),
+    (["--onnx", "/nonexistent/jarrn_fp32.onnx"], "error: --onnx: no such file"),
+])
+def test_missing_input_files_are_input_errors(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
+    from benchmarks import run
+
+    assert run.main(args) == 3  # jarrn.errors.EXIT_INPUT: an input file, not a usage error
+    assert message in capsys.readouterr().err
 
 
 def test_settings_are_typed_and_recorded_as_json_lists() -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("pytriton", reason='needs the serve extra: pip install -e ".[serve]"')
 pytest.importorskip("tritonclient.grpc", reason='needs the serve extra: pip install -e ".[serve]"')
 
 from benchmarks.serving_load import (  # noqa: E402
@@ -16,6 +15,7 @@ from benchmarks.serving_load import (  # noqa: E402
     main,
     prometheus_counters,
     run_load_test,
+    time_per_request,
     write_report,
 )
 
@@ -36,13 +36,23 @@ def test_prometheus_counters_and_statistics_give_the_batches_triton_formed() -> 
     assert batch_histogram(statistics) == {1: 12, 3: 2}
 
 
+def test_time_per_request_is_the_mean_over_the_requests_between_two_reads() -> None:
+    def stats(queue: tuple[int, int], infer: tuple[int, int]) -> dict:
+        return {"model_stats": [{"name": "jarrn", "inference_stats": {
+            "queue": {"count": queue[0], "ns": queue[1]}, "compute_infer": {"count": infer[0], "ns": infer[1]}}}]}
+
+    split = time_per_request(stats((10, 5_000_000), (10, 90_000_000)), stats((14, 13_000_000), (14, 130_000_000)))
+    assert split["queue_ms"] == 2.0 and split["compute_infer_ms"] == 10.0 and split["compute_input_ms"] is None
+
+
 def test_bad_load_settings_exit_in_one_line(capsys) -> None:
     assert main(["--http-clients", "0", "--grpc-clients", "0"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: --http-clients/--grpc-clients")
 
 
 def test_load_test_serves_every_request_correctly_with_flat_memory(tmp_path: Path) -> None:
-    config = LoadConfig(requests=48, max_seconds=45, http_clients=2, grpc_clients=2, sizes=((64, 96), (96, 128)))
+    config = LoadConfig(requests=48, max_seconds=45, http_clients=2, grpc_clients=2, sizes=((64, 96), (96, 128)),
+                        full_frame_requests=4)
     report = run_load_test(config, log=lambda message: None)
     paths = write_report(report, tmp_path)
     assert [p.name for p in paths] == ["serving_load.json", "serving_load.md", "latency.png"]
@@ -54,7 +64,12 @@ def test_load_test_serves_every_request_correctly_with_flat_memory(tmp_path: Pat
     assert batches["inferences"] == 48 == batches["prometheus_inference_count"]
     assert batches["executions"] == batches["prometheus_exec_count"]
     assert report["checks"]["server_memory_flat"], report["rss"]
+    full = report["full_frames"]
+    assert full["size"] == "375x1242" and full["requests"]["ok"] == full["requests"]["sent"] == 4
+    assert full["latency"]["p99_ms"] > 0 and full["triton_time_per_request"]["compute_infer_ms"] > 0
+    assert full["triton_time_per_request"]["queue_ms"] is not None
     assert report["passed"]
     saved = json.loads(paths[0].read_text())
     assert saved["requests"]["ok"] == 48 and "PASSED" in paths[1].read_text()
+    assert "## Full frames (375x1242)" in paths[1].read_text()
     assert paths[2].read_bytes().startswith(b"\x89PNG")

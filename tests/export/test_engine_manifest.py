@@ -148,7 +148,7 @@ def test_shape_outside_profile_names_input_and_range() -> None:
         check_shape_in_range("sparse_depth", (1, 1, 480, 640), (1, 1, 64, 64), (4, 1, 384, 1280))
     message = str(err.value)
     assert "sparse_depth" in message and "1x1x480x640" in message
-    assert "min 1x1x64x64" in message and "max 4x1x384x1280" in message and "build_engine.py" in message
+    assert "min 1x1x64x64" in message and "max 4x1x384x1280" in message and "jarrn build-engine" in message
 
 
 def test_build_options_validation() -> None:
@@ -291,7 +291,7 @@ def test_other_gpu_or_tensorrt_asks_for_rebuild_with_exact_command(here: DeviceI
     assert says in message and "not portable" in message
     command = rebuild_command(_manifest(), "/srv/jarrn_fp16.engine")
     assert message.endswith(command)
-    assert command == ("python export/build_engine.py --onnx /models/jarrn_fp16.onnx --out /srv/jarrn_fp16.engine "
+    assert command == ("jarrn build-engine --onnx /models/jarrn_fp16.onnx --out /srv/jarrn_fp16.engine "
                        "--flavour tensorrt --min 1x64x64 --opt 1x320x320 --max 4x384x1280 --opt-level 3 --workspace 4096")
 
 
@@ -307,7 +307,7 @@ def test_rebuild_command_parses_back_to_the_same_build() -> None:
 def test_engine_file_checks(tmp_path: Path) -> None:
     engine, manifest = _write_engine(tmp_path)
     assert check_engine_file(engine, manifest) == engine.read_bytes()
-    with pytest.raises(EngineFileError, match="no such engine file.*Rebuild it with: python export/build_engine.py"):
+    with pytest.raises(EngineFileError, match="no such engine file.*Rebuild it with: jarrn build-engine"):
         check_engine_file(tmp_path / "other.engine", manifest)
     with pytest.raises(EngineFileError, match="ONNX model, not a TensorRT engine.*from_onnx"):
         check_engine_file(_graph_onnx(tmp_path / "model.onnx"), None)
@@ -328,7 +328,7 @@ def test_preflight_checks_manifest_before_reading_the_engine(tmp_path: Path) -> 
     got_manifest, data = preflight_engine(engine, DEVICE)
     assert got_manifest == manifest and data == engine.read_bytes()
     engine.write_bytes(b"garbage")  # corrupt AND foreign: the mismatch is reported first, with the rebuild command
-    with pytest.raises(EngineMismatchError, match="rebuild it from the ONNX here with: python export/build_engine.py"):
+    with pytest.raises(EngineMismatchError, match="rebuild it from the ONNX here with: jarrn build-engine"):
         preflight_engine(engine, dataclasses.replace(DEVICE, tensorrt_version="11.4.0.106"))
     with pytest.raises(EngineFileError, match="too small"):
         preflight_engine(engine, DEVICE)
@@ -520,7 +520,7 @@ def test_rtx_manifest_checks_targets_not_gpu_model() -> None:
 def test_tensorrt_rtx_recipe() -> None:
     from export.engine_recipes import tensorrt_rtx_command
 
-    argv = tensorrt_rtx_command("m.onnx", "m.engine", PROFILE, OPTIONS, ("8.6",))
+    argv = tensorrt_rtx_command("m.onnx", "m.engine", PROFILE, ("8.6",))
     assert argv[0] == "tensorrt_rtx" and "--computeCapabilities=86" in argv and "--skipInference" in argv
     assert not {"--fp16", "--int8", "--stronglyTyped"} & set(argv)
     assert not any(a.startswith("--timingCacheFile") for a in argv)

@@ -324,8 +324,12 @@ def make_fake_tensorrt(version: str, gpu: FakeGpu, rtx: bool = False) -> types.M
 
 @pytest.fixture()
 def fake_env(monkeypatch: pytest.MonkeyPatch):
-    """Install a fake TensorRT 10.3 (JetPack 6 level) and fake GPU; returns a function to switch versions/GPUs."""
+    """Install a fake TensorRT 10.3 (JetPack 6 level) and fake GPU; returns a function to switch versions/GPUs.
+
+    The runtime's checks before any CUDA import see the same: the fake's version as the installed package's, and the
+    fake GPU as what nvidia-smi lists."""
     import runtime.backends._cuda as cuda_module
+    import runtime.backends.tensorrt_backend as backend_module
 
     state = {}
 
@@ -336,6 +340,9 @@ def fake_env(monkeypatch: pytest.MonkeyPatch):
         if rtx:
             monkeypatch.setitem(sys.modules, "tensorrt", None)  # only TensorRT-RTX installed: it is the default
         monkeypatch.setattr(cuda_module, "load_cuda_api", lambda device=0: gpu)
+        monkeypatch.setattr(backend_module, "installed_version", lambda flavour: version)
+        monkeypatch.setattr(backend_module, "visible_gpus",
+                            lambda: [(gpu.device_name, DeviceInfo.format_cc(*gpu.compute_capability))])
         monkeypatch.setattr(build_engine, "probe_gpu",
                             lambda device=0: (gpu.device_name, DeviceInfo.format_cc(*gpu.compute_capability)))
         state.update(trt=trt, gpu=gpu)
@@ -489,7 +496,7 @@ def test_engine_for_other_gpu_is_refused_before_deserialising(fake_engine: Path,
     from runtime import DepthCompleter
 
     trt, _ = fake_env(gpu=FakeGpu("Orin (nvgpu)", (8, 7)))
-    with pytest.raises(EngineMismatchError, match="Orin.*python export/build_engine.py --onnx .*m.onnx --out .*m.engine"):
+    with pytest.raises(EngineMismatchError, match="Orin.*jarrn build-engine --onnx .*m.onnx --out .*m.engine"):
         DepthCompleter.from_engine(fake_engine)
     trt, _ = fake_env("10.4.0.26")
     with pytest.raises(EngineMismatchError, match="TensorRT 10.3.0.30, this machine has TensorRT 10.4.0.26"):
@@ -516,12 +523,14 @@ def _garbage_without_manifest(engine: Path) -> Path:
     return target
 
 
-def test_missing_tensorrt_gives_install_hint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_tensorrt_gives_install_hint_after_the_engine_checks(fake_engine: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from runtime import BackendUnavailable, DepthCompleter
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
-    with pytest.raises(BackendUnavailable, match="TensorRT is not installed: run this inside NVIDIA's TensorRT container"):
-        DepthCompleter.from_engine(tmp_path / "m.engine")
+    with pytest.raises(BackendUnavailable, match=r"m\.engine: its manifest and file check out, but it cannot run here: "
+                                                 "TensorRT is not installed: run this inside NVIDIA's TensorRT container"):
+        DepthCompleter.from_engine(fake_engine)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -701,9 +710,25 @@ def test_truncated_rtx_engine_is_refused_before_deserialising(fake_rtx_engine: P
     trt, _ = fake_env(RTX_VERSION, FakeGpu("NVIDIA GeForce RTX 4090", (8, 9)), rtx=True)
     fake_rtx_engine.write_bytes(fake_rtx_engine.read_bytes()[:3000])
     with pytest.raises(EngineFileError, match=r"3000 bytes but its manifest records 4096 \(truncated or replaced\)\. "
-                                              r"Rebuild it with: python export/build_engine.py .*--flavour tensorrt-rtx"):
+                                              r"Rebuild it with: jarrn build-engine .*--flavour tensorrt-rtx"):
         DepthCompleter.from_engine(fake_rtx_engine)
     assert trt.calls["deserialize"] == 0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("zstandard") is None, reason="zstandard not installed")
+def test_compressed_engine_is_handed_to_tensorrt_decompressed(tmp_path: Path, fake_env) -> None:
+    from export.engine_compression import is_zstd
+    from runtime import DepthCompleter
+
+    trt, _ = fake_env(RTX_VERSION, FakeGpu("NVIDIA GeForce RTX 4090", (8, 9)), rtx=True)
+    _onnx(tmp_path / "m.onnx")
+    assert _build(tmp_path, "--compress") == 0
+    assert is_zstd((tmp_path / "m.engine").read_bytes())
+    completer = DepthCompleter.from_engine(tmp_path / "m.engine")
+    rgb, sparse = _inputs(1, 32, 48)
+    np.testing.assert_allclose(completer.complete(rgb, sparse), _expected(rgb, sparse), rtol=1e-6, atol=1e-6)
+    completer.close()
+    assert trt.calls["deserialize"] == 1
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -223,6 +223,66 @@ def test_cli_exports_without_validation(tiny_checkpoint, tmp_path, capsys):
     assert "MB" in printed and "nodes" in printed and "export" in printed
 
 
+@pytest.fixture()
+def instant_export(monkeypatch):
+    """export_onnx replaced by one that writes a one-node graph at once and, like torch's exporter, warns about
+    constant folding."""
+    import warnings
+
+    import export.onnx_graph
+    from onnx import TensorProto, helper
+
+    def fake_export(network, path, options, log=None, stats=None):
+        warnings.warn("Constant folding - Only steps=1 can be constant folded for opset >= 10 onnx::Slice op.",
+                      UserWarning)
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+        onnx.save(helper.make_model(graph), path)
+        return path
+
+    monkeypatch.setattr(export.onnx_graph, "export_onnx", fake_export)
+
+
+def test_cli_says_first_what_it_will_do_how_long_and_how_to_skip(instant_export, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert to_onnx_main(["--checkpoint", str(tiny_checkpoint), "--output", str(out), "--no-validate"]) == 0
+    first = capsys.readouterr().err.splitlines()[0]
+    assert f"exporting {tiny_checkpoint} to {out} (fp32): about " in first and " CPU cores" in first
+
+    from export.to_onnx import build_parser, plan_line
+
+    line = plan_line(build_parser().parse_args(["--validation", "full"]), out)
+    assert "then a check against PyTorch (full: " in line and "--no-validate skips the check" in line
+    assert "--validation quick takes about" in line
+
+
+def test_known_exporter_warnings_hidden_unless_verbose(instant_export, tiny_checkpoint, tmp_path):
+    import warnings
+
+    shown = {}
+    for flag in ([], ["--verbose"]):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            assert to_onnx_main(["--checkpoint", str(tiny_checkpoint), "--output", str(tmp_path / "m.onnx"),
+                                 "--no-validate", "--quiet", *flag]) == 0
+        shown[bool(flag)] = [str(w.message) for w in seen if "Constant folding" in str(w.message)]
+    assert shown[False] == [] and len(shown[True]) == 1
+
+
+def test_quick_validation_is_one_frame_per_sensor_at_most_kitti_sized():
+    from export.to_onnx import VALIDATION_CHOICES
+    from export.validate import CASE_SETS, QUICK_MAX_PIXELS, real_cases
+
+    assert VALIDATION_CHOICES == CASE_SETS
+    quick, full = real_cases(case_set="quick"), real_cases(case_set="full")
+    assert [c.name for c in quick] == ["kitti_02", "tum_desk@500", "kinect2_lounge@500"]
+    assert all(c.rgb.shape[2] * c.rgb.shape[3] <= QUICK_MAX_PIXELS for c in quick)
+    assert all((c.sparse > 0).sum() > 0 and (c.gt > 0).any() for c in quick)
+    assert sum(c.rgb[0, 0].size for c in quick) < 0.3 * sum(c.rgb[0, 0].size for c in full)
+    assert len(full) == 6  # the plan line's "6 real-frame cases"
+
+
 def _expect_error(argv: list[str], capsys, needle: str, code: int) -> str:
     """Exit statuses of `jarrn --help`: 2 bad argument (argparse's or ours), 3 bad input, 4 unwritable output."""
     try:

@@ -136,7 +136,7 @@ def test_rewriting_with_another_kind_leaves_one_model_file(tmp_path: Path) -> No
 
 def test_command_prints_the_docker_recipe_and_fails_in_one_line_on_bad_input(tmp_path: Path, capsys) -> None:
     model = _onnx(tmp_path / "m.onnx")
-    assert main(["--model", str(model), "--out", str(tmp_path / "triton_repo")]) == 0
+    assert main(["--model", str(model), "--out", str(tmp_path / "triton_repo"), "--instance-kind", "gpu"]) == 0
     out = capsys.readouterr().out
     assert "docker run --gpus all --rm -p8000:8000 -p8001:8001 -p8002:8002 -v" in out
     assert "nvcr.io/nvidia/tritonserver:" in out and "tritonserver --model-repository=/models" in out
@@ -146,3 +146,26 @@ def test_command_prints_the_docker_recipe_and_fails_in_one_line_on_bad_input(tmp
     assert main(["--model", str(model), "--out", str(tmp_path / "r"), "--instances", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+
+
+@pytest.mark.parametrize(("gpus", "kind"), [([], "cpu"), ([("NVIDIA L4", "8.9")], "gpu")])
+def test_instance_kind_defaults_to_the_machine_and_the_docker_command_fits_it(tmp_path: Path, capsys, monkeypatch,
+                                                                              gpus, kind) -> None:
+    import export.gpu_probe
+
+    monkeypatch.setattr(export.gpu_probe, "visible_gpus", lambda: gpus)
+    assert main(["--model", str(_onnx(tmp_path / "m.onnx")), "--out", str(tmp_path / "repo")]) == 0
+    config = _parse(tmp_path / "repo" / "jarrn")
+    group = model_config_pb2.ModelInstanceGroup
+    expected = group.KIND_CPU if kind == "cpu" else group.KIND_GPU
+    assert config.instance_group[0].kind == expected
+    (docker,) = [line for line in capsys.readouterr().out.splitlines() if "docker run" in line]
+    assert ("--gpus all" in docker) == (kind == "gpu") and "tritonserver --model-repository=/models" in docker
+
+
+def test_a_plan_always_gets_gpu_instances_even_on_a_machine_without_one(tmp_path: Path, monkeypatch) -> None:
+    import export.gpu_probe
+
+    monkeypatch.setattr(export.gpu_probe, "visible_gpus", lambda: [])
+    config = _parse(write_repository(_engine(tmp_path), tmp_path / "repo", log=lambda m: None))
+    assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU

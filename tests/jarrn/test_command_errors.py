@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from jarrn.errors import EXIT_INPUT, EXIT_OUTPUT, EXIT_UNAVAILABLE, EXIT_USAGE
+from jarrn.errors import EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_OUTPUT, EXIT_UNAVAILABLE, EXIT_USAGE
 from model import Jarrn, JarrnConfig, save_model
 from model.checkpoint import save_training_checkpoint
 from tests.reliability_support import REPO, run_command
@@ -69,7 +69,15 @@ def files(tmp_path_factory) -> dict[str, Path]:
             Image.fromarray(depth).save(folder / "depth" / "a.png")
             (folder / "rgb" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
         folders[kind] = folder
+    run_with_best = root / "run_with_best"
+    save_model(Jarrn(TINY), run_with_best / "best.safetensors")
+    huge = Jarrn(TINY)
+    with torch.no_grad():
+        for parameter in huge.parameters():
+            parameter.fill_(1e30)  # finite weights that overflow: the output is inf/NaN
+    huge = save_model(huge, root / "huge.safetensors")
     return {"good": good, "a_file": a_file, "malformed": malformed, "truncated_run": truncated_run,
+            "run_with_best": run_with_best, "huge": huge,
             "foreign_run": foreign_run, "root": root, **folders}
 
 
@@ -90,12 +98,17 @@ def _train_rows():
         (["--real-sparse-prob", "1.5"], EXIT_USAGE, "--real-sparse-prob"),
         (["--out", "{a_file}"], EXIT_OUTPUT, "--out: "),
         (["--out", "{a_file}/sub"], EXIT_OUTPUT, "--out: "),
-        (["--init", "{root}/missing.pt"], EXIT_USAGE, "--init: no such file"),
+        (["--init", "{root}/missing.pt"], EXIT_INPUT, "--init: no such file"),
         (["--init", "{malformed}"], EXIT_INPUT, "--init: "),
         (["--resume", "--out", "{truncated_run}"], EXIT_INPUT, "could not be read as a training checkpoint"),
         (["--resume", "--out", "{foreign_run}"], EXIT_INPUT, "not a model.train checkpoint"),
         (["--export", "{a_file}/m.safetensors"], EXIT_OUTPUT, "--export: "),
         (["--export", "{root}/m.txt"], EXIT_USAGE, "--export: expected a file name ending in .safetensors"),
+        (["--init", "{run_with_best}/best.safetensors", "--out", "{run_with_best}"], EXIT_OUTPUT,
+         "best.safetensors would be replaced by the output"),
+        (["--init", "{good}", "--export", "{good}"], EXIT_OUTPUT, "would be replaced by the output"),
+        (["--init", "{root}"], EXIT_INPUT, "--init: "),
+        (["--data", "folder", "--data-root", "{a_file}"], EXIT_INPUT, "--data-root: "),
         (["--data", "folder", "--data-root", "{mismatched}"], EXIT_INPUT, "RGB is 64x64 but depth is 32x64"),
         (["--data", "folder", "--data-root", "{eight_bit}"], EXIT_INPUT, "depth"),
         (["--data", "folder", "--data-root", "{corrupt}"], EXIT_INPUT, "cannot read RGB image"),
@@ -124,6 +137,8 @@ def test_train_bad_arguments(files, tmp_path, capsys, extra, expected, needle):
     (["--out", "{a_file}/sub"], EXIT_OUTPUT, "--out: "),
     (["--threads", "-1"], EXIT_USAGE, "--threads"),
     (["--device", "bogus"], EXIT_USAGE, "--device"),
+    (["--model", "{root}"], EXIT_INPUT, "--model: "),
+    (["--model", "{huge}", "--no-panels"], EXIT_CHECK_FAILED, "huge.safetensors produces non-finite depth"),
 ])
 def test_evaluate_bad_arguments(files, tmp_path, capsys, extra, expected, needle):
     from model.evaluate import main
@@ -158,10 +173,15 @@ def test_to_onnx_bad_arguments(files, tmp_path, capsys, extra, expected, needle)
 @pytest.mark.parametrize("extra,expected,needle", [
     (["--out", "{a_file}"], EXIT_OUTPUT, "--out: "),
     (["--model", "{malformed}"], EXIT_INPUT, "--model: "),
-    (["--model", "{root}/missing.pt"], EXIT_USAGE, "--model: no such file"),
+    (["--model", "{root}/missing.pt"], EXIT_INPUT, "--model: no such file"),
     (["--threads", "0"], EXIT_USAGE, "--threads"),
     (["--sizes", "0x0"], EXIT_USAGE, "--sizes"),
     (["--device", "bogus"], EXIT_USAGE, "--device"),
+    (["--model", "{root}"], EXIT_INPUT, "--model: "),
+    (["--engine", "{root}/missing.engine"], EXIT_INPUT, "--engine: no such file"),
+    (["--onnx", "{a_file}"], EXIT_INPUT, "--onnx: "),
+    (["--iterations", "5", "--min-iterations", "9"], EXIT_USAGE, "--min-iterations: 9 is above --iterations (5)"),
+    *([] if torch.cuda.is_available() else [(["--device", "cuda"], EXIT_UNAVAILABLE, "cuda")]),
 ])
 def test_benchmark_bad_arguments(files, tmp_path, capsys, extra, expected, needle):
     from benchmarks.run import main
@@ -267,3 +287,44 @@ def test_validate_bad_graphs(files, tmp_path, capsys, which, needle):
         path = contract_graph(tmp_path, name="no_metadata.onnx", metadata={})
     code, err = invoke(main, ["--no-real-frames", "--checkpoint", str(files["good"]), str(path)], capsys)
     assert_one_line_error(code, err, EXIT_INPUT, needle)
+
+
+@pytest.mark.parametrize("where", ["last.pt", "export"])
+def test_train_full_disk_is_one_output_error_line(tmp_path, capsys, monkeypatch, where):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from model.train import main
+
+    if where == "last.pt":
+        def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - torch's wording on a full disk
+            raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 512 vs 64")
+
+        monkeypatch.setattr(torch, "save", full)
+    else:
+        def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+        monkeypatch.setattr(safetensors.torch, "save_file", full)
+    argv = TRAIN_OK + ["--out", str(tmp_path / "run"), "--export", str(tmp_path / "m.safetensors")]
+    code, err = invoke(main, argv, capsys)
+    assert_one_line_error(code, err, EXIT_OUTPUT, "could not be written")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_every_error_class_exits_with_a_code_of_the_one_table():
+    import importlib
+
+    from jarrn.errors import EXIT_CODES, JarrnError
+
+    for module in ("model.contract", "model.checkpoint", "model.datasets", "jarrn.memory", "runtime.infer",
+                   "runtime.backends", "export.onnx_graph", "export.export_errors", "benchmarks.arguments"):
+        importlib.import_module(module)
+    seen, stack = [], [JarrnError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    assert len(seen) > 10
+    for cls in seen:
+        assert cls.exit_code in EXIT_CODES and cls.exit_code not in (0, 1, 130), cls

@@ -1,5 +1,6 @@
 """A new user's first minutes: help written for users, the bundled model on every backend, pictures with a scale,
-warnings for mis-scaled depth, true export summaries, an installer that picks the right PyTorch."""
+warnings for mis-scaled depth, true export summaries, the quick start's test command in CI (the installer:
+tests/scripts/test_install.py)."""
 
 from __future__ import annotations
 
@@ -245,11 +246,12 @@ def test_infer_pictures_have_a_colour_bar_and_say_what_made_them(
 def test_depth_with_colorbar_draws_the_turbo_ramp_from_near_to_far() -> None:
     from matplotlib import colormaps
 
+    from model.visualize import DEPTH_SPAN
     from runtime.panel import depth_with_colorbar
 
     depth = np.tile(np.linspace(1.0, 5.0, 200, dtype=np.float32), (100, 1))
     image = depth_with_colorbar(depth, title="onnxruntime FP32, model m.onnx", value_range=(1.0, 5.0))
-    near, far = (np.asarray(colormaps["turbo"](v, bytes=True)[:3], dtype=int) for v in (0.0, 1.0))
+    near, far = (np.asarray(colormaps["turbo"](v, bytes=True)[:3], dtype=int) for v in DEPTH_SPAN)
     below = image[image.shape[0] - 60:]  # the colour bar and its labels
 
     def has_ramp(row: np.ndarray) -> bool:
@@ -302,28 +304,7 @@ def test_heartbeat_reports_a_long_silent_step() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# the installer
-
-
-@pytest.fixture(scope="module")
-def installer():  # noqa: ANN201 - the script's module
-    spec = importlib.util.spec_from_file_location("jarrn_install", REPO / "scripts" / "install.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_installer_takes_cpu_torch_only_without_torch_and_without_gpu(installer, tmp_path: Path) -> None:
-    pin = tmp_path / "pin.txt"
-    cpu = installer.plan("dev", None, None, pin)
-    assert cpu[0][1][-2:] == ["--index-url", installer.CPU_TORCH_INDEX] and "torch" in cpu[0][1]
-    assert cpu[-1][1][-2:] == ["-c", str(pin)] and cpu[-1][1][-3].endswith("[dev]")
-
-    kept = installer.plan("dev,quant", "2.13.0+cpu", None, pin)  # CI: torch is there, the index is never contacted
-    assert len(kept) == 1 and installer.CPU_TORCH_INDEX not in kept[0][1] and kept[0][1][-2:] == ["-c", str(pin)]
-
-    gpu = installer.plan("", None, "NVIDIA H200", pin)  # PyPI's CUDA build, nothing pinned
-    assert len(gpu) == 1 and installer.CPU_TORCH_INDEX not in gpu[0][1] and "-c" not in gpu[0][1]
+# the README's quick start
 
 
 def test_ci_runs_the_readme_test_command() -> None:

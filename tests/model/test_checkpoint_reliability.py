@@ -144,3 +144,88 @@ def test_a_failed_save_is_one_output_error_and_keeps_the_previous_file(tmp_path,
     with pytest.raises(OutputError, match="last.pt: could not be written \\(No space left on device\\)"):
         save_training_checkpoint(path, {"network_state_dict": tiny_state, "step": 2})
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+@pytest.mark.parametrize("message", ["[enforce fail at inline_container.cc:603] . unexpected pos 512 vs 64",
+                                     "PytorchStreamWriter failed writing file data/3: file write failed"])
+def test_a_full_disk_in_torch_save_is_an_output_error_whatever_its_wording(tmp_path, monkeypatch, tiny_state,
+                                                                           message):
+    from jarrn.errors import OutputError
+
+    def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OutputError, match="last.pt: could not be written .*is the disk full"):
+        save_training_checkpoint(tmp_path / "last.pt", {"network_state_dict": tiny_state, "step": 2})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_in_save_model_is_an_output_error(tmp_path, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from jarrn.errors import OutputError
+
+    def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(OutputError, match="m.safetensors: could not be written .*StorageFull"):
+        save_model(Jarrn(TINY), tmp_path / "m.safetensors")
+
+
+def test_malicious_pickle_message_names_the_global_and_gives_no_unsafe_advice(tmp_path):
+    import os
+
+    class Evil:
+        def __reduce__(self):  # noqa: ANN204
+            return (os.system, ("true",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"network_state_dict": Evil()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert "GLOBAL posix.system" in message or "GLOBAL nt.system" in message, message
+    assert "weights_only" not in message and len(message.splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model"])
+def test_safetensors_file_under_another_name_is_sniffed_by_content(tmp_path, name):
+    torch.manual_seed(0)
+    network = Jarrn(TINY)
+    saved = save_model(network, tmp_path / "m.safetensors")
+    renamed = tmp_path / name
+    renamed.write_bytes(saved.read_bytes())
+    loaded = load_model(renamed)
+    assert loaded.config == TINY
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), network.state_dict().values()))
+
+
+def test_official_checkpoint_whose_state_dict_holds_floats_is_a_checkpoint_error(tmp_path, tiny_state):
+    path = tmp_path / "floats.pth"
+    torch.save({"network_state_dict": {k: 1.0 for k in tiny_state}}, path)
+    with pytest.raises(CheckpointError, match="is a float, expected a tensor"):
+        load_model(path)
+
+
+def test_an_edited_config_or_tensor_is_noticed_by_the_content_hash(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    torch.manual_seed(0)
+    path = save_model(Jarrn(TINY), tmp_path / "m.safetensors")
+    assert load_model(path).config == TINY  # an untouched file loads
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata()
+    state = load_file(str(path))
+    config = json.loads(metadata["config"])
+    edited = _safetensors(tmp_path / "config.safetensors", state,
+                          {**metadata, "config": json.dumps({**config, "depth_normalisation": "minmax" if config["depth_normalisation"] == "max" else "max"})})
+    with pytest.raises(CheckpointError, match="config or weights were changed after it was saved"):
+        load_model(edited)
+    key = sorted(state)[0]
+    tampered = _safetensors(tmp_path / "weights.safetensors", {**state, key: state[key] + 1.0}, metadata)
+    with pytest.raises(CheckpointError, match="content hash"):
+        load_model(tampered)

@@ -8,6 +8,9 @@ import torch
 
 from tests.support import tiny_network as build_tiny_network
 from model import CONTRACT, Jarrn, JarrnConfig, MetricJarrn, prepare_inputs
+from jarrn.errors import EXIT_CHECK_FAILED, EXIT_INPUT
+from jarrn.memory import MemoryGuardError
+from model.contract import EmptySparseDepthError, NonFiniteDepthError, depth_to_user
 from model.metric_jarrn import normalise_sparse, pushpull_fill
 
 TINY = JarrnConfig((16, 16, 16, 16, 8, 8, 8))
@@ -32,7 +35,7 @@ def test_graph_names_are_the_documented_ones():
 
 def test_prepare_inputs_converts_uint8_hwc_to_float_nchw():
     rgb = np.full((5, 7, 3), 255, np.uint8)
-    rgb_nchw, sparse_nchw, batched = prepare_inputs(rgb, np.zeros((5, 7), np.float32))
+    rgb_nchw, sparse_nchw, batched = prepare_inputs(rgb, _sparse(5, 7))
     assert rgb_nchw.shape == (1, 3, 5, 7) and rgb_nchw.dtype == np.float32 and rgb_nchw.max() == 1.0
     assert sparse_nchw.shape == (1, 1, 5, 7) and not batched
 
@@ -88,9 +91,55 @@ def test_output_scales_with_the_sparse_depth_under_max_normalisation(tiny_networ
                                rtol=1e-4, atol=1e-5)
 
 
-def test_empty_sparse_map_is_allowed(tiny_network):
-    out = tiny_network.complete(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), np.float32))
-    assert out.shape == (64, 64) and np.isfinite(out).all()
+def test_sparse_map_without_points_is_refused_naming_the_argument(tiny_network):
+    with pytest.raises(EmptySparseDepthError, match="sparse_depth: the map has no valid point .*at least one measured"):
+        tiny_network.complete(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), np.float32))
+
+
+def test_batch_with_one_empty_item_is_refused_naming_the_item():
+    sparse = np.stack([_sparse(8, 8), np.zeros((8, 8), np.float32), _sparse(8, 8, seed=2)])
+    with pytest.raises(EmptySparseDepthError, match="batch item 1 of 3 has no valid point") as info:
+        prepare_inputs(np.zeros((3, 8, 8, 3), np.uint8), sparse)
+    assert info.value.items == (1,) and info.value.exit_code == EXIT_INPUT
+
+
+def test_empty_map_is_reported_after_shape_errors():
+    with pytest.raises(ValueError, match="sizes differ"):
+        prepare_inputs(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5), np.float32))
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_sparse_with_a_channel_axis_is_read_as_one_map_not_a_batch(batched):
+    rgb, sparse = np.zeros((64, 48, 3), np.uint8), _sparse(64, 48)[..., None]
+    if batched:
+        rgb, sparse = rgb[None], sparse[None]
+    rgb_nchw, sparse_nchw, was_batched = prepare_inputs(rgb, sparse)
+    assert sparse_nchw.shape == (1, 1, 64, 48) and was_batched == batched
+
+
+def test_non_finite_depth_is_an_error_naming_the_model_file(tiny_network):
+    import torch
+
+    with torch.no_grad():
+        network = build_tiny_network(TINY.widths)
+        next(network.parameters()).fill_(float("nan"))
+    network.source_path = "weights/broken.safetensors"
+    with pytest.raises(NonFiniteDepthError, match="the model file weights/broken.safetensors produces non-finite"):
+        network.complete(np.zeros((64, 64, 3), np.uint8), _sparse(64, 64))
+    with pytest.raises(NonFiniteDepthError) as info:
+        depth_to_user(np.full((1, 1, 2, 2), np.inf, np.float32), False)
+    assert info.value.exit_code == EXIT_CHECK_FAILED
+
+
+def test_model_complete_has_the_memory_guard(tiny_network, monkeypatch):
+    import jarrn.memory
+    import model.metric_jarrn
+
+    monkeypatch.setattr(jarrn.memory, "available_host_bytes", lambda: 2**20)
+    monkeypatch.setattr(model.metric_jarrn, "_GUARDS", type(model.metric_jarrn._GUARDS)())
+    huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (6000, 6000, 3))  # no memory for the test itself
+    with pytest.raises(MemoryGuardError, match="input 6000x6000"):
+        tiny_network.complete(huge, np.broadcast_to(np.float32(1.0), (6000, 6000)))
 
 
 @pytest.mark.parametrize(

@@ -67,3 +67,96 @@ def test_tile_grid_png_draws_every_tile():
 def test_visualize_imports_without_torch():
     code = "import sys, model.visualize; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# issue 22: colour bar ends, true legends, near depth unlike holes, faded pixels far from every sparse point
+
+
+def _text_width(text: str) -> float:
+    return 8.0 * len(text)
+
+
+def test_colour_bar_labels_both_ends_with_their_values_and_round_ticks_between():
+    from model.visualize import colorbar_labels
+
+    labels = colorbar_labels(5.3, 78.3, 880, _text_width)
+    assert labels[0] == (0.0, "5.3") and labels[-1] == (880.0, "78.3")
+    assert [text for _, text in labels[1:-1]] == ["20", "40", "60"]
+    boxes = [(x - _text_width(t) / 2, x + _text_width(t) / 2) for x, t in labels[1:-1]]
+    boxes = [(0.0, _text_width("5.3"))] + boxes + [(880 - _text_width("78.3"), 880.0)]
+    assert all(a[1] < b[0] for a, b in zip(boxes, boxes[1:]))  # nothing overlaps
+    # a round tick too close to an end is left out rather than drawn over the end's value
+    crowded = colorbar_labels(9.8, 41.0, 200, _text_width)
+    assert crowded[0][1] == "9.8" and crowded[-1][1] == "41.0" and "10" not in [t for _, t in crowded]
+    narrow = colorbar_labels(1.2041, 1.2062, 400, _text_width)  # enough decimals to tell the ends apart
+    assert (narrow[0][1], narrow[-1][1]) == ("1.2041", "1.2062")
+
+
+def test_near_depth_is_bright_and_only_holes_are_black():
+    from model.visualize import NO_DEPTH_RGB
+
+    depth = np.array([[5.3, 78.3, 0.0]], np.float32)
+    img = colorize_depth(depth, 5.3, 78.3)
+    assert img[0, 2].tolist() == list(NO_DEPTH_RGB)
+    assert int(img[0, 0].max()) >= 190 and int(img[0, 0].sum()) >= 300  # the nearest colour is a clear blue
+    ramp = colorize_depth(np.linspace(5.3, 78.3, 500, dtype=np.float32)[None], 5.3, 78.3)[0].astype(int)
+    assert ramp.sum(axis=1).min() > 120  # no colour of the map comes near black
+
+
+def test_legend_explains_black_only_for_pictures_with_holes_and_names_the_fade_radius():
+    from model.visualize import depth_legend
+
+    assert depth_legend(holes=False, far_radius_px=None) == "depth (m)"
+    assert depth_legend(holes=True, far_radius_px=None) == "depth (m); black = no depth"
+    assert depth_legend(holes=False, far_radius_px=24) == "depth (m); faded = no sparse point within 24 px"
+
+
+def test_pictures_pass_their_own_holes_and_fading_to_the_legend(monkeypatch):
+    import model.visualize as visualize
+
+    seen = []
+    real = visualize.depth_legend
+    monkeypatch.setattr(visualize, "depth_legend", lambda **kw: seen.append(kw) or real(**kw))
+    full = np.full((30, 40), 7.0, np.float32)
+    holed = full.copy()
+    holed[0, 0] = 0.0
+    sparse = np.zeros_like(full)
+    sparse[15, 5] = 7.0
+    visualize.depth_with_colorbar(full)
+    visualize.depth_with_colorbar(holed)
+    visualize.depth_with_colorbar(full, sparse_m=sparse, far_radius_px=6)
+    visualize.depth_with_colorbar(full, sparse_m=np.full_like(full, 7.0), far_radius_px=6)  # every pixel has a point
+    visualize.make_panel(np.zeros((30, 40, 3), np.uint8), sparse, full, far_radius_px=6)
+    assert [(kw["holes"], kw["far_radius_px"]) for kw in seen] == [(False, None), (True, None), (False, 6),
+                                                                   (False, None), (True, 6)]
+
+
+def test_far_from_points_marks_pixels_beyond_the_radius_of_every_point():
+    from model.visualize import far_from_points
+
+    sparse = np.zeros((21, 21), np.float32)
+    sparse[10, 10], sparse[0, 20] = 4.0, 9.0
+    far = far_from_points(sparse, 3)
+    assert not far[10, 10] and not far[10, 13] and far[10, 14]  # distance 3 is within, 4 is not
+    assert not far[12, 12] and far[13, 13]  # 2.83 within, 4.24 not
+    assert not far[0, 17] and far[0, 16]  # the second point has its own disc
+    rows, cols = np.indices(sparse.shape)
+    expected = (np.hypot(rows - 10, cols - 10) > 3) & (np.hypot(rows - 0, cols - 20) > 3)
+    np.testing.assert_array_equal(far, expected)
+    assert far_from_points(np.zeros((3, 4)), 100).all()  # no point anywhere: nothing is near one
+
+
+def test_far_pixels_are_drawn_faded_and_only_they_change():
+    from model.visualize import depth_with_colorbar, far_from_points
+
+    depth = np.tile(np.linspace(5.0, 50.0, 40, dtype=np.float32), (30, 1))
+    sparse = np.zeros_like(depth)
+    sparse[5:25:4, 2:12:3] = 10.0
+    plain = depth_with_colorbar(depth, value_range=(5.0, 50.0), title=None)
+    faded = depth_with_colorbar(depth, value_range=(5.0, 50.0), title=None, sparse_m=sparse, far_radius_px=4)
+    top, left = 10, (max(40 + 20, 360) - 40) // 2  # where the 40x30 map sits on the canvas
+    changed = (plain[top:top + 30, left:left + 40] != faded[top:top + 30, left:left + 40]).any(axis=2)
+    np.testing.assert_array_equal(changed, far_from_points(sparse, 4))
+    region = (slice(top, top + 30), slice(left, left + 40))
+    assert (faded[region][changed].astype(int) >= plain[region][changed].astype(int)).all()  # towards white

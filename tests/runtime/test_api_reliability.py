@@ -112,7 +112,7 @@ def test_memory_guard_estimate_grows_with_pixels_batch_and_widths():
 def test_completer_refuses_a_size_that_cannot_fit_before_running(completers, monkeypatch):
     completer = completers["ort"]
     monkeypatch.setattr(completer.memory_guard, "free_bytes", lambda: 64 * 2**20)
-    big = np.zeros((2048, 2048, 3), np.uint8), np.zeros((2048, 2048), np.float32)
+    big = np.zeros((2048, 2048, 3), np.uint8), np.ones((2048, 2048), np.float32)
     with pytest.raises(MemoryGuardError, match="input 2048x2048"):
         completer.complete(*big)
     monkeypatch.setenv(ENV_SWITCH, "off")

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from jarrn.errors import UnavailableError
 from model import save_model
 from model.checkpoint import DEFAULT_CHECKPOINT
 from model.depth_io import read_depth_png, read_rgb
@@ -212,7 +213,7 @@ def test_completer_surface(tiny: dict) -> None:
     assert tiny["torch"].backend_name == "torch" and tiny["ort"].backend_name == "onnxruntime"
     assert "onnxruntime" in repr(tiny["ort"]) and tiny["ort"].backend.providers == ["CPUExecutionProvider"]
     with DepthCompleter.from_onnx(tiny["onnx"]) as completer:
-        assert completer(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64), np.float32)).shape == (64, 64)
+        assert completer(np.zeros((64, 64, 3), np.uint8), np.ones((64, 64), np.float32)).shape == (64, 64)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -270,11 +271,11 @@ def test_infer_cli_npy_and_sparse_scale(tiny: dict, kitti_crop: dict, tmp_path: 
 @pytest.mark.parametrize(
     ("which", "says"),
     [
-        ("missing", "infer: --sparse: no such file"),
-        ("sizes", "infer: --rgb and --sparse: sizes differ, rgb is 300x160, sparse is 320x160"),
-        ("8bit", "infer: --sparse: .*expected a 16-bit single-channel depth PNG, found mode 'L'"),
-        ("backend", "infer: --backend tensorrt needs --model to be an engine"),
-        ("mm", "infer: sparse_depth: values up to"),
+        ("missing", "error: --sparse: no such file"),
+        ("sizes", "error: --rgb and --sparse: sizes differ, rgb is 300x160, sparse is 320x160"),
+        ("8bit", "error: --sparse: .*expected a 16-bit single-channel depth PNG, found mode 'L'"),
+        ("backend", "error: --backend tensorrt needs --model to be an engine"),
+        ("mm", "error: sparse_depth: values up to"),
     ],
 )
 def test_infer_cli_bad_input_one_line(tiny: dict, kitti_crop: dict, tmp_path: Path, which: str, says: str,
@@ -293,7 +294,7 @@ def test_infer_cli_bad_input_one_line(tiny: dict, kitti_crop: dict, tmp_path: Pa
         extra += ["--sparse-scale", "0.01"]  # values far too large to be metres
     code = infer_main(["--rgb", rgb, "--sparse", sparse, "--out", str(tmp_path / "o"), *extra])
     err = capsys.readouterr().err
-    assert code in (1, 2) and len(err.strip().splitlines()) == 1, err
+    assert code == (2 if which == "backend" else 3) and len(err.strip().splitlines()) == 1, err
     import re
 
     assert re.search(says, err), err
@@ -306,8 +307,8 @@ def test_infer_cli_subprocess_error_has_no_traceback(kitti_crop: dict, tmp_path:
          str(kitti_crop["sparse"]), "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith("infer: --rgb and --sparse: sizes differ")
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error: --rgb and --sparse: sizes differ")
 
 
 def test_default_backend_rule(tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -323,7 +324,7 @@ def test_default_backend_rule(tiny: dict, tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(infer, "_tensorrt_available", lambda engine=None: True)
     assert choose_backend(str(engine), None)[0] == "tensorrt"
     monkeypatch.setattr(infer, "_tensorrt_available", lambda engine=None: False)
-    with pytest.raises(InferError, match="TensorRT is not installed"):
+    with pytest.raises(UnavailableError, match="TensorRT is not installed"):
         choose_backend(str(engine), None)
     EngineManifest(onnx_path=str(tiny["onnx"]), onnx_sha256="", precision="fp32", tensorrt_version="10.3.0.30",
                    gpu_name="g", compute_capability="8.7", profile={"min": [1, 1, 1], "opt": [1, 1, 1], "max": [1, 1, 1]},

@@ -17,7 +17,7 @@ import torch
 from jarrn.errors import JarrnError
 from model import CheckpointError, Jarrn, JarrnConfig, load_model, save_model
 from model.checkpoint import save_training_checkpoint
-from tests.reliability_support import GOOD_METADATA, contract_graph
+from tests.reliability_support import GOOD_METADATA, contract_graph, nan_graph
 from runtime import DepthCompleter
 from runtime.backends import GraphError
 
@@ -268,5 +268,100 @@ def test_every_documented_error_is_a_jarrn_error():
     from runtime.backends import BackendUnavailable
     from runtime.memory_guard import MemoryGuardError
 
-    for cls in (CheckpointError, GraphError, ExportError, DatasetError, BackendUnavailable, MemoryGuardError):
+    from model.contract import EmptySparseDepthError, InputTypeError, NonFiniteDepthError
+
+    for cls in (CheckpointError, GraphError, ExportError, DatasetError, BackendUnavailable, MemoryGuardError,
+                EmptySparseDepthError, NonFiniteDepthError, InputTypeError):
         assert issubclass(cls, JarrnError), cls
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# round 3 (issue 25): one rule for empty maps, channel axes and non-finite output, on every entry point
+
+ROUND3_CASES = ("empty_map", "empty_batch_item", "channel_axis", "batched_channel_axis", "nan_model")
+ROUND3_ENTRIES = ("model.complete", "torch", "ort")
+ROUND3_MATRIX = list(itertools.product(ROUND3_CASES, ROUND3_ENTRIES))
+ROUND3_EXPECTED = {"empty_map": "EmptySparseDepthError", "empty_batch_item": "EmptySparseDepthError",
+                   "channel_axis": (16, 24), "batched_channel_axis": (2, 16, 24), "nan_model": "NonFiniteDepthError"}
+
+
+@pytest.fixture(scope="module")
+def round3(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("round3")
+    torch.manual_seed(0)
+    network = Jarrn(TINY).eval()
+    nan_network = Jarrn(TINY).eval()
+    with torch.no_grad():
+        for parameter in nan_network.parameters():
+            parameter.fill_(1e30)
+    nan_path = save_model(nan_network, folder / "nan.safetensors")
+    nan_graph(folder / "nan.onnx")
+    good_graph = contract_graph(folder)
+    return {
+        "model.complete": (network, load_model(nan_path)),
+        "torch": (DepthCompleter.from_network(network), DepthCompleter.from_checkpoint(nan_path)),
+        "ort": (DepthCompleter.from_onnx(good_graph), DepthCompleter.from_onnx(folder / "nan.onnx")),
+    }
+
+
+def _check_round3(round3, case: str, entry: str) -> None:
+    good, broken = round3[entry]
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    sparse = (rng.random((16, 24)) * 5 * (rng.random((16, 24)) < 0.2)).astype(np.float32)
+    sparse[0, 0] = 2.0
+    arguments = {
+        "empty_map": (rgb, np.zeros_like(sparse)),
+        "empty_batch_item": (np.stack([rgb, rgb]), np.stack([sparse, np.zeros_like(sparse)])),
+        "channel_axis": (rgb, sparse[..., None]),
+        "batched_channel_axis": (np.stack([rgb, rgb]), np.stack([sparse, sparse])[..., None]),
+        "nan_model": (rgb, sparse),
+    }[case]
+    model = broken if case == "nan_model" else good
+    try:
+        outcome = model.complete(*arguments).shape
+    except JarrnError as exc:
+        outcome = type(exc).__name__
+        assert "\n" not in str(exc)
+        if case == "nan_model" and entry != "model.complete":
+            assert "nan." in str(exc), str(exc)  # names the model file
+    assert outcome == ROUND3_EXPECTED[case], (case, entry, outcome)
+
+
+@pytest.mark.parametrize("case,entry", ROUND3_MATRIX[::4])
+def test_fuzz_round3_one_rule_fast(round3, case, entry):
+    _check_round3(round3, case, entry)
+
+
+@pytest.mark.slow
+def test_fuzz_round3_one_rule_full(round3):
+    for case, entry in ROUND3_MATRIX:
+        _check_round3(round3, case, entry)
+
+
+@pytest.mark.slow
+def test_fuzz_round3_infer_rows_through_the_real_entry_point(tmp_path):
+    """Every row of tests/runtime/test_infer_reliability.py through ``python -m jarrn.cli infer``: the exit status of
+    the table, one ``error:`` line, no traceback."""
+    import importlib.util
+    import re
+
+    from tests.reliability_support import REPO, run_command
+    from tests.runtime import test_infer_reliability as rows
+
+    files = rows.make_files(tmp_path)
+    for overrides, expected, needle in rows.ROWS:
+        if overrides.get("backend") == "tensorrt" and importlib.util.find_spec("tensorrt") is not None:
+            continue
+        options = {"--rgb": str(files["rgb"]), "--sparse": str(files["npy"]), "--out": str(tmp_path / "out"),
+                   "--model": str(files["model"])}
+        for flag, value in overrides.items():
+            if value is None:
+                options.pop("--" + flag.replace("_", "-"), None)
+            else:
+                options["--" + flag.replace("_", "-")] = value.format(**files, tmp=tmp_path)
+        argv = ["-m", "jarrn.cli", "infer", *[item for pair in options.items() for item in pair]]
+        result = run_command(argv, REPO)
+        lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("warning:")]
+        assert result.returncode == expected, (overrides, result.stderr)
+        assert len(lines) == 1 and re.search(needle, lines[0]) and "Traceback" not in result.stderr, result.stderr

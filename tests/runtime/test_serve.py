@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
+import time
+import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
 
-pytest.importorskip("pytriton", reason='needs the serve extra: pip install -e ".[serve]"')
 tritonclient_http = pytest.importorskip("tritonclient.http")
 tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
 
@@ -21,14 +21,23 @@ from model.contract import CONTRACT  # noqa: E402
 from runtime.serve import (  # noqa: E402
     RunningServer,
     ServeOptions,
+    exposure_warning,
     interpreter_library_dir,
     main,
     python_model_config_text,
     server_environment,
+    triton_arguments,
 )
-from runtime.serving_model import DEFAULT_MAX_PIXELS, CompleterSettings, RequestError, check_request  # noqa: E402
+from runtime.serving_model import (  # noqa: E402
+    DEFAULT_MAX_PIXELS,
+    CompleterSettings,
+    RequestError,
+    _client_error,
+    check_request,
+    run_parts,
+)
 
-MAX_PIXELS = 128 * 128  # small, so the size limit is exercised without sending a 20000x20000 frame over the wire
+MAX_PIXELS = 256 * 256  # small, so the size limit is exercised without sending a 20000x20000 frame over the wire
 
 
 def _frame(height: int = 64, width: int = 96, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +97,7 @@ class _FakeBackendUtils:
     """The few ``triton_python_backend_utils`` names the model uses, to run ``execute`` without Triton."""
 
     class TritonError:
-        INVALID_ARG, INTERNAL = "INVALID_ARG", "INTERNAL"
+        INVALID_ARG, INTERNAL, UNAVAILABLE = "INVALID_ARG", "INTERNAL", "UNAVAILABLE"
 
         def __init__(self, message: str, code: str) -> None:
             self.message, self.code = message, code
@@ -109,33 +118,104 @@ class _FakeBackendUtils:
         return _FakeBackendUtils.Tensor(name, request[name])
 
 
-def test_execute_groups_a_mixed_batch_by_size_and_fails_only_the_bad_request(monkeypatch) -> None:
+class _RecordingCompleter:
+    """Records the shape of every run and answers ``sparse * 2 + 1`` after ``delay_s``."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.calls: list[tuple[int, ...]] = []
+        self.delay_s = delay_s
+
+    def complete(self, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+        self.calls.append(rgb.shape)
+        time.sleep(self.delay_s)
+        return sparse * 2.0 + 1.0
+
+
+def _model(monkeypatch, completer: _RecordingCompleter, max_pixels: int):  # noqa: ANN202
+    """A ``TritonPythonModel`` over ``completer``, run without Triton."""
     import sys
+    import threading
 
     from runtime.serving_model import TritonPythonModel
 
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakeBackendUtils)
-    calls = []
-
-    class RecordingCompleter:
-        def complete(self, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
-            calls.append(rgb.shape)
-            return sparse * 2.0
-
     model = TritonPythonModel()
-    model.settings, model.completer = CompleterSettings(max_pixels=MAX_PIXELS), RecordingCompleter()
-    model._lock = __import__("threading").Lock()
+    model.settings, model.completer, model._lock = CompleterSettings(max_pixels=max_pixels), completer, threading.Lock()
+    model.abandoned = None
+    return model
+
+
+def test_execute_groups_a_mixed_batch_by_size_and_fails_only_the_bad_request(monkeypatch) -> None:
+    completer = _RecordingCompleter()
+    model = _model(monkeypatch, completer, MAX_PIXELS)
     frames = [_frame(32, 48, 0), _frame(16, 24, 1), _frame(32, 48, 2)]
     bad = _frame(32, 48, 3)
     bad[1][0, 0, 0, 0] = -1.0
     requests = [{CONTRACT.rgb_name: r, CONTRACT.sparse_name: s} for r, s in [frames[0], frames[1], bad, frames[2]]]
     responses = model.execute(requests)
-    assert sorted(calls) == [(1, 16, 24, 3), (2, 32, 48, 3)]  # one run per size, the bad request left out
+    assert sorted(completer.calls) == [(1, 16, 24, 3), (2, 32, 48, 3)]  # one run per size, the bad request left out
     assert responses[2].error.code == "INVALID_ARG" and responses[2].error.message.startswith(CONTRACT.sparse_name)
     for response, (_, sparse) in zip([responses[0], responses[1], responses[3]], frames):
         (tensor,) = response.output_tensors
         assert tensor.name == CONTRACT.depth_name and response.error is None
-        np.testing.assert_array_equal(tensor.array, sparse * 2.0)
+        np.testing.assert_array_equal(tensor.array, sparse * 2.0 + 1.0)
+
+
+class _Request(dict):
+    """A fake Triton request with the client's timeout (microseconds, 0 = none)."""
+
+    def __init__(self, tensors: dict, timeout_us: int = 0) -> None:
+        super().__init__(tensors)
+        self._timeout_us = timeout_us
+
+    def timeout(self) -> int:
+        return self._timeout_us
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
+def test_large_requests_run_one_at_a_time_and_those_whose_client_gave_up_are_dropped(monkeypatch) -> None:
+    completer = _RecordingCompleter(delay_s=0.05)
+    model = _model(monkeypatch, completer, 64 * 96)
+    frames = [_frame(64, 96, seed) for seed in range(3)]
+    timeouts = [0, 10_000, 0]  # the second client allows 10 ms: gone by the time the first request has run
+    requests = [_Request({CONTRACT.rgb_name: r, CONTRACT.sparse_name: s}, t) for (r, s), t in zip(frames, timeouts)]
+    responses = model.execute(requests)
+    assert completer.calls == [(1, 64, 96, 3)] * 2  # one image per run (max_pixels), the abandoned one not run
+    assert responses[1].error.code == "UNAVAILABLE" and "timeout" in responses[1].error.message
+    for index in (0, 2):
+        np.testing.assert_array_equal(responses[index].output_tensors[0].array, frames[index][1] * 2.0 + 1.0)
+
+
+class _CancelledLater(_Request):
+    """A fake Triton request whose client cancels ``after_s`` seconds from now."""
+
+    def __init__(self, tensors: dict, after_s: float) -> None:
+        super().__init__(tensors)
+        self._at = time.monotonic() + after_s
+
+    def is_cancelled(self) -> bool:
+        return time.monotonic() >= self._at
+
+
+def test_a_running_onnx_runtime_batch_stops_once_every_client_has_cancelled(monkeypatch) -> None:
+    from runtime.serve import resolve_completer
+    from runtime.serving_model import build_completer
+
+    settings = resolve_completer(CompleterSettings(backend="onnxruntime", threads=1), log=lambda message: None)
+    completer = build_completer(settings)
+    model = _model(monkeypatch, completer, 1024 * 1024)
+    rgb, sparse = _frame(1024, 1024)
+    started = time.perf_counter()
+    (response,) = model.execute([_CancelledLater({CONTRACT.rgb_name: rgb, CONTRACT.sparse_name: sparse}, 0.2)])
+    stopped_s = time.perf_counter() - started
+    assert response.error.code == "UNAVAILABLE" and "stopped" in response.error.message
+    assert stopped_s < 1.5, stopped_s  # a whole 1024x1024 run takes seconds on a CPU
+    rgb, sparse = _frame(32, 48)
+    (response,) = model.execute([_Request({CONTRACT.rgb_name: rgb, CONTRACT.sparse_name: sparse})])
+    assert response.error is None and response.output_tensors[0].array.shape == (1, 1, 32, 48)
+    completer.close()
 
 
 def test_stub_environment_puts_this_interpreters_libpython_first_and_the_repo_on_pythonpath() -> None:
@@ -147,17 +227,74 @@ def test_stub_environment_puts_this_interpreters_libpython_first_and_the_repo_on
     assert (os.path.isdir(os.path.join(first, "runtime"))) and rest == "/elsewhere"
 
 
-def test_generated_model_config_parses_with_tritons_schema_and_batches_dynamically() -> None:
-    options = ServeOptions(completer=CompleterSettings(max_pixels=1234, threads=2), max_batch_size=4,
-                           max_queue_delay_us=500, instances=2)
+def test_generated_model_config_bounds_the_queue_and_shows_no_server_paths(tmp_path) -> None:
+    from runtime.serve import write_python_model_repository
+
+    settings = CompleterSettings(backend="onnxruntime", model="/srv/secret/models/jarrn.onnx", max_pixels=1234,
+                                 threads=2)
+    options = ServeOptions(completer=settings, max_batch_size=4, max_queue_delay_us=500, instances=2,
+                           max_queue_size=7, queue_timeout_s=1.5)
     config = text_format.Parse(python_model_config_text(options), model_config_pb2.ModelConfig())
     assert (config.name, config.backend, config.max_batch_size) == ("jarrn", "python", 4)
     assert [i.name for i in config.input] == [CONTRACT.rgb_name, CONTRACT.sparse_name]
     assert [list(i.dims) for i in config.input] == [[3, -1, -1], [1, -1, -1]]
     assert [o.name for o in config.output] == [CONTRACT.depth_name] and list(config.output[0].dims) == [1, -1, -1]
     assert config.dynamic_batching.max_queue_delay_microseconds == 500 and config.instance_group[0].count == 2
-    parameters = json.loads(json.dumps({k: {"string_value": v.string_value} for k, v in config.parameters.items()}))
-    assert CompleterSettings.from_parameters(parameters) == CompleterSettings(max_pixels=1234, threads=2)
+    policy = config.dynamic_batching.default_queue_policy
+    assert policy.max_queue_size == 7 and policy.default_timeout_microseconds == 1500000
+    assert policy.allow_timeout_override
+    assert not config.parameters and "/srv/secret" not in python_model_config_text(options)
+    model_dir = write_python_model_repository(tmp_path, options)  # the model reads its settings from a file instead
+    assert CompleterSettings.load(model_dir) == settings
+
+
+def test_triton_command_line_holds_no_secret_and_closes_model_loading(tmp_path) -> None:
+    args = triton_arguments(ServeOptions(), tmp_path / "models", tmp_path / "backends", "jarrn-serve-1-x-")
+    assert "--model-control-mode=none" in args
+    restricted = [a for a in args if a.startswith(("--http-restricted-api=", "--grpc-restricted-protocol="))]
+    assert len(restricted) == 2 and all("model-repository" in a and "shared-memory" in a for a in restricted)
+    assert all("\n" in a.split("=", 2)[2] for a in restricted)  # a header value no HTTP or gRPC client can send
+
+
+def test_only_a_non_loopback_host_gets_the_no_authentication_warning() -> None:
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("localhost") is None
+    warning = exposure_warning("0.0.0.0")
+    assert warning.startswith("warning: --host 0.0.0.0") and "no authentication" in warning and "\n" not in warning
+
+
+def test_a_bad_item_of_a_batch_is_named_by_its_index() -> None:
+    rgb, sparse = _frame()
+    rgb, sparse = np.concatenate([rgb, rgb]), np.concatenate([sparse, sparse])
+    sparse[1, 0, 2, 2] = -1.0
+    with pytest.raises(RequestError, match=r"^item 1 of 2: sparse_depth: negative"):
+        check_request(rgb, sparse, MAX_PIXELS)
+
+
+def test_a_map_without_any_valid_point_is_refused_with_a_clear_message() -> None:
+    rgb, sparse = _frame()
+    with pytest.raises(RequestError, match=r"^sparse_depth: .*no valid point"):
+        check_request(rgb, np.zeros_like(sparse), MAX_PIXELS)
+
+
+def test_batches_run_in_parts_of_at_most_max_pixels() -> None:
+    parts = run_parts(8, 2048, 2048, 2048 * 2048)
+    assert len(parts) == 8 and all(p.stop - p.start == 1 for p in parts)
+    assert run_parts(8, 64, 64, 2048 * 2048) == [slice(0, 8)]
+    assert run_parts(5, 100, 100, 20000) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    assert run_parts(3, 300, 300, 100) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # one image at least
+
+
+def test_run_errors_map_by_type_and_name_the_servers_limits_not_its_environment() -> None:
+    from jarrn.errors import InputError
+    from runtime.memory_guard import MemoryGuardError
+
+    codes = _FakeBackendUtils.TritonError
+    message, code = _client_error(MemoryGuardError("needs 9 GiB; override with JARRN_MEMORY_GUARD=off"), (2048, 2048),
+                                  4194304, codes)
+    assert code == "UNAVAILABLE" and "--max-pixels 4194304" in message and "JARRN" not in message
+    assert _client_error(InputError("rgb: outside the profile"), (8, 8), 64, codes) == ("rgb: outside the profile",
+                                                                                       "INVALID_ARG")
+    assert _client_error(RuntimeError("boom\ntrace"), (8, 8), 64, codes) == ("boom", "INTERNAL")
 
 
 @pytest.mark.parametrize(
@@ -167,6 +304,9 @@ def test_generated_model_config_parses_with_tritons_schema_and_batches_dynamical
         (["--http-port", "9000", "--grpc-port", "9000"], 2),
         (["--http-port", "70000"], 2),
         (["--max-pixels", "0"], 2),
+        (["--max-queue-size", "0"], 2),
+        (["--queue-timeout", "0"], 2),
+        (["--drain-timeout", "-1"], 2),
         (["--model", "no/such/model.onnx", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"], 3),
         (["--backend", "onnxruntime", "--model", "model/weights/jarrn_small_default.safetensors",
           "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"], 2),
@@ -176,6 +316,8 @@ def test_bad_options_exit_with_one_line_before_any_server_starts(argv: list[str]
     assert main(argv) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
+    flag = next((a for a in argv if a.startswith("--") and a[2:].replace("-", "_") in err[0].replace("-", "_")), None)
+    assert code == 3 or flag is not None, err[0]  # the message names the flag the user typed
 
 
 def test_a_port_in_use_is_refused_at_once(capsys) -> None:
@@ -206,17 +348,19 @@ def test_a_model_that_fails_to_load_stops_the_start_with_its_error(tmp_path, cap
 
 @pytest.fixture(scope="module")
 def server():
-    options = ServeOptions(completer=CompleterSettings(threads=1, max_pixels=MAX_PIXELS), http_port=0, grpc_port=0,
-                           metrics_port=0, max_batch_size=4, max_queue_delay_us=20000)
+    options = ServeOptions(completer=CompleterSettings(backend="", threads=1, max_pixels=MAX_PIXELS), http_port=0,
+                           grpc_port=0, metrics_port=0, max_batch_size=4, max_queue_delay_us=20000)
     with RunningServer(options, log=lambda message: None) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def reference():
-    from runtime import DepthCompleter
+def reference(server):
+    from runtime.serving_model import build_completer
 
-    return DepthCompleter.from_checkpoint()
+    completer = build_completer(server.options.completer)  # the backend and model file the server chose
+    yield completer
+    completer.close()
 
 
 def _inputs(module, rgb: np.ndarray, sparse: np.ndarray, rgb_type: str = "FP32") -> list:
@@ -253,7 +397,8 @@ BAD_REQUESTS = {
     "zero_width": (CONTRACT.rgb_name, "at least 1"),
     "nan_depth": (CONTRACT.sparse_name, "NaN"),
     "negative_depth": (CONTRACT.sparse_name, "negative"),
-    "above_max_pixels": (CONTRACT.rgb_name, "limit"),
+    "no_valid_point": (CONTRACT.sparse_name, "no valid point"),
+    "above_max_pixels": (CONTRACT.rgb_name, f"--max-pixels {MAX_PIXELS}"),
     "above_max_pixels_70_mb": (CONTRACT.rgb_name, "limit"),
 }
 
@@ -270,8 +415,10 @@ def _bad_request(module, case: str) -> list:
         sparse[0, 0, 1, 1] = np.nan
     elif case == "negative_depth":
         sparse[0, 0, 1, 1] = -1.0
+    elif case == "no_valid_point":
+        sparse[:] = 0.0
     elif case == "above_max_pixels":
-        rgb, sparse = _frame(160, 160)
+        rgb, sparse = _frame(260, 260)
     elif case == "above_max_pixels_70_mb":  # a large body: received, refused from its shape, the server unharmed
         rgb, sparse = np.full((1, 3, 2100, 2100), 0.5, np.float32), np.zeros((1, 1, 2100, 2100), np.float32)
     return _inputs(module, rgb, sparse)
@@ -286,9 +433,12 @@ def test_bad_request_gets_a_client_error_naming_the_input_and_the_server_keeps_s
     with pytest.raises(InferenceServerException) as error:
         client.infer("jarrn", _bad_request(module, case))
     status = str(error.value.status())
-    assert status == "400" if protocol == "http" else status == "StatusCode.INVALID_ARGUMENT"
-    assert f"'{name}'" in error.value.message() or error.value.message().startswith(name)
-    assert expected in error.value.message()
+    if protocol == "grpc" and case == "above_max_pixels_70_mb":  # over the gate's byte limit: grpc refuses it unread
+        assert status == "StatusCode.RESOURCE_EXHAUSTED" and "larger than max" in error.value.message()
+    else:
+        assert status == "400" if protocol == "http" else status == "StatusCode.INVALID_ARGUMENT"
+        assert f"'{name}'" in error.value.message() or error.value.message().startswith(name)
+        assert expected in error.value.message()
     rgb, sparse = _frame(32, 48)
     assert client.infer("jarrn", _inputs(module, rgb, sparse)).as_numpy(CONTRACT.depth_name).shape == (1, 1, 32, 48)
     client.close()
@@ -307,3 +457,91 @@ def test_a_bad_request_batched_with_good_ones_fails_alone(server) -> None:
             outcomes.append(str(exc.status()))
     assert outcomes == [(1, 1, 32, 48)] * 2 + ["400"] + [(1, 1, 32, 48)] * 3
     client.close()
+
+
+def test_model_loading_and_shared_memory_endpoints_are_closed_to_every_client(server) -> None:
+    for method, path in (("POST", "/v2/repository/index"), ("POST", "/v2/repository/models/jarrn/load"),
+                         ("GET", "/v2/systemsharedmemory/status")):
+        request = urllib.request.Request(f"http://{server.http_url}{path}", data=b"{}" if method == "POST" else None,
+                                         method=method)
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(request, timeout=5)
+        assert error.value.code == 403, path
+
+
+def test_requests_that_outwait_their_timeout_leave_the_queue_and_a_fresh_one_is_served(server) -> None:
+    """A burst of 12 requests whose clients allow 0.3 s (Triton's timeout parameter): those still queued when it
+    expires are dropped, not computed, so a fresh small request waits for at most the batch already running."""
+    client = tritonclient_http.InferenceServerClient(server.http_url, concurrency=13)
+    small = _inputs(tritonclient_http, *_frame(32, 48))
+    started = time.perf_counter()
+    client.infer("jarrn", small)
+    solo = time.perf_counter() - started
+    burst = [client.async_infer("jarrn", _inputs(tritonclient_http, *_frame(256, 256, seed=s)), timeout=300_000)
+             for s in range(12)]
+    time.sleep(0.05)
+    started = time.perf_counter()
+    fresh = client.infer("jarrn", small).as_numpy(CONTRACT.depth_name)
+    fresh_s = time.perf_counter() - started
+    outcomes = []
+    for handle in burst:
+        try:
+            handle.get_result()
+            outcomes.append("ok")
+        except InferenceServerException as exc:
+            outcomes.append(exc.message())
+    client.close()
+    dropped = [o for o in outcomes if o != "ok"]
+    assert fresh.shape == (1, 1, 32, 48)
+    assert dropped and all("timeout" in o.lower() for o in dropped), outcomes
+    assert len(dropped) >= 4, outcomes  # at most two batches of 4 ran
+    print(f"solo {solo * 1e3:.0f} ms, fresh after the burst {fresh_s * 1e3:.0f} ms, {len(dropped)}/12 dropped")
+
+
+def _failed_requests(server) -> int:
+    with urllib.request.urlopen(f"http://{server.http_url}/v2/models/jarrn/stats", timeout=5) as response:
+        import json
+
+        return int(json.load(response)["model_stats"][0]["inference_stats"]["fail"]["count"])
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_an_image_over_max_pixels_is_refused_by_the_gate_before_triton_sees_it(server, protocol: str) -> None:
+    module = tritonclient_http if protocol == "http" else tritonclient_grpc
+    client = module.InferenceServerClient(server.http_url if protocol == "http" else server.grpc_url)
+    failed = _failed_requests(server)
+    started = time.perf_counter()
+    with pytest.raises(InferenceServerException) as error:
+        client.infer("jarrn", _inputs(module, *_frame(260, 260)))  # 1 MB, within the byte limit, over --max-pixels
+    assert time.perf_counter() - started < 2
+    assert str(error.value.status()) in ("400", "StatusCode.INVALID_ARGUMENT")
+    assert error.value.message().startswith(f"rgb: 260x260 is 67,600 pixels") and "--max-pixels 65536" in \
+        error.value.message()
+    assert _failed_requests(server) == failed  # Triton never received it
+    client.close()
+
+
+def test_a_body_over_the_byte_limit_is_refused_from_its_length_unread_and_the_connection_is_answered(server) -> None:
+    import http.client
+
+    from runtime.serving_gate import request_byte_limit
+
+    limit = request_byte_limit(MAX_PIXELS, 4)
+    host, port = server.http_url.split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    started = time.perf_counter()
+    body = b"{" + b" " * limit + b"}"  # JSON tensors (no binary header): only the length tells
+    connection.request("POST", "/v2/models/jarrn/infer", body=body, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    message = response.read().decode()
+    assert time.perf_counter() - started < 5
+    assert response.status == 400 and f"limit of {limit:,} bytes" in message
+    assert "--max-pixels 65536 --max-batch-size 4" in message
+    connection.close()
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("POST", "/v2/models/jarrn/infer", body=iter([b"{}"]), encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 411 and "Content-Length" in response.read().decode()
+    connection.close()
+    with urllib.request.urlopen(f"http://{server.http_url}/v2/health/ready", timeout=5) as ready:
+        assert ready.status == 200

@@ -48,8 +48,8 @@ def test_runtime_completes_a_real_frame_without_torch(torch_free_python: Path, t
         from PIL import Image
         from runtime import DepthCompleter
         from model.depth_io import read_kitti_depth, read_rgb
-        rgb = read_rgb({str(KITTI / "image_02.png")!r})[:128, :256]
-        sparse = read_kitti_depth({str(KITTI / "velodyne_raw_02.png")!r})[:128, :256]
+        rgb = read_rgb({str(KITTI / "image_02.png")!r})[-128:, :256]
+        sparse = read_kitti_depth({str(KITTI / "velodyne_raw_02.png")!r})[-128:, :256]  # the LiDAR covers the lower rows
         with DepthCompleter.from_onnx({str(graph)!r}) as completer:
             depth = completer.complete(rgb, sparse)
         assert "torch" not in sys.modules, "torch was imported"

@@ -1,0 +1,33 @@
+"""README.md: what it shows a user runs as shown."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+
+import numpy as np
+import pytest
+
+from tests.support import REPO
+
+
+def python_snippet(section: str) -> str:
+    """The first ```python block after the README heading ``section``."""
+    readme = (REPO / "README.md").read_text()
+    after = readme.split(f"\n## {section}\n", 1)[1]
+    match = re.search(r"```python\n(.*?)```", after.split("\n## ", 1)[0], flags=re.DOTALL)
+    assert match, f"no python block in README section {section!r}"
+    return match.group(1)
+
+
+def test_python_snippet_completes_the_bundled_frame_as_pasted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)  # "run from the repository root"
+    namespace: dict = {}
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(python_snippet("Using the model from Python"), "README.md", "exec"), namespace)  # noqa: S102
+    depth, rgb = namespace["depth"], namespace["rgb"]
+    assert depth.dtype == np.float32 and depth.shape == rgb.shape[:2]
+    assert np.isfinite(depth).all() and 1.0 < float(np.median(depth)) < 80.0  # a street scene, in metres
+    assert printed.getvalue().startswith(f"{depth.shape} ") and printed.getvalue().rstrip().endswith(" m")
