@@ -529,7 +529,7 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.device_check", description=DEVICE_CHECK_HELP_DESCRIPTION,
+        prog="jarrn device-check", description=DEVICE_CHECK_HELP_DESCRIPTION,
         epilog=DEVICE_CHECK_HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan (every step with its time budget) and exit; needs no GPU")

@@ -88,15 +88,28 @@ def fade(image: np.ndarray, mask: np.ndarray, amount: float = FAR_FADE) -> np.nd
     return out
 
 
-def depth_legend(*, holes: bool, far_radius_px: float | None, shared: bool = False) -> str:
+def depth_legend(*, holes: bool, far_radius_px: float | None, shared: bool = False,
+                 beyond_scale: tuple[float, float] | None = None) -> str:
     """The line under a depth picture, true for that picture: black is explained only where there are pixels without
-    depth, the faded look only where some were faded (``far_radius_px``; None when none were)."""
+    depth, the faded look only where some were faded (``far_radius_px``; None when none were), the full depth span
+    only where it reaches past the colour bar's ends (``beyond_scale``: the depth's min and max; None when inside)."""
     parts = ["depth (m)" + (", colour scale shared by the sparse input and the completed depth" if shared else "")]
     if holes:
         parts.append("black = no depth")
     if far_radius_px is not None:
         parts.append(f"faded = no sparse point within {far_radius_px:g} px")
+    if beyond_scale is not None:
+        parts.append(f"depth spans {beyond_scale[0]:.1f}-{beyond_scale[1]:.1f} m, colours stop at the bar's ends")
     return "; ".join(parts)
+
+
+def span_beyond(depth_m: np.ndarray, lo: float, hi: float) -> tuple[float, float] | None:
+    """(min, max) of the valid depth when it reaches past the colour range ``lo``..``hi`` by 0.05 m or more."""
+    valid = depth_m[np.isfinite(depth_m) & (depth_m > 0)]
+    if valid.size == 0:
+        return None
+    low, high = float(valid.min()), float(valid.max())
+    return (low, high) if low < lo - 0.05 or high > hi + 0.05 else None
 
 
 def display_range(depth_m: np.ndarray) -> tuple[float, float]:
@@ -281,7 +294,8 @@ def make_panel(
     cols, rows = (3, 1) if layout == "row" else (1, 3)
     panel_w = cols * tile_w + (cols + 1) * pad
     bar = _colorbar(min(panel_w, max(480, tile_w)), lo, hi, small, pad)
-    legend = _legend_lines(depth_legend(holes=holes, far_radius_px=far_radius_px if faded else None, shared=True),
+    legend = _legend_lines(depth_legend(holes=holes, far_radius_px=far_radius_px if faded else None, shared=True,
+                                        beyond_scale=span_beyond(depth_m, lo, hi)),
                            small, panel_w - 2 * pad)
     line_h = font_size + 4
     unit_h = len(legend) * line_h + 4
@@ -331,7 +345,8 @@ def depth_with_colorbar(
     title_h = font_size + 14 if title else 0
     canvas_w = max(width + 2 * pad, 360)
     bar = _colorbar(min(canvas_w, max(360, width)), lo, hi, small, pad)
-    legend = _legend_lines(depth_legend(holes=not _valid(depth_m).all(), far_radius_px=far_radius_px if faded else None),
+    legend = _legend_lines(depth_legend(holes=not _valid(depth_m).all(), far_radius_px=far_radius_px if faded else None,
+                                        beyond_scale=span_beyond(depth_m, lo, hi)),
                            small, canvas_w - 2 * pad)
     line_h = font_size + 4
     unit_h = len(legend) * line_h + 4

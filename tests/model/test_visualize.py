@@ -112,6 +112,17 @@ def test_legend_explains_black_only_for_pictures_with_holes_and_names_the_fade_r
     assert depth_legend(holes=False, far_radius_px=24) == "depth (m); faded = no sparse point within 24 px"
 
 
+def test_legend_gives_the_depth_span_only_when_it_reaches_past_the_colour_bar():
+    from model.visualize import depth_legend, display_range, span_beyond
+
+    depth = np.linspace(5.33, 78.28, 10_000, dtype=np.float32).reshape(100, 100)
+    lo, hi = display_range(depth)  # 1st..99th percentile: the bar's ends lie inside the depth's span
+    assert span_beyond(depth, lo, hi) == pytest.approx((5.33, 78.28), abs=1e-4)
+    assert span_beyond(depth, 5.0, 80.0) is None
+    assert depth_legend(holes=False, far_radius_px=None, beyond_scale=(5.33, 78.28)) == (
+        "depth (m); depth spans 5.3-78.3 m, colours stop at the bar's ends")
+
+
 def test_pictures_pass_their_own_holes_and_fading_to_the_legend(monkeypatch):
     import model.visualize as visualize
 
