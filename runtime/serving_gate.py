@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from jarrn.errors import UnavailableError
 from runtime.serving_model import GATE_ID_PARAMETER, pixel_limit_message
 
 GRPC_SERVICE = "inference.GRPCInferenceService"
@@ -36,7 +37,7 @@ HEADER_SLACK_BYTES = 1 << 20
 """Room for the request's JSON header (or protobuf fields) beside its tensors."""
 MAX_JSON_HEADER_BYTES = 1 << 20
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-                        "transfer-encoding", "upgrade", "host"})
+                        "transfer-encoding", "upgrade", "host", "expect"})
 CHUNK_BYTES = 1 << 20
 MARKER_MAX_AGE_S = 600.0
 """Markers of requests the model had already answered when their client left are deleted after this long."""
@@ -122,7 +123,11 @@ class HttpGate:
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.settings.host, self.settings.http_port, reuse_address=True).start()
+        try:
+            await web.TCPSite(self._runner, self.settings.host, self.settings.http_port, reuse_address=True).start()
+        except OSError as exc:
+            raise UnavailableError(f"--http-port: cannot listen on {self.settings.host}:{self.settings.http_port} "
+                                   f"({exc.strerror}); choose another port (0 = any free one)") from None
 
     def stop(self) -> None:
         if not self._thread.is_alive():
@@ -267,8 +272,14 @@ class GrpcGate:
                                   options=[("grpc.max_receive_message_length", settings.byte_limit),
                                            ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)])
         self.server.add_generic_rpc_handlers([_Handlers(self)])
-        if self.server.add_insecure_port(f"{settings.host}:{settings.grpc_port}") == 0:
-            raise OSError(f"cannot listen on {settings.host}:{settings.grpc_port}")
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        try:
+            bound = self.server.add_insecure_port(f"{host}:{settings.grpc_port}")
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise UnavailableError(f"--grpc-port: cannot listen on {host}:{settings.grpc_port}; choose another port "
+                                   "(0 = any free one)")
 
     def handler(self, method: str) -> Any:
         import grpc

@@ -15,8 +15,12 @@ Here each request, and each item of a request, is checked on its own; a bad one 
 Memory: the model never runs more than ``max_pixels`` pixels (B*H*W) at once; a larger batch of Triton's dynamic
 batcher is run in parts, so a batch costs the memory of one largest image, whatever other clients sent.
 
-Validation happens here, after the request has waited in Triton's queue: Triton itself only checks dtype, rank and
-channel count against the config before queueing, and runs no user code before the backend.
+Value checks happen here, after the request has waited in Triton's queue: Triton itself only checks dtype, rank and
+channel count against the config before queueing, and runs no user code before the backend (sizes are checked before
+Triton by the gate, :mod:`runtime.serving_gate`, and again here).
+
+Abandoned work: requests whose client has given up are answered without running, and an ONNX Runtime run in progress
+is stopped once every request in it has been given up (:class:`AbandonWatch`).
 
 Graph layout on the wire (Triton's first dimension is the batch): ``rgb`` FP32 ``[B,3,H,W]`` in 0..1,
 ``sparse_depth`` FP32 ``[B,1,H,W]`` metres (0 = missing) -> ``depth`` FP32 ``[B,1,H,W]`` metres.

@@ -218,6 +218,32 @@ def test_a_running_onnx_runtime_batch_stops_once_every_client_has_cancelled(monk
     completer.close()
 
 
+class _FromGate(_Request):
+    """A fake Triton request carrying the id the gate gave it."""
+
+    def __init__(self, tensors: dict, gate_id: str) -> None:
+        super().__init__(tensors)
+        self._gate_id = gate_id
+
+    def parameters(self) -> str:
+        import json
+
+        return json.dumps({"jarrn_gate_id": self._gate_id})
+
+
+def test_requests_whose_http_client_left_are_answered_unrun_and_their_marker_removed(monkeypatch, tmp_path) -> None:
+    completer = _RecordingCompleter()
+    model = _model(monkeypatch, completer, MAX_PIXELS)
+    model.abandoned = tmp_path
+    (tmp_path / "left1").touch()  # what the gate writes when the client of request "left1" disconnects
+    requests = [_FromGate({CONTRACT.rgb_name: r, CONTRACT.sparse_name: s}, gate_id)
+                for (r, s), gate_id in ((_frame(32, 48, 0), "left1"), (_frame(32, 48, 1), "waiting2"))]
+    responses = model.execute(requests)
+    assert completer.calls == [(1, 32, 48, 3)]  # only the request still wanted ran
+    assert responses[0].error.code == "UNAVAILABLE" and "cancelled" in responses[0].error.message
+    assert responses[1].error is None and list(tmp_path.iterdir()) == []
+
+
 def test_stub_environment_puts_this_interpreters_libpython_first_and_the_repo_on_pythonpath() -> None:
     env = server_environment({"LD_LIBRARY_PATH": "/usr/lib/x86_64-linux-gnu", "PYTHONPATH": "/elsewhere"})
     libdir = interpreter_library_dir()
@@ -254,6 +280,12 @@ def test_triton_command_line_holds_no_secret_and_closes_model_loading(tmp_path) 
     restricted = [a for a in args if a.startswith(("--http-restricted-api=", "--grpc-restricted-protocol="))]
     assert len(restricted) == 2 and all("model-repository" in a and "shared-memory" in a for a in restricted)
     assert all("\n" in a.split("=", 2)[2] for a in restricted)  # a header value no HTTP or gRPC client can send
+
+
+def test_behind_the_gate_triton_listens_on_loopback_only_whatever_the_host(tmp_path) -> None:
+    args = triton_arguments(ServeOptions(host="0.0.0.0"), tmp_path / "models", tmp_path / "backends", "p-", (5001, 5002))
+    assert {"--http-address=127.0.0.1", "--http-port=5001", "--grpc-address=127.0.0.1", "--grpc-port=5002",
+            "--metrics-address=0.0.0.0"} <= set(args)
 
 
 def test_only_a_non_loopback_host_gets_the_no_authentication_warning() -> None:
