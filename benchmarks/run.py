@@ -2,7 +2,7 @@
 ground truth; writes ``reports/<machine-tag>/report.md``, ``report.json`` and PNG charts.
 
     python benchmarks/run.py                       # everything available, default model, 320x320 and 375x1242, b1+b4
-    python benchmarks/run.py --quick               # a short run (about 1-2 minutes on a 2-core CPU, small model)
+    python benchmarks/run.py --quick               # a short run (about 3 minutes on a shared 2-core CPU)
     python benchmarks/run.py --model my.safetensors --out reports/mine --threads 4
     python benchmarks/run.py --device cuda --backends torch,torch-compile,tensorrt --precisions fp16
 
@@ -48,6 +48,7 @@ from benchmarks.arguments import ArgumentError, parse_choice_list, parse_int_lis
 from benchmarks.machine import describe_machine, load_average, physical_cores  # noqa: E402
 from benchmarks.rows import BACKENDS, DEFAULT_BATCHES, DEFAULT_SIZES, PRECISIONS, Row, applicable_rows, config_key
 from benchmarks.settings import BenchmarkSettings  # noqa: E402
+from jarrn.durations import about, on_this_machine  # noqa: E402
 from model.atomic import file_sha256  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,12 @@ QUICK = {"sizes": ((320, 320),), "batches": (1,), "warmup": 2, "min_iterations":
          "cases": ("kitti_02", "tum_desk@500"), "quiet_wait_s": 0.0}
 FULL = {"sizes": DEFAULT_SIZES, "batches": DEFAULT_BATCHES, "warmup": 3, "min_iterations": 10, "iterations": 100,
         "seconds": 10.0, "cases": None, "quiet_wait_s": 120.0}
+QUICK_S = 165.0
+"""Wall seconds of a first ``jarrn bench --quick`` (FP32 export included) on the shared 2-core CPU machine, load
+average 2 to 4."""
+FULL_S = 881.0
+"""Wall seconds of a full ``python benchmarks/run.py`` on the same machine, FP16 and INT8 exports included
+(reports/cpu-amd-epyc-2c/report.json, ``duration_seconds``)."""
 # Source files whose change makes a cached export stale.
 
 
@@ -74,10 +81,10 @@ accuracy is measured on the bundled real frames against PyTorch and the true dep
 cannot run are listed in the report with the reason."""
 
 HELP_EPILOG = """\
-how long it takes:
-  --quick: about 1 to 2 minutes on a 2-core CPU. A full run: tens of minutes; the first run also
-  exports the fp16 and int8 files (a minute or two each on a 2-core CPU) and keeps them in
-  artifacts/benchmarks/ for later runs. Each row runs in its own process, with a progress line.
+how long it takes (the first line printed says it too):
+  --quick: about 3 minutes on a shared 2-core CPU. A full run: about 15 minutes there; the first run
+  also exports the fp16 and int8 files (about 4 minutes each) and keeps them in artifacts/benchmarks/
+  for later runs. Each row runs in its own process, with a progress line.
 
 examples:
   python benchmarks/run.py --quick                # a short run
@@ -194,6 +201,22 @@ def resolve_args(args: argparse.Namespace) -> BenchmarkSettings:
     return BenchmarkSettings(**settings)
 
 
+def plan_line(settings: BenchmarkSettings) -> str:
+    """The line printed before the work starts: what is measured, about how long it takes, how to measure less."""
+    sizes = ", ".join(f"{h}x{w}" for h, w in settings.sizes)
+    batches = ",".join(map(str, settings.batches))
+    cases = "all" if settings.cases is None else len(settings.cases)
+    accuracy = f"accuracy on {cases} real-frame cases" if cases else "no accuracy"
+    what = (f"benchmarking {','.join(settings.backends)} x {','.join(settings.precisions)} where this machine runs "
+            f"them ({sizes}, batch {batches}, {accuracy})")
+    if settings.quick:
+        return (f"{what}: about {about(QUICK_S)} {on_this_machine()}, a first run's FP32 export included (FP16/INT8 "
+                "only if their exports are cached)")
+    return (f"{what}: about {about(FULL_S)} {on_this_machine()} for the defaults, the first run's FP16 and INT8 exports "
+            f"included (--quick takes about {about(QUICK_S)}; --backends, --precisions, --sizes, --batches and "
+            "--cases none measure less)")
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # model, exports and engines
 
@@ -229,6 +252,7 @@ def ensure_onnx(model_path: Path, precision: str, cache: Path, *, rebuild: bool,
     if not allow_export:
         return None, (f"skipped: no cached {precision.upper()} export yet and --quick does not export FP16/INT8 "
                       "(about a minute each on a 2-core CPU); run once without --quick"), {}
+    from export.known_warnings import quiet_known_warnings
     from export.onnx_graph import ExportError, ExportOptions, ExportStats, export_onnx
     from model import load_model
 
@@ -237,8 +261,9 @@ def ensure_onnx(model_path: Path, precision: str, cache: Path, *, rebuild: bool,
     log(f"exporting {precision.upper()} ONNX to {path} (cached for later runs)")
     start = time.perf_counter()
     try:
-        export_onnx(network, path, ExportOptions(precision=precision),
-                    log=lambda m: print(f"[export] {m}", file=sys.stderr, flush=True), stats=stats)
+        with quiet_known_warnings():
+            export_onnx(network, path, ExportOptions(precision=precision),
+                        log=lambda m: print(f"[export] {m}", file=sys.stderr, flush=True), stats=stats)
     except ExportError as exc:
         return None, f"unavailable: export failed ({exc})", {}
     except Exception as exc:  # noqa: BLE001 - a library problem in one precision must not stop the run
@@ -400,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     started = time.time()
     load_start = load_average()
+    log(plan_line(settings))
     log("loading PyTorch and the model ...")
     resolved = resolve_device(args.device)  # a GPU that is not there: UnavailableError, exit 5
     device, _, index = resolved.partition(":")  # the rows compare the kind; the workers see only the chosen GPU

@@ -1,26 +1,18 @@
 """How long the export steps take, for the line a long command prints before it starts. Pure Python (no torch), so
-the commands can print it at once."""
+the commands can print it at once. The figures are the quickest and slowest runs in reports/first_use/README.md (a
+shared 2-core machine, load average 1.7 to 8), the one place they are kept: the README's timing table quotes them."""
 
 from __future__ import annotations
 
-import os
+from jarrn.durations import MEASURED_CORES, Span, about, on_this_machine, total
 
-MEASURED_CORES = 2
-"""The CPU cores of the machine the times below were measured on (shared with other jobs, no GPU)."""
-MEASURED_S: dict[str, float] = {"fp32": 25, "fp16": 240, "int8": 215, "quick": 40, "full": 120}
-"""Seconds for the bundled model, the quickest of the runs in reports/first_use/README.md: the export of each precision
-(``python export/to_onnx.py --precision P --no-validate``) and the validation of its FP32 graph with each case set
-(``python export/to_onnx.py --validation quick|full``)."""
+__all__ = ["MEASURED_CORES", "MEASURED_S", "Span", "about", "on_this_machine", "total"]
 
-
-def about(seconds: float) -> str:
-    """``seconds`` rounded for a person: "40 s", "4 min"."""
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
-
-
-def on_this_machine() -> str:
-    """Where the estimate was measured, next to this machine's core count."""
-    cores = os.cpu_count() or 1
-    if cores <= MEASURED_CORES:
-        return f"on {MEASURED_CORES} CPU cores"
-    return f"on {MEASURED_CORES} CPU cores, less on this machine's {cores}"
+MEASURED_S: dict[str, Span] = {
+    "fp32": (24.1, 85.1), "fp16": (242.2, 242.2), "int8": (216.5, 216.5), "quick": (39.7, 114.1),
+    "full": (117.7, 187.6),
+}
+"""Seconds for the bundled model, ``(quickest, slowest)`` as ``python export/to_onnx.py`` printed them: the export of
+each precision (``--precision P``; FP16 and INT8 measured once) and the validation of its FP32 graph with each case set
+(``--validation quick|full``). Whole commands take a few seconds more (start-up): 1 min 21 s to 3 min 29 s for the
+default ``jarrn export``, whose steps add up to 64 to 199 s."""

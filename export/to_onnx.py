@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Sequence  # noqa: E402
 
 from jarrn.cli import command  # noqa: E402
 from jarrn.errors import EXIT_CHECK_FAILED, InputError  # noqa: E402
-from export.estimates import MEASURED_S, about, on_this_machine  # noqa: E402
+from export.estimates import MEASURED_S, about, on_this_machine, total  # noqa: E402
 from export.known_warnings import quiet_known_warnings  # noqa: E402
 from export.precision_choices import PRECISIONS  # noqa: E402
 from model.atomic import remove_stale_temp_files, temp_prefix  # noqa: E402
@@ -160,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triton-repo", type=Path, default=None, metavar="DIR",
                    help="also write a Triton model repository with the exported graph (DIR/jarrn/config.pbtxt + "
                         "1/model.onnx, ONNX Runtime backend; see python -m export.triton_repo for plans and options)")
+    from export.triton_repo import add_instance_kind_argument
+
+    add_instance_kind_argument(p)
     return p
 
 
@@ -306,24 +309,24 @@ def run(args: argparse.Namespace) -> int:
             print(f"FAILED: validation bounds exceeded; the graph was kept as {final} for inspection", file=sys.stderr)
             return EXIT_CHECK_FAILED
     if args.triton_repo is not None:
-        from export.triton_repo import write_repository
+        from export.triton_repo import RepositoryOptions, write_repository
 
-        write_repository(final, args.triton_repo)
+        write_repository(final, args.triton_repo, RepositoryOptions(instance_kind=args.instance_kind))
     return 0
 
 
 def plan_line(args: argparse.Namespace, output: Path) -> str:
     """The line printed before the work starts: what will happen, about how long it takes, how to skip parts."""
     model = args.checkpoint or "the bundled model"
-    seconds = MEASURED_S[args.precision] + (0 if args.no_validate else MEASURED_S[args.validation])
+    seconds = total(MEASURED_S[args.precision], *(() if args.no_validate else (MEASURED_S[args.validation],)))
     size = "" if args.checkpoint is None else " for the bundled model; larger models take longer"
     check = ("" if args.no_validate else
              f", then a check against PyTorch ({args.validation}: "
              + ("3 real frames" if args.validation == "quick" else "6 real-frame cases") + " + random inputs)")
     skip = [] if args.no_validate else ["--no-validate skips the check"]
     if not args.no_validate and args.validation == "full":
-        skip.append(f"--validation quick takes about {about(MEASURED_S['quick'])}")
-    return (f"exporting {model} to {output} ({args.precision}){check}: about {about(seconds)} {on_this_machine()}{size}"
+        skip.append(f"--validation quick takes {about(MEASURED_S['quick'])}")
+    return (f"exporting {model} to {output} ({args.precision}){check}: {about(seconds)} {on_this_machine()}{size}"
             + (f" ({'; '.join(skip)})" if skip else ""))
 
 
@@ -356,8 +359,13 @@ def _print_summary(path: Path, options: ExportOptions, stats: ExportStats, expor
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
+    from jarrn.options import ignored_option, repeated_options
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    repeated_options(parser, argv)
+    if args.instance_kind and args.triton_repo is None:
+        ignored_option("--instance-kind", "no --triton-repo is written")
     return run(args)
 
 

@@ -14,7 +14,9 @@ The model is served as ``jarrn`` with the contract's tensors (``rgb`` FP32 [B,3,
 W come from the engine's optimisation profile recorded in its manifest (``<engine>.json``); Triton's TensorRT backend
 refuses requests outside it. A TensorRT plan only loads in a Triton whose TensorRT is the exact version that built it
 (the manifest's ``tensorrt_version``; an NGC release carries the same TensorRT in its ``tensorrt`` and
-``tritonserver`` images). The config is built with Triton's own model-config protobuf (shipped in ``tritonclient``),
+``tritonserver`` images). The engine is checked against its manifest (size, sha256) and written as a plain plan: a
+``jarrn build-engine --compress``ed (zstd) file is decompressed, since Triton reads plans only as TensorRT wrote them.
+The config is built with Triton's own model-config protobuf (shipped in ``tritonclient``),
 so it is schema-valid by construction; the tests parse it back with the same schema.
 """
 
@@ -150,7 +152,8 @@ def config_text(config) -> str:  # noqa: ANN001
 
 
 def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
-    from export.engine_manifest import EngineManifest, manifest_path
+    """``(config, notes, plan)``: the plan bytes checked against the manifest and decompressed when stored zstd."""
+    from export.engine_manifest import EngineManifest, check_engine_file, manifest_path
     from export.export_errors import EngineFileError
 
     if options.instance_kind != "gpu":
@@ -159,11 +162,11 @@ def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
         manifest = EngineManifest.load(manifest_path(engine))
     except EngineFileError as exc:
         raise InputError(f"--model: {exc}; the repository takes the engine's optimisation profile from its manifest "
-                         "(build the engine with export/build_engine.py)") from None
+                         "(build the engine with jarrn build-engine)") from None
     flavour = getattr(manifest, "flavour", "tensorrt")
     if flavour != "tensorrt":
         raise InputError(f"--model: {engine} is a {flavour} engine; Triton's TensorRT backend loads TensorRT plans only "
-                         "(build one with export/build_engine.py --flavour tensorrt, or serve the ONNX)")
+                         "(build one with jarrn build-engine --flavour tensorrt, or serve the ONNX)")
     profile = manifest.profile_obj
     if profile.min.batch != 1:
         raise InputError(f"--model: the engine's profile starts at batch {profile.min.batch}; Triton sends batches of "
@@ -172,12 +175,19 @@ def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
     if max_batch > profile.max.batch:
         raise UsageError(f"--max-batch-size {max_batch} exceeds the engine profile's max batch {profile.max.batch} "
                          f"(profile {profile.min} .. {profile.max})")
+    try:
+        plan = check_engine_file(engine, manifest)
+    except EngineFileError as exc:
+        raise InputError(f"--model: {exc}") from None
     config = model_config("tensorrt_plan", max_batch, options, preferred_batch=profile.opt.batch)
     notes = [f"TensorRT {manifest.tensorrt_version} plan for {manifest.gpu_name} (compute capability "
              f"{manifest.compute_capability}), precision {manifest.precision}: serve it with a Triton whose TensorRT "
              f"is {manifest.tensorrt_version} on that GPU model",
              f"profile (BxHxW) min {profile.min}, opt {profile.opt}, max {profile.max}: requests outside it are refused"]
-    return config, notes
+    if manifest.compression:
+        notes.append(f"{engine.name} is {manifest.compression}-compressed: model.plan holds the decompressed plan "
+                     f"({len(plan)} bytes, checked against the manifest)")
+    return config, notes, plan
 
 
 def _onnx_accelerator(onnx_path: Path, options: RepositoryOptions, max_batch: int) -> tuple[dict[str, str], str]:
@@ -260,7 +270,7 @@ def write_repository(model: str | Path, out: str | Path, options: RepositoryOpti
                      *, log=print) -> Path:  # noqa: ANN001
     """Write ``out/jarrn/{config.pbtxt, 1/model.plan|model.onnx}`` for ``model`` (an engine with its manifest, or an
     ONNX); returns the model folder. Files are written atomically; other models in ``out`` are left alone."""
-    from model.atomic import atomic_path, atomic_write_text
+    from model.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 
     model, out = Path(model), Path(out)
     if not options.instance_kind:
@@ -273,8 +283,8 @@ def write_repository(model: str | Path, out: str | Path, options: RepositoryOpti
         raise OutputError(f"--out: {out} exists and is not a folder")
     suffix = model.suffix.lower()
     if suffix in ENGINE_SUFFIXES:
-        config, notes = _plan_config(model, options)
-        files = [(model, "model.plan")]
+        config, notes, plan = _plan_config(model, options)
+        files: list[tuple[Path | bytes, str]] = [(plan, "model.plan")]
     elif suffix == ".onnx":
         config, notes = _onnx_config(model, options)
         files = [(model, "model.onnx"), *((p, p.name) for p in _onnx_companions(model))]
@@ -285,7 +295,10 @@ def write_repository(model: str | Path, out: str | Path, options: RepositoryOpti
         version_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"--out: cannot create {version_dir} ({exc.strerror})") from None
-    for source, name in files:
+    for source, name in files:  # a checked plan (bytes) is written, a file copied
+        if isinstance(source, bytes):
+            atomic_write_bytes(version_dir / name, source)
+            continue
         with atomic_path(version_dir / name) as tmp:
             shutil.copyfile(source, tmp)
     stale = {"model.plan", "model.onnx"} - {name for _, name in files}
@@ -318,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def add_instance_kind_argument(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """``--instance-kind`` (also an option of ``jarrn export --triton-repo``)."""
+    p.add_argument(f"--{prefix}instance-kind", choices=INSTANCE_KINDS, default="",
+                   help="gpu or cpu (ONNX only); default: gpu when this machine has one (always for a plan), else "
+                        "cpu; the docker command printed at the end fits it")
+
+
 def add_repository_arguments(p: argparse.ArgumentParser, prefix: str = "") -> None:
     """The repository options (shared with ``jarrn export --triton-repo``, which prefixes them ``triton-``)."""
     p.add_argument(f"--{prefix}max-batch-size", type=int, default=0,
@@ -325,8 +345,7 @@ def add_repository_arguments(p: argparse.ArgumentParser, prefix: str = "") -> No
     p.add_argument(f"--{prefix}max-queue-delay-us", type=int, default=2000,
                    help="dynamic batching queue delay in microseconds (default %(default)s)")
     p.add_argument(f"--{prefix}instances", type=int, default=1, help="model instances per device (default 1)")
-    p.add_argument(f"--{prefix}instance-kind", choices=INSTANCE_KINDS, default="",
-                   help="gpu or cpu (ONNX only); default: gpu when this machine has one (always for a plan), else cpu")
+    add_instance_kind_argument(p, prefix)
     p.add_argument(f"--{prefix}onnx-tensorrt", action="store_true",
                    help="ONNX: add ONNX Runtime's TensorRT execution accelerator")
     p.add_argument(f"--{prefix}profile", nargs=3, metavar=("MIN", "OPT", "MAX"), default=None,

@@ -519,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             key = (args.checkpoint or read_metadata(path).get("checkpoint_sha256"), network.config)
             if key != network_key:
                 reference, network_key = ReferenceCache(network), key
-            cases = ("random inputs only" if args.no_real_frames else f"the {args.cases} cases, about "
+            cases = ("random inputs only" if args.no_real_frames else f"the {args.cases} cases: "
                      f"{about(MEASURED_S[args.cases])} {on_this_machine()} for the bundled model")
             print(f"validating {path} on {cases} ...", file=sys.stderr, flush=True)
             reports.append(validate_onnx(path, network, bounds=bounds, real_frames=not args.no_real_frames,

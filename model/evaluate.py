@@ -21,11 +21,29 @@ from typing import Sequence
 import numpy as np
 
 from jarrn.cli import command
+from jarrn.durations import Span, about, on_this_machine
 from jarrn.errors import InputError, OutputError, UsageError
 from jarrn.options import repeated_options
 from model.atomic import (atomic_write_bytes, atomic_write_text, check_writable_folder, refuse_overwriting_inputs,
                           staged_outputs)
 from model.frame_evaluation import METHODS, CaseResult, evaluate, panel, rmse_chart
+
+
+EVALUATE_S: Span = (37.5, 42.5)
+"""Wall seconds of ``jarrn evaluate`` (bundled model, CPU) on the shared 2-core machine, with and without
+``--no-panels`` (load average 1.3 and 2.1): the six cases take 1 to 21 s each, the panels little."""
+
+
+def plan_line(args: argparse.Namespace) -> str:
+    """The line printed before the work starts: what is evaluated, about how long it takes, what can be skipped."""
+    model = args.model or "the bundled model"
+    size = " for the bundled model; larger models take longer" if args.model else ""
+    held_out = f", then the held-out sets in {args.held_out_root} (longer)" if args.held_out_root else ""
+    skip = [] if args.no_panels else ["--no-panels skips the pictures"]
+    if args.held_out_root:
+        skip.append("without --held-out-root only the bundled frames")
+    return (f"evaluating {model} on the bundled real frames against interpolation{held_out}, report in "
+            f"{args.out}: {about(EVALUATE_S)} {on_this_machine()}{size}" + (f" ({'; '.join(skip)})" if skip else ""))
 
 
 REPORT_FILES = ("evaluation.md", "evaluation.json", "evaluation.png", "summary.md", "heldout.json", "heldout.png")
@@ -102,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = resolve_device(args.device)  # a bad or missing device fails before anything is written
     check_writable_folder(args.out, "--out")  # before the minutes of evaluation, not after
+    print(plan_line(args), flush=True)
 
     import torch
 

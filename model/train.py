@@ -52,11 +52,12 @@ halved at epochs 20 and 40 (MultiStepLR milestones [20, 40], gamma 0.5); an "epo
 
 from __future__ import annotations
 
+import os
 import sys
 
 from jarrn.cli import command
 from jarrn.options import repeated_options
-from model.train_options import build_parser
+from model.train_options import build_parser, plan_line
 
 
 @command
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from model.training.loop import run
 
     check_args(args)
+    if not args.resume and os.environ.get("RANK", "0") == "0":  # once under torchrun; a resumed run says its step
+        print(plan_line(args), flush=True)
     return run(args)
 
 

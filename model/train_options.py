@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jarrn.durations import about, on_this_machine
+
 SPARSE_MIXES: dict[str, dict[str, float]] = {
     "official": {"none": 0.32, "ratio_low": 0.16, "ratio_high": 0.16, "dense": 0.16, "lidar": 0.20},
     "eval": {"none": 0.05, "points": 0.45, "lidar": 0.30, "ratio_low": 0.10, "dense": 0.10},
@@ -20,6 +22,39 @@ RUN_FILES = ("last.pt", "best.safetensors", "history.json", "log.csv", "val.csv"
 """What a run writes in ``--out`` (their temp files, left by a killed run, are removed at the start)."""
 VALIDATION_SCORES = ("mean", "worst")
 """How the validation cases are combined into the score that picks best.safetensors."""
+
+CPU_SAMPLES_PER_S = 1.55
+"""Training samples per second with the defaults (small config, synthetic data, 128x128 crops, batch 4) on the shared
+2-core CPU machine (load average 3): ``jarrn train --epochs 1 --epoch-samples 64 --val-every -1 --no-progress``, 64
+samples in 41.1 s wall, start-up included."""
+CPU_VALIDATION_S = 5.0
+"""Seconds of one validation on the real frames (default ``--val-max-side``) there: the CPU time of the same run with
+its final validation (without ``--val-every -1``) less the one above, 48.2 - 43.0 s (the wall times differed by less
+than the load's noise)."""
+
+
+def plan_line(args: argparse.Namespace) -> str:
+    """The line printed before training starts: how much work the options ask for, about how long it takes on a
+    2-core CPU when they are the measured defaults (else what it depends on), and how to get a quick run."""
+    quick = ("a quick run: --epochs 1 --epoch-samples 64, about 40 s; --time-limit-min M stops (and saves) after M minutes; "
+             "--val-every -1 skips validation")
+    if not args.epoch_samples:
+        return (f"training for {args.epochs} epochs of the whole --data {args.data} set: the time follows from its "
+                f"size (about {CPU_SAMPLES_PER_S:g} samples/s with the default small model on 2 CPU cores; a GPU "
+                f"is much faster) ({quick})")
+    steps = args.epochs * -(-args.epoch_samples // args.batch_size)
+    validations = 0 if args.val_every < 0 else 1 + (steps // args.val_every if args.val_every else 0)
+    work = (f"training {args.epochs} epochs x {args.epoch_samples} samples ({steps} steps of {args.batch_size}) with "
+            f"{validations} validation(s) on the real frames")
+    measured = (args.config == "small" and args.widths is None and tuple(args.crop) == (128, 128)
+                and args.data == "synthetic" and args.device in ("auto", "cpu"))
+    if not measured:
+        return (f"{work}: the time depends on the model, crop and device (measured for the defaults on 2 CPU cores: "
+                f"{CPU_SAMPLES_PER_S:g} samples/s; a GPU is much faster) ({quick})")
+    seconds = args.epochs * args.epoch_samples / CPU_SAMPLES_PER_S + validations * CPU_VALIDATION_S
+    return (f"{work}: about {about(seconds)} {on_this_machine()} without a GPU ({CPU_SAMPLES_PER_S:g} samples/s, "
+            f"{CPU_VALIDATION_S:.0f} s a validation) ({quick})")
+
 
 HELP_DESCRIPTION = """\
 Train a depth-completion model, with the paper's loss, schedule and mix of sparse inputs, on synthetic

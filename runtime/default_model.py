@@ -95,7 +95,7 @@ def bundled_onnx(log: Log = print) -> Path:
             f"exporting needs PyTorch and onnx ({exc.name or exc} is not installed): run `pip install -e .`, or "
             "pass --model FILE.onnx"
         ) from None
-    estimate = f"about {about(MEASURED_S[BUNDLED_EXPORT_PRECISION])} {on_this_machine()}"
+    estimate = f"{about(MEASURED_S[BUNDLED_EXPORT_PRECISION])} {on_this_machine()}"
     log(f"bundled model: exporting it to ONNX once ({estimate}; cached in {path.parent}) ...")
     start = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)

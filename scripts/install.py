@@ -32,6 +32,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 CPU_TORCH_INDEX = "https://download.pytorch.org/whl/cpu"
 CPU_TORCH_SIZE = "about 190 MB"
@@ -117,10 +118,10 @@ class TorchChoice:
 
 
 def choose_torch(source: str, torch_version: str | None, gpu: str | None, cpu_index: str,
-                 probe=index_unreachable) -> TorchChoice:
+                 probe: Callable[[str], str | None] | None = None) -> TorchChoice:
     """The PyTorch source for this machine (``source``: one of :data:`TORCH_SOURCES`; an installed PyTorch is always
-    kept). ``probe(index)``
-    (:func:`index_unreachable`) is asked only in ``auto`` mode, when the CPU index would be used."""
+    kept). ``probe(index)`` (default: :func:`index_unreachable`, looked up when called) is asked only in ``auto``
+    mode, when the CPU index would be used."""
     if torch_version is not None:
         return TorchChoice(None, True, f"PyTorch {torch_version} is installed: keeping it (uninstall it to switch "
                                        "builds)")
@@ -130,7 +131,7 @@ def choose_torch(source: str, torch_version: str | None, gpu: str | None, cpu_in
         return TorchChoice(None, False, f"{why}: PyTorch comes from PyPI{size}")
     if source == "cpu-index":
         return TorchChoice(cpu_index, False, f"--torch-from cpu-index: PyTorch's CPU build from {cpu_index}")
-    problem = probe(cpu_index)
+    problem = (probe or index_unreachable)(cpu_index)
     if problem is None:
         return TorchChoice(cpu_index, False, f"no NVIDIA GPU found: PyTorch's CPU build from {cpu_index} "
                                              f"({CPU_TORCH_SIZE})")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jarrn.cli import command
 from jarrn.errors import UsageError
+from jarrn.options import ignored_option, repeated_options
 
 HELP_DESCRIPTION = """\
 Complete the depth of every camera frame of a ROS recording: the LiDAR sweep nearest in time is projected
@@ -28,8 +29,9 @@ frames that are skipped (a warning each and a count at the end, not an error):
   near the sweep's time. Any other bad input stops with one line and leaves no OUT.
 
 exit status: 0 done, 2 bad argument, 3 unusable input (no CameraInfo, no transform between the cloud's
-and the camera's frames, an encoding it cannot decode, an empty or damaged bag), 4 OUT cannot be written
-(or exists without --overwrite), 5 a missing package or no server at --server.
+and the camera's frames, an encoding it cannot decode, an empty or damaged bag, a missing, folder or
+malformed --model or --extrinsics file), 4 OUT cannot be written (or exists without --overwrite, or is IN,
+holds IN or lies inside IN's rosbag2 folder), 5 a missing package or no server at --server.
 """
 
 HELP_EXAMPLES = """\
@@ -42,23 +44,28 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from runtime.backends import BACKENDS
+    from runtime.bag.output import STORAGES
+    from runtime.bag.pipeline import BagOptions
     from runtime.bag.tf import EXTRINSICS_FORMAT
 
+    max_dt_s = BagOptions.max_dt_s  # the dataclass's defaults are its class attributes
     parser = argparse.ArgumentParser(prog="jarrn bag", description=HELP_DESCRIPTION,
                                      epilog=f"{HELP_EPILOG}\n{EXTRINSICS_FORMAT}\n\n{HELP_EXAMPLES}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", type=Path, metavar="IN", help="rosbag2 folder, .mcap or .db3 file, or ROS 1 .bag")
     parser.add_argument("--out", required=True, type=Path, help="the rosbag2 folder to write (must not exist)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (once the new one is done)")
-    parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="OUT's storage (default mcap)")
+    parser.add_argument("--storage", choices=STORAGES, default=BagOptions.storage, help="OUT's storage (default %(default)s)")
     topics = parser.add_argument_group("input topics and geometry")
     topics.add_argument("--image-topic", default=None, help="camera topic (Image or CompressedImage)")
     topics.add_argument("--camera-info-topic", default=None, help="CameraInfo topic of that camera")
     topics.add_argument("--cloud-topic", default=None, help="PointCloud2 topic of the LiDAR")
     topics.add_argument("--extrinsics", type=Path, default=None,
                         help="JSON cloud-to-camera transform instead of /tf_static and /tf (format below)")
-    topics.add_argument("--max-dt", type=float, default=0.05, metavar="SECONDS",
-                        help="pair an image with the nearest sweep at most this far in time (default 0.05 = 50 ms)")
+    topics.add_argument("--max-dt", type=float, default=max_dt_s, metavar="SECONDS",
+                        help=f"pair an image with the nearest sweep at most this far in time (default {max_dt_s:g} = "
+                             f"{max_dt_s * 1000:g} ms)")
     topics.add_argument("--rectified", choices=("auto", "yes", "no"), default="auto",
                         help="project with CameraInfo P (rectified images) or K and D (raw images); auto: P when D "
                              "is all zero or the image topic is an image_rect* topic")
@@ -73,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     written.add_argument("--no-progress", action="store_true", help="no progress bar")
     model = parser.add_argument_group("model (as jarrn infer)")
     model.add_argument("--model", default=None, help="engine, ONNX or checkpoint (default: the bundled model)")
-    model.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
+    model.add_argument("--backend", choices=BACKENDS, default=None,
                        help="run on this backend (default: the fastest that can run --model)")
     model.add_argument("--providers", default=None, help="ONNX Runtime execution providers, comma separated")
     model.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -107,12 +114,18 @@ def _completer_factory(args: argparse.Namespace):  # noqa: ANN202
         from runtime.bag.remote import RemoteCompleter, parse_server
 
         parse_server(args.server)
+        for flag, given in (("--cuda-graphs", args.cuda_graphs), ("--providers", args.providers),
+                            ("--device", args.device)):
+            if given:
+                ignored_option(flag, f"the model of the jarrn serve at {args.server} runs the frames")
         return (lambda: RemoteCompleter(args.server)), [f"jarrn serve at {args.server}"]
-    from runtime.infer import BUNDLED, build_completer, choose_backend, model_precision
+    from runtime.infer import BUNDLED, build_completer, check_input_file, choose_backend, model_precision
+    from runtime.infer import warn_ignored_options
 
-    if args.model is not None and not Path(args.model).is_file():
-        raise UsageError(f"--model: no such file {args.model}")
+    if args.model is not None:
+        check_input_file(Path(args.model), "--model", "a checkpoint, ONNX or engine file")
     backend, model, _ = choose_backend(args.model, args.backend)
+    warn_ignored_options(argparse.Namespace(**vars(args), sparse_scale=None), backend)  # bag has no --sparse-scale
     label = Path(args.model).name if args.model else BUNDLED
     caption = [f"{backend}, model {label}"]
 
@@ -127,15 +140,17 @@ def _completer_factory(args: argparse.Namespace):  # noqa: ANN202
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    repeated_options(parser, argv)
     from runtime.bag.output import DEPTH_TOPIC, check_out
     from runtime.bag.pipeline import run_bag
     from runtime.bag.source import import_rosbags
 
     options = _options(args)
+    check_out(options.out, options.overwrite, options.input)  # before any work: OUT never replaces IN
     import_rosbags()
     make_completer, caption = _completer_factory(args)
-    check_out(options.out, options.overwrite)
     if args.preview is not None:
         from model.atomic import check_writable_folder
 

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from jarrn.errors import OutputError
-from model.atomic import remove_stale_temp_files, temp_prefix, write_probe
-from runtime.bag.source import import_rosbags, typestore
+from model.atomic import refuse_overwriting_inputs, remove_stale_temp_files, temp_prefix, write_probe
+from runtime.bag.source import bag_paths, import_rosbags, typestore
 
 STORAGES = ("mcap", "sqlite3")
 DEPTH_TOPIC = "/jarrn/depth"
@@ -31,13 +31,33 @@ ROSBAG2_VERSION = 8
 """rosbag2 metadata version written: the oldest that rosbags writes (8 or 9)."""
 
 
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse OUT before any work: an existing one without ``--overwrite``, or a folder that does not exist."""
+def check_out(out: Path, overwrite: bool, source: Path | None = None) -> None:
+    """Refuse OUT before any work: one that would replace IN (``source``), an existing one without ``--overwrite``,
+    or a folder that does not exist."""
+    if source is not None:
+        refuse_replacing_input(out, source)
     if (out.exists() or out.is_symlink()) and not overwrite:
         raise OutputError(f"--out: {out} exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise OutputError(f"--out: folder {out.parent} does not exist")
     write_probe(out.parent, "--out")  # a read-only or full filesystem fails now, not after the work
+
+
+def refuse_replacing_input(out: Path, source: Path) -> None:
+    """:class:`OutputError` (exit 4) when OUT is IN, holds IN (``--overwrite`` would delete it) or lies inside IN's
+    rosbag2 folder; an IN that does not exist is left to the reader's error."""
+    if not source.exists():
+        return
+    recording = bag_paths(source)[0]  # IN's rosbag2 folder when IN is its .mcap/.db3 file
+    refuse_overwriting_inputs([out], {"IN": recording}, "--out")
+    out_path, recording_path = out.resolve(), recording.resolve()
+    why = ""
+    if recording_path.is_relative_to(out_path):
+        why = f"holds IN ({source}), which --overwrite would delete"
+    elif recording.is_dir() and out_path.is_relative_to(recording_path):
+        why = f"lies inside IN's rosbag2 folder {recording}"
+    if why:
+        raise OutputError(f"--out: {out} {why}; choose another --out (no command writes over its inputs)")
 
 
 def depth_image(depth: np.ndarray, header: Any, store: Any) -> Any:
@@ -58,8 +78,9 @@ def ros2_header(header: Any, store: Any) -> Any:
 class OutputBag:
     """``with OutputBag(out, "mcap", overwrite) as bag: bag.write(...)``: OUT appears only when the block succeeds."""
 
-    def __init__(self, out: Path, storage: str = "mcap", overwrite: bool = False) -> None:
-        self.out, self.storage, self.overwrite = Path(out), storage, overwrite
+    def __init__(self, out: Path, storage: str = "mcap", overwrite: bool = False, source: Path | None = None) -> None:
+        """``source``: IN, which OUT must not replace."""
+        self.out, self.storage, self.overwrite, self.source = Path(out), storage, overwrite, source
         self.store = typestore()
         self._staging: Path | None = None
         self._writer: Any = None
@@ -70,7 +91,7 @@ class OutputBag:
         import_rosbags()
         from rosbags.rosbag2 import StoragePlugin, Writer
 
-        check_out(self.out, self.overwrite)
+        check_out(self.out, self.overwrite, self.source)
         remove_stale_temp_files(self.out)
         self._staging = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=temp_prefix(self.out), suffix=".tmp"))
         plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3

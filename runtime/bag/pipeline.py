@@ -146,7 +146,7 @@ class BagRun:
                                  "--dst IN2) or leave --copy-input out")
             self._read_calibration(reader, topics)
             self.completer = self.make_completer()
-            with OutputBag(options.out, options.storage, options.overwrite) as out:
+            with OutputBag(options.out, options.storage, options.overwrite, options.input) as out:
                 self._frames(reader, topics, out)
         finally:
             reader.close()

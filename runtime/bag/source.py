@@ -44,8 +44,9 @@ def open_bag(path: Path) -> Any:
     import_rosbags()
     from rosbags.highlevel import AnyReader
 
+    paths = bag_paths(path)  # a missing IN: its own one line, not wrapped in the catch-all below
     try:
-        reader = AnyReader(bag_paths(path), default_typestore=typestore())
+        reader = AnyReader(paths, default_typestore=typestore())
         reader.open()
     except Exception as exc:  # noqa: BLE001 - rosbags raises its own error types per format (AnyReaderError ...)
         raise InputError(f"IN: {path} could not be read as a ROS bag ({first_line(exc)})") from None

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from jarrn.errors import InputError, UsageError
+from jarrn.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -165,9 +165,11 @@ extrinsics file (--extrinsics FILE, instead of /tf_static and /tf):
 
 
 def read_extrinsics(path: Path) -> Transform:
-    """The cloud-to-camera transform of an ``--extrinsics`` file (format: :data:`EXTRINSICS_FORMAT`)."""
-    if not path.is_file():
-        raise UsageError(f"--extrinsics: no such file {path}")
+    """The cloud-to-camera transform of an ``--extrinsics`` file (format: :data:`EXTRINSICS_FORMAT`); a missing,
+    unreadable or malformed file is an :class:`InputError` naming the option."""
+    from runtime.infer import check_input_file
+
+    check_input_file(path, "--extrinsics", "a JSON file (format in jarrn bag --help)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         translation, rotation = data["translation"], data["rotation"]
@@ -175,5 +177,5 @@ def read_extrinsics(path: Path) -> Transform:
             raise ValueError("translation needs 3 values and rotation 4 (qx, qy, qz, qw)")
         return Transform.from_quaternion([float(v) for v in translation], [float(v) for v in rotation])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"--extrinsics {path}: expected JSON {{\"translation\": [x, y, z], \"rotation\": "
+        raise InputError(f"--extrinsics: {path}: expected JSON {{\"translation\": [x, y, z], \"rotation\": "
                          f"[qx, qy, qz, qw]}} ({type(exc).__name__}: {exc})") from None

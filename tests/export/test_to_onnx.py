@@ -244,17 +244,47 @@ def instant_export(monkeypatch):
     monkeypatch.setattr(export.onnx_graph, "export_onnx", fake_export)
 
 
+@pytest.mark.parametrize("kind", ["cpu", "gpu"])
+def test_export_writes_a_triton_repository_for_the_chosen_instance_kind(tiny_checkpoint, tmp_path, capsys, kind):
+    out, repo = tmp_path / "m.onnx", tmp_path / "triton_repo"
+    assert to_onnx_main(["--checkpoint", str(tiny_checkpoint), "--output", str(out), "--no-validate", "--quiet",
+                         "--triton-repo", str(repo), "--instance-kind", kind]) == 0
+    config = (repo / "jarrn" / "config.pbtxt").read_text()
+    assert f"KIND_{kind.upper()}" in config and (repo / "jarrn" / "1" / "model.onnx").is_file()
+    docker = next(line for line in capsys.readouterr().out.splitlines() if "docker run" in line)
+    assert ("--gpus all" in docker) == (kind == "gpu")
+
+
+def test_instance_kind_without_a_triton_repository_is_said_to_do_nothing(instant_export, tiny_checkpoint, tmp_path,
+                                                                         capsys):
+    assert to_onnx_main(["--checkpoint", str(tiny_checkpoint), "--output", str(tmp_path / "m.onnx"), "--no-validate",
+                         "--instance-kind", "cpu"]) == 0
+    assert "warning: --instance-kind has no effect: no --triton-repo is written; ignored" in capsys.readouterr().err
+
+
 def test_cli_says_first_what_it_will_do_how_long_and_how_to_skip(instant_export, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "m.onnx"
     assert to_onnx_main(["--checkpoint", str(tiny_checkpoint), "--output", str(out), "--no-validate"]) == 0
     first = capsys.readouterr().err.splitlines()[0]
-    assert f"exporting {tiny_checkpoint} to {out} (fp32): about " in first and " CPU cores" in first
+    assert f"exporting {tiny_checkpoint} to {out} (fp32): 24 to 85 s on 2 CPU cores" in first
 
     from export.to_onnx import build_parser, plan_line
 
     line = plan_line(build_parser().parse_args(["--validation", "full"]), out)
     assert "then a check against PyTorch (full: " in line and "--no-validate skips the check" in line
-    assert "--validation quick takes about" in line
+    assert ": 2 to 5 min on 2 CPU cores" in line and "--validation quick takes 40 s to 2 min" in line
+
+
+def test_export_estimate_spans_the_measured_runs_and_the_readme_quotes_it(tmp_path):
+    from export.estimates import MEASURED_S, about, total
+    from export.to_onnx import build_parser, plan_line
+    from tests.support import REPO
+
+    default = about(total(MEASURED_S["fp32"], MEASURED_S["quick"]))
+    assert default == "1 to 3.5 min"  # reports/first_use/README.md: 1 min 21 s and 3 min 29 s
+    assert f": {default} on 2 CPU cores" in plan_line(build_parser().parse_args([]), tmp_path / "m.onnx")
+    export_row = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| `jarrn export`"))
+    assert f"| {default}, " in export_row
 
 
 def test_known_exporter_warnings_hidden_unless_verbose(instant_export, tiny_checkpoint, tmp_path):

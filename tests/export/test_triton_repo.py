@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from google.protobuf import text_format  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
+from export.engine_compression import ZSTD, compress, is_zstd
 from export.engine_manifest import EngineManifest, manifest_path
 from export.engine_profile import Profile
 from export.triton_repo import RepositoryOptions, main, write_repository  # noqa: E402
@@ -31,12 +33,20 @@ def _onnx(path: Path, batch: int | str = "B", height: int | str = "H", width: in
     return path
 
 
-def _engine(tmp_path: Path, profile: Profile = PROFILE, flavour: str = "tensorrt") -> Path:
+PLAN = b"\x00plan" * 1000
+
+
+def _engine(tmp_path: Path, profile: Profile = PROFILE, flavour: str = "tensorrt", compressed: bool = False) -> Path:
+    """An engine file with its manifest, as ``jarrn build-engine`` (``--compress``) writes them."""
     engine = tmp_path / "jarrn_fp16.engine"
-    engine.write_bytes(b"\x00plan" * 1000)
+    stored = compress(PLAN) if compressed else PLAN
+    engine.write_bytes(stored)
     fields = dict(onnx_path="/models/jarrn_fp16.onnx", onnx_sha256="a" * 64, precision="fp16",
                   tensorrt_version="10.15.1", gpu_name="NVIDIA L4", compute_capability="8.9",
-                  profile=profile.to_dict(), build={"opt_level": 3}, cache_key="k" * 64, engine_file=engine.name)
+                  profile=profile.to_dict(), build={"opt_level": 3}, cache_key="k" * 64, engine_file=engine.name,
+                  engine_bytes=len(PLAN), engine_sha256=hashlib.sha256(PLAN).hexdigest())
+    if compressed:
+        fields.update(compression=ZSTD, file_bytes=len(stored), file_sha256=hashlib.sha256(stored).hexdigest())
     if "flavour" in EngineManifest.__dataclass_fields__:
         fields["flavour"] = flavour
     EngineManifest(**fields).save(manifest_path(engine))
@@ -77,6 +87,24 @@ def test_plan_repository_refuses_a_batch_above_the_profile_and_a_profile_not_sta
     with pytest.raises(ValueError, match="starts at batch 2"):
         write_repository(engine, tmp_path / "repo", log=lambda m: None)
     assert not (tmp_path / "repo" / "jarrn" / "config.pbtxt").exists()
+
+
+def test_compressed_engine_is_written_as_the_decompressed_plan(tmp_path: Path) -> None:
+    pytest.importorskip("zstandard", reason="needs the trt-rtx extra's zstandard")
+    engine = _engine(tmp_path, compressed=True)
+    said: list[str] = []
+    model_dir = write_repository(engine, tmp_path / "repo", log=said.append)
+    written = (model_dir / "1" / "model.plan").read_bytes()
+    assert is_zstd(engine.read_bytes()) and not is_zstd(written) and written == PLAN
+    assert any("zstd-compressed: model.plan holds the decompressed plan" in line for line in said)
+
+
+def test_damaged_engine_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    engine.write_bytes(PLAN[:-10])
+    with pytest.raises(ValueError, match=r"--model: .*truncated or replaced"):
+        write_repository(engine, tmp_path / "repo", log=lambda m: None)
+    assert not (tmp_path / "repo").exists()
 
 
 def test_plan_without_manifest_is_refused_with_how_to_get_one(tmp_path: Path) -> None:

@@ -248,6 +248,97 @@ def test_existing_out_is_refused_unless_overwrite(tmp_path: Path, model_onnx: Pa
     assert _leftovers(tmp_path, {"in", "out"}) == []
 
 
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _no_model(monkeypatch) -> None:
+    import runtime.infer
+
+    monkeypatch.setattr(runtime.infer, "build_completer", lambda *args: pytest.fail("the model was loaded"))
+
+
+# (storage of IN, IN relative to tmp_path, OUT relative to tmp_path, what the one line says)
+OUT_REPLACING_IN = {
+    "out_is_in": ("mcap", "in", "in", "IN: {tmp}/in would be replaced by the output in written to --out"),
+    "out_holds_in": ("mcap", "in", ".", "holds IN ({tmp}/in), which --overwrite would delete"),
+    "out_inside_in": ("mcap", "in", "in/depth", "--out: {tmp}/in/depth lies inside IN's rosbag2 folder {tmp}/in"),
+    "out_is_in_s_mcap_file": ("mcap", "in/in.mcap", "in/in.mcap", "lies inside IN's rosbag2 folder {tmp}/in"),
+    "out_is_the_ros1_bag": ("ros1", "in.bag", "in.bag", "IN: {tmp}/in.bag would be replaced by the output"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUT_REPLACING_IN))
+def test_out_that_would_replace_in_is_refused_with_exit_4_before_any_work_even_with_overwrite(
+        case: str, tmp_path: Path, model_onnx: Path, frame, monkeypatch, capsys: pytest.CaptureFixture) -> None:
+    storage, source, out, message = OUT_REPLACING_IN[case]
+    write_bag(tmp_path / bag_name(storage), BagSpec(storage=storage), frame)
+    before = _tree(tmp_path)
+    _no_model(monkeypatch)
+    capsys.readouterr()
+    out_path = tmp_path if out == "." else tmp_path / out
+    assert run(model_onnx, tmp_path / source, out_path, "--overwrite") == EXIT_OUTPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message.format(tmp=tmp_path) in err[0] and "choose another --out" in err[0]
+    assert _tree(tmp_path) == before
+
+
+FILE_PROBLEMS = {  # option -> what the one line says; each file is missing, a folder, or (JSON) malformed
+    "missing_model": (["--model", "{tmp}/nope.onnx"], "--model: no such file {tmp}/nope.onnx"),
+    "folder_model": (["--model", "{tmp}"], "--model: {tmp} is a folder, expected a checkpoint, ONNX or engine file"),
+    "missing_extrinsics": (["--extrinsics", "{tmp}/nope.json"], "--extrinsics: no such file {tmp}/nope.json"),
+    "folder_extrinsics": (["--extrinsics", "{tmp}"], "--extrinsics: {tmp} is a folder, expected a JSON file"),
+    "corrupt_extrinsics": (["--extrinsics", "{tmp}/in/metadata.yaml"], "--extrinsics: {tmp}/in/metadata.yaml: "
+                                                                      "expected JSON"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FILE_PROBLEMS))
+def test_a_missing_folder_or_corrupt_model_or_extrinsics_file_exits_3_naming_the_option(
+        case: str, tmp_path: Path, frame, monkeypatch, capsys: pytest.CaptureFixture) -> None:
+    flags, message = FILE_PROBLEMS[case]
+    bag = write_bag(tmp_path / "in", BagSpec(), frame)
+    _no_model(monkeypatch)
+    capsys.readouterr()
+    argv = [str(bag), "--out", str(tmp_path / "out"), "--no-progress", *(f.format(tmp=tmp_path) for f in flags)]
+    assert bag_main(argv) == EXIT_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {message.format(tmp=tmp_path)}")
+    assert _leftovers(tmp_path, {"in"}) == []
+
+
+IGNORED_OPTIONS = {  # extra arguments -> the warning lines, worded as jarrn infer words them
+    "torch": (["--backend", "torch", "--cuda-graphs", "--providers", "cpu", "--device", "cpu"], [
+        "--cuda-graphs has no effect: only TensorRT replays CUDA graphs, and torch runs the model; ignored",
+        "--providers has no effect: only ONNX Runtime takes execution providers, and torch runs the model; ignored"]),
+    "onnxruntime": (["--backend", "onnxruntime", "--device", "cuda", "--providers", "cpu"], [
+        "--device has no effect: only PyTorch takes a device (onnxruntime runs the model; choose its device with "
+        "--providers); ignored"]),
+    "server": (["--server", "127.0.0.1:1", "--device", "cuda", "--cuda-graphs"], [
+        "--cuda-graphs has no effect: the model of the jarrn serve at 127.0.0.1:1 runs the frames; ignored",
+        "--device has no effect: the model of the jarrn serve at 127.0.0.1:1 runs the frames; ignored"]),
+    "repeated": (["--backend", "torch", "--max-dt", "0.1", "--max-dt=0.2", "--storage", "mcap"],
+                 ["--max-dt given 2 times; only the last one is used"]),
+    "none": (["--backend", "onnxruntime", "--providers", "cpu"], []),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IGNORED_OPTIONS))
+def test_options_that_do_nothing_warn_like_infer_and_a_missing_in_is_one_plain_line(
+        case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from runtime.infer import parse_args, warn_ignored_options
+
+    extra, warnings = IGNORED_OPTIONS[case]
+    missing = tmp_path / "nope"
+    assert bag_main([str(missing), "--out", str(tmp_path / "out"), *extra]) == EXIT_INPUT
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"warning: {line}" for line in warnings] + [f"error: IN: no such file or folder {missing}"]
+    if case in ("torch", "onnxruntime"):  # the very lines jarrn infer prints for the same options
+        infer_args = parse_args(["--rgb", "a.png", "--sparse", "b.png", "--out", "o", *extra])
+        warn_ignored_options(infer_args, extra[1])
+        assert capsys.readouterr().err.strip().splitlines() == lines[:-1]
+
+
 def test_interrupted_run_leaves_no_out(tmp_path: Path, model_onnx: Path, frame, monkeypatch) -> None:
     from runtime.bag import pipeline
 

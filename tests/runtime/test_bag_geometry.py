@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from jarrn.errors import InputError, UsageError
+from jarrn.errors import InputError
 from runtime.bag.cloud import cloud_xyz
 from runtime.bag.decode import decode_image
 from runtime.bag.pairing import NearestSweep
@@ -65,14 +65,32 @@ def test_frames_that_are_not_connected_name_both_frames_and_the_way_out() -> Non
     assert isinstance(error.value, InputError)
 
 
-def test_extrinsics_file_is_read_and_a_bad_one_is_a_usage_error(tmp_path: Path) -> None:
+EXTRINSICS_FILE_PROBLEMS = {
+    "short_translation": ('{"translation": [1, 2], "rotation": [0, 0, 0, 1]}', "bad.json: expected JSON"),
+    "not_json": ("translation: [1, 2, 3]", "bad.json: expected JSON"),
+    "no_rotation": ('{"translation": [1, 2, 3]}', "bad.json: expected JSON"),
+    "missing": (None, "no such file .*bad.json"),
+    "folder": ("", "bad.json is a folder, expected a JSON file"),
+}
+
+
+def test_extrinsics_file_is_read(tmp_path: Path) -> None:
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"translation": [1, 2, 3], "rotation": [0, 0, np.sin(np.pi / 4), np.cos(np.pi / 4)]}))
     np.testing.assert_allclose(read_extrinsics(good).apply(np.array([[1.0, 0, 0]])), [[1, 3, 3]], atol=1e-12)
+
+
+@pytest.mark.parametrize("case", sorted(EXTRINSICS_FILE_PROBLEMS))
+def test_a_missing_folder_or_malformed_extrinsics_file_is_an_input_error(case: str, tmp_path: Path) -> None:
+    text, message = EXTRINSICS_FILE_PROBLEMS[case]
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"translation": [1, 2], "rotation": [0, 0, 0, 1]}))
-    with pytest.raises(UsageError, match="--extrinsics .*bad.json: expected JSON"):
+    if text == "":
+        bad.mkdir()
+    elif text is not None:
+        bad.write_text(text)
+    with pytest.raises(InputError, match=f"^--extrinsics: .*{message}") as error:
         read_extrinsics(bad)
+    assert error.value.exit_code == 3
 
 
 # -- projection ----------------------------------------------------------------------------------------------------

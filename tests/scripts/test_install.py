@@ -1,17 +1,21 @@
 """scripts/install.py: which PyTorch it installs, from where, and what it says when a step fails. No network: the
-reachability probe and pip are replaced."""
+reachability probe and pip are replaced, and every test sees a fake ``urlopen`` that answers (so a probe that is not
+replaced shows as the CPU index being reachable, whatever this machine's network allows)."""
 
 from __future__ import annotations
 
 import importlib.util
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from tests.support import REPO
+
+REAL_URLOPEN = urllib.request.urlopen
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +25,32 @@ def installer() -> ModuleType:
     sys.modules[spec.name] = module  # its dataclass looks its module up
     spec.loader.exec_module(module)
     return module
+
+
+class _Answer:
+    """What the fake ``urlopen`` returns: a page that reads."""
+
+    def __enter__(self) -> "_Answer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def read(self, size: int = -1) -> bytes:
+        return b"<"
+
+
+@pytest.fixture(autouse=True)
+def network_answers(installer: ModuleType, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every URL the installer opens, each answered by a fake page instead of the network."""
+    opened: list[str] = []
+
+    def fake_urlopen(url: str, **kwargs) -> _Answer:
+        opened.append(url)
+        return _Answer()
+
+    monkeypatch.setattr(installer.urllib.request, "urlopen", fake_urlopen)
+    return opened
 
 
 def unreachable(index: str) -> str:
@@ -78,10 +108,12 @@ def test_torch_installed_is_the_release_ci_tests(installer: ModuleType) -> None:
     assert f"torch=={installer.TESTED_TORCH}" in (REPO / ".ci" / "run").read_text()
 
 
-def test_probe_gives_up_within_its_timeout(installer: ModuleType) -> None:
+def test_probe_gives_up_within_its_timeout(installer: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
     import threading
     import time
+
+    monkeypatch.setattr(installer.urllib.request, "urlopen", REAL_URLOPEN)  # on a local socket
 
     accepted: list = []
     with socket.socket() as server:  # accepts the connection, never answers
@@ -102,7 +134,7 @@ def test_a_failed_step_is_named_with_a_command_to_go_on(installer: ModuleType, m
                                                         command: str) -> None:
     monkeypatch.setattr(installer, "installed_torch", lambda: None)
     monkeypatch.setattr(installer, "nvidia_gpu", lambda: None)
-    monkeypatch.setattr(installer, "index_unreachable", unreachable)
+    monkeypatch.setattr(installer, "index_unreachable", unreachable)  # while the (fake) network answers
     calls: list[list[str]] = []
 
     def fake_pip(command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -114,3 +146,16 @@ def test_a_failed_step_is_named_with_a_command_to_go_on(installer: ModuleType, m
     out, err = capsys.readouterr()
     assert len(calls) == fail_at and out.startswith("install: no NVIDIA GPU found and ")
     assert err.count("\n") == 1 and f"failed at {step} (pip exit status 1)" in err and command in err
+
+
+def test_main_asks_the_probe_it_finds_at_run_time(installer: ModuleType, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture, network_answers: list[str]) -> None:
+    monkeypatch.setattr(installer, "installed_torch", lambda: None)
+    monkeypatch.setattr(installer, "nvidia_gpu", lambda: None)
+    assert installer.main(["--dry-run"]) == 0  # the real probe, on the fake network that answers
+    assert network_answers == [installer.CPU_TORCH_INDEX + "/torch/"]
+    assert f"--index-url {installer.CPU_TORCH_INDEX}" in capsys.readouterr().out
+    monkeypatch.setattr(installer, "index_unreachable", unreachable)
+    assert installer.main(["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "cannot be reached" in out and "--index-url" not in out and len(network_answers) == 1
