@@ -134,8 +134,9 @@ def timing_cache_path(cache_dir: str | os.PathLike, device: DeviceInfo) -> Path:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jarrn-deploy" / "tensorrt"
+    from jarrn.cache import cache_home
+
+    return cache_home() / "tensorrt"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -195,6 +195,18 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def check_input_file(path: str | os.PathLike, flag: str, expected: str) -> None:
+    """:class:`jarrn.errors.InputError` naming ``flag`` when ``path`` is missing or a folder (``expected``: what it
+    should be)."""
+    from jarrn.errors import InputError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{flag}: {path} is a folder, expected {expected}")
+    if not path.is_file():
+        raise InputError(f"{flag}: no such file {path}")
+
+
 def refuse_overwriting_inputs(outputs: Iterable[str | os.PathLike], inputs: Mapping[str, str | os.PathLike | None],
                               out_flag: str) -> None:
     """:class:`jarrn.errors.OutputError` (exit 4), before any work, when one of ``outputs`` is one of ``inputs``

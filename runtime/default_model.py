@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from jarrn.cache import cache_home
 from jarrn.errors import CheckFailedError, UnavailableError
 
 BUNDLED_EXPORT_PRECISION = "fp32"
@@ -30,8 +30,7 @@ Log = Callable[[str], None]
 
 def cache_root() -> Path:
     """Where cached exports of the bundled model live."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "jarrn-deploy" / "models"
+    return cache_home() / "models"
 
 
 def _package_root() -> Path:

@@ -29,6 +29,7 @@ from typing import Any
 from jarrn.cli import command
 from jarrn.errors import InputError, JarrnError, OutputError, UnavailableError, UsageError
 from jarrn.options import ignored_option, repeated_options
+from model.atomic import check_input_file
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 ONNX_SUFFIXES = (".onnx",)
@@ -159,14 +160,6 @@ def _as_map(array: Any, path: Path) -> Any:
     if array.ndim != 2:
         raise InputError(f"--sparse: expected an HxW array of metres in {path}, got shape {array.shape}")
     return array
-
-
-def check_input_file(path: Path, flag: str, expected: str) -> None:
-    """:class:`InputError` naming ``flag`` when ``path`` is missing or a folder (expected: what it should be)."""
-    if path.is_dir():
-        raise InputError(f"{flag}: {path} is a folder, expected {expected}")
-    if not path.is_file():
-        raise InputError(f"{flag}: no such file {path}")
 
 
 def input_sizes(args: argparse.Namespace) -> tuple[int, int]:

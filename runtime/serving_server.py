@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from jarrn.cache import cache_home
 from jarrn.errors import UnavailableError
+from model.atomic import pid_alive
 
 PYTRITON_VERSION = "0.7.0"
 """The ``nvidia-pytriton`` wheel whose ``tritonserver`` (Triton 2.51) and Python-backend stub ``jarrn serve`` runs."""
@@ -53,9 +55,8 @@ Log = Callable[[str], None]
 
 def cache_dir() -> Path:
     """Where the server bundle and the stub's environment are installed."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return Path(base) / "jarrn-deploy" / "triton" / f"pytriton-{PYTRITON_VERSION}-py{version}"
+    return cache_home() / "triton" / f"pytriton-{PYTRITON_VERSION}-py{version}"
 
 
 def install_commands(root: Path) -> list[str]:
@@ -177,16 +178,6 @@ def _venv_site_packages(env: Path) -> Path:
 # leftovers of dead owners
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _owner_pid(name: str, prefix: str) -> int | None:
     digits = name[len(prefix):].split("-", 1)[0]
     return int(digits) if name.startswith(prefix) and digits.isdigit() else None
@@ -205,7 +196,7 @@ def remove_stale_leftovers(shm_dir: Path = Path("/dev/shm"), temp_dir: Path | No
         for entry in entries:
             pid = next((p for p in (_owner_pid(entry.name, prefix) for prefix in prefixes) if p is not None), None)
             try:
-                if pid is None or _pid_alive(pid) or entry.lstat().st_uid != os.getuid():
+                if pid is None or pid_alive(pid) or entry.lstat().st_uid != os.getuid():
                     continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
@@ -281,7 +272,7 @@ def watch_parents(period_s: float = 0.5) -> None:
     def _watch() -> None:
         while True:
             time.sleep(period_s)
-            if os.getppid() != triton_pid or (serve_pid and not _pid_alive(serve_pid)):
+            if os.getppid() != triton_pid or (serve_pid and not pid_alive(serve_pid)):
                 os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=_watch, name="jarrn-parent-watch", daemon=True).start()

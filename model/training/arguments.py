@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from jarrn.errors import InputError, OutputError, UsageError
-from model.atomic import check_writable_folder, refuse_overwriting_inputs
+from model.atomic import check_input_file, check_writable_folder, refuse_overwriting_inputs
 from model.contract import DOWNSAMPLING_FACTOR
 from model.train_options import RUN_FILES
 
@@ -62,11 +62,10 @@ def check_args(args: argparse.Namespace) -> None:
             JarrnConfig(tuple(args.widths))
         except ValueError as exc:
             raise UsageError(f"--widths: {str(exc).split(': ', 1)[-1]}") from None
-    for flag, path in (("--data-root", args.data_root), ("--init", args.init)):
-        if path is not None and not Path(path).exists():
-            raise InputError(f"{flag}: no such {'file' if flag == '--init' else 'folder'} {path}")
-    if args.init is not None and Path(args.init).is_dir():
-        raise InputError(f"--init: {args.init} is a folder, expected a .safetensors, .pth or .pt file")
+    if args.init is not None:
+        check_input_file(args.init, "--init", "a .safetensors, .pth or .pt file")
+    if args.data_root is not None and not Path(args.data_root).exists():
+        raise InputError(f"--data-root: no such folder {args.data_root}")
     if args.data_root is not None and not Path(args.data_root).is_dir():
         raise InputError(f"--data-root: {args.data_root} is a file, expected a dataset folder")
     outputs = [Path(args.out) / name for name in RUN_FILES] + ([Path(args.export)] if args.export is not None else [])

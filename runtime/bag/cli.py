@@ -119,7 +119,8 @@ def _completer_factory(args: argparse.Namespace):  # noqa: ANN202
             if given:
                 ignored_option(flag, f"the model of the jarrn serve at {args.server} runs the frames")
         return (lambda: RemoteCompleter(args.server)), [f"jarrn serve at {args.server}"]
-    from runtime.infer import BUNDLED, build_completer, check_input_file, choose_backend, model_precision
+    from model.atomic import check_input_file
+    from runtime.infer import BUNDLED, build_completer, choose_backend, model_precision
     from runtime.infer import warn_ignored_options
 
     if args.model is not None:
