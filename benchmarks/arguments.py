@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from jarrn.errors import UsageError
+from jarrn_deploy.errors import UsageError
 
 
 class ArgumentError(UsageError):

@@ -3,7 +3,7 @@
 :func:`assemble_report` computes what is derived (speed-ups against PyTorch eager FP32, accuracy against the PyTorch
 FP32 reference and against ground truth, the interpolation baselines, the targets); :func:`write_report` writes the
 files, each atomically (temp file + rename), into the report folder; the markdown is rendered by
-:mod:`benchmarks.report_markdown`, the charts by :mod:`benchmarks.report_charts`.
+:mod:`jarrn_deploy.benchmarks.report_markdown`, the charts by :mod:`jarrn_deploy.benchmarks.report_charts`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from benchmarks.report_charts import accuracy_chart, latency_chart, panel_chart
-from benchmarks.report_files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from benchmarks.report_format import BASELINE_METHODS
-from benchmarks.report_markdown import render_markdown
-from benchmarks.rows import BASELINE_KEY, Row
-from benchmarks.settings import BenchmarkSettings, settings_dict
+from jarrn_deploy.benchmarks.report_charts import accuracy_chart, latency_chart, panel_chart
+from jarrn_deploy.benchmarks.report_files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from jarrn_deploy.benchmarks.report_format import BASELINE_METHODS
+from jarrn_deploy.benchmarks.report_markdown import render_markdown
+from jarrn_deploy.benchmarks.rows import BASELINE_KEY, Row
+from jarrn_deploy.benchmarks.settings import BenchmarkSettings, settings_dict
 
 SCHEMA = "jarrn-benchmark/1"
 SPEED_TARGET = {"config": "320x320_b1", "row": "onnxruntime:fp32", "min_speedup": 1.6, "aim_speedup": 2.0}
@@ -51,7 +51,7 @@ def _vs_reference(pred: np.ndarray, ref: np.ndarray) -> dict:
 
 
 def _metrics(pred: np.ndarray, gt: np.ndarray) -> dict:
-    from model.metrics import depth_metrics
+    from jarrn_deploy.model.metrics import depth_metrics
 
     m = depth_metrics(pred, gt).as_dict()
     return {k: m[k] for k in ("rmse", "mae", "absrel", "delta1", "irmse", "count")}
@@ -59,7 +59,7 @@ def _metrics(pred: np.ndarray, gt: np.ndarray) -> dict:
 
 def baseline_metrics(cases) -> tuple[dict, dict]:  # noqa: ANN001
     """Nearest and linear interpolation of each case's sparse points: metrics and the dense maps."""
-    from model.baselines import linear_interpolation, nearest_interpolation
+    from jarrn_deploy.model.baselines import linear_interpolation, nearest_interpolation
 
     metrics: dict[str, dict] = {m: {} for m in BASELINE_METHODS}
     maps: dict[str, dict] = {m: {} for m in BASELINE_METHODS}

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jarrn.progress import progress_logger
-from benchmarks.host_memory import peak_rss_mib, reset_peak_rss, rss_mib
-from benchmarks.report_files import atomic_write_json
-from benchmarks.timing import (
+from jarrn_deploy.progress import progress_logger
+from jarrn_deploy.benchmarks.host_memory import peak_rss_mib, reset_peak_rss, rss_mib
+from jarrn_deploy.benchmarks.report_files import atomic_write_json
+from jarrn_deploy.benchmarks.timing import (
     CpuInterference,
     interference_summary,
     iteration_count,
@@ -36,7 +36,7 @@ from benchmarks.timing import (
     quiet_stats,
     wait_for_quiet,
 )
-from model.crop import crop_or_pad
+from jarrn_deploy.model.crop import crop_or_pad
 
 
 log = progress_logger("bench")
@@ -107,7 +107,7 @@ class TorchRunner(Runner):
         super().__init__()
         import torch
 
-        from runtime import DepthCompleter
+        from jarrn_deploy.runtime import DepthCompleter
 
         self.torch = torch
         self.device = torch.device(device)
@@ -155,7 +155,7 @@ class TorchRunner(Runner):
     def e2e(self, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         if not self.autocast and not self.compiled:
             return self.completer.complete(rgb, sparse)  # exactly what users run
-        from model.contract import depth_to_user, prepare_inputs
+        from jarrn_deploy.model.contract import depth_to_user, prepare_inputs
 
         torch = self.torch
         rgb_nchw, sparse_nchw, was_batched = prepare_inputs(rgb, sparse)
@@ -234,7 +234,7 @@ class OrtRunner(Runner):
 
     def __init__(self, onnx_path: str, device: str, threads: int) -> None:
         super().__init__()
-        from runtime import DepthCompleter
+        from jarrn_deploy.runtime import DepthCompleter
 
         self.device_kind = device
         self.usage = _DeviceUsage() if device == "cuda" else None
@@ -273,7 +273,7 @@ class TensorRTRunner(Runner):
 
     def __init__(self, engine_path: str) -> None:
         super().__init__()
-        from runtime import DepthCompleter
+        from jarrn_deploy.runtime import DepthCompleter
 
         self.device_kind = "cuda"
         self.usage = _DeviceUsage()
@@ -332,7 +332,7 @@ def _progress(total: int, desc: str):  # noqa: ANN202
 
 
 def measure_config(runner: Runner, spec: dict, cases, hw: tuple[int, int], batch: int) -> dict:  # noqa: ANN001
-    from model.contract import prepare_inputs
+    from jarrn_deploy.model.contract import prepare_inputs
 
     key = f"{hw[0]}x{hw[1]}_b{batch}"
     rgb, sparse = latency_inputs(cases, hw[0], hw[1], batch)
@@ -420,7 +420,7 @@ def run_worker(spec: dict) -> dict:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set (cannot change after the first parallel work)
         pass
-    from model.real_frames import evaluation_cases, load_real_frames
+    from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
 
     row = spec["row"]
     result: dict = {"row": row, "status": "ok", "configs": {}, "errors": []}
@@ -517,8 +517,8 @@ def run_paired(spec: dict) -> dict:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
-    from model.contract import prepare_inputs
-    from model.real_frames import evaluation_cases, load_real_frames
+    from jarrn_deploy.model.contract import prepare_inputs
+    from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
 
     height, width = spec["size"]
     cases = sorted(evaluation_cases(load_real_frames()), key=lambda c: not c.name.startswith("kitti"))

@@ -1,10 +1,10 @@
 """Latency rows of the device check (``benchmarks/device_check.py``), each inside a time budget.
 
 A row is one backend at one precision; it is measured configuration by configuration with
-:func:`benchmarks.bench_worker.measure_config` (the same warm-up, timing loop, statistics and result layout as
-``benchmarks/run.py``, so :mod:`benchmarks.bench_report` turns it into the same report). What this module adds:
+:func:`jarrn_deploy.benchmarks.bench_worker.measure_config` (the same warm-up, timing loop, statistics and result layout as
+``benchmarks/run.py``, so :mod:`jarrn_deploy.benchmarks.bench_report` turns it into the same report). What this module adds:
 
-- the runtime's own PyTorch backend with its options (:class:`runtime.backends.torch_backend.TorchBackendOptions`):
+- the runtime's own PyTorch backend with its options (:class:`jarrn_deploy.runtime.backends.torch_backend.TorchBackendOptions`):
   FP32 eager, FP16 autocast + channels-last, and torch.compile with CUDA graphs, exactly what users get;
 - a budget per row: before a configuration starts, the row checks that its expected cost (the first call at a new shape,
   which compiles under torch.compile, plus the timing) still fits, and otherwise skips it with the reason.
@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from benchmarks.bench_worker import Runner, TorchRunner, measure_config
+from jarrn_deploy.benchmarks.bench_worker import Runner, TorchRunner, measure_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 Log = Callable[[str], None]
@@ -34,7 +34,7 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class TimingSettings:
-    """How each configuration of a row is timed (see :func:`benchmarks.bench_worker.measure_config`)."""
+    """How each configuration of a row is timed (see :func:`jarrn_deploy.benchmarks.bench_worker.measure_config`)."""
 
     warmup: int = 3
     """Warm-up calls; the first (lazy set-up, compilation, CUDA-graph capture) is reported on its own."""
@@ -73,7 +73,7 @@ class BackendTorchRunner(TorchRunner):
         Runner.__init__(self)
         import torch
 
-        from runtime import DepthCompleter
+        from jarrn_deploy.runtime import DepthCompleter
 
         self.torch = torch
         self.completer = DepthCompleter.from_checkpoint(model_path, device=device, options=options)
@@ -250,8 +250,8 @@ def save_random_model(config, path: str | Path, seed: int = 0) -> Path:  # noqa:
     """Random weights of ``config`` saved in the project format: latency does not depend on the weights' values."""
     import torch
 
-    from model.checkpoint import save_model
-    from model.network import Jarrn
+    from jarrn_deploy.model.checkpoint import save_model
+    from jarrn_deploy.model.network import Jarrn
 
     torch.manual_seed(seed)
     return save_model(Jarrn(config), path, extra_metadata={"note": "random weights for latency measurements"})
@@ -259,10 +259,10 @@ def save_random_model(config, path: str | Path, seed: int = 0) -> Path:  # noqa:
 
 def build_engine(onnx_path: Path, flavour: str, profile: tuple[str, str, str], *, timeout_s: float,
                  log: Log = print) -> tuple[Path | None, str | None]:
-    """``python -m export.build_engine`` for ``flavour`` ('tensorrt' or 'tensorrt-rtx') within ``timeout_s``; the engine path,
+    """``python -m jarrn_deploy.export.build_engine`` for ``flavour`` ('tensorrt' or 'tensorrt-rtx') within ``timeout_s``; the engine path,
     or None and the reason."""
     engine = onnx_path.with_name(f"{onnx_path.stem}.{flavour}.engine")
-    cmd = [sys.executable, "-m", "export.build_engine", "--onnx", str(onnx_path), "--out",
+    cmd = [sys.executable, "-m", "jarrn_deploy.export.build_engine", "--onnx", str(onnx_path), "--out",
            str(engine), "--flavour", flavour, "--min", profile[0], "--opt", profile[1], "--max", profile[2]]
     log(f"building / reusing the {flavour} engine (at most {timeout_s:.0f} s)")
     try:
@@ -271,5 +271,5 @@ def build_engine(onnx_path: Path, flavour: str, profile: tuple[str, str, str], *
         return None, f"skipped: the {flavour} engine build did not finish within {timeout_s:.0f} s"
     if proc.returncode != 0 or not engine.is_file():
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
-        return None, f"unavailable: python -m export.build_engine --flavour {flavour} exited {proc.returncode}: {last}"
+        return None, f"unavailable: python -m jarrn_deploy.export.build_engine --flavour {flavour} exited {proc.returncode}: {last}"
     return engine, None

@@ -1,7 +1,7 @@
 """A few minutes of checks and benchmarks on a CUDA machine, ending in a report to commit: ``reports/<gpu-tag>/``.
 
-    python -m benchmarks.device_check --dry-run     # the plan, with each step's time budget (no GPU needed)
-    python -m benchmarks.device_check               # on the GPU machine: about 6 minutes at most
+    python -m jarrn_deploy.benchmarks.device_check --dry-run     # the plan, with each step's time budget (no GPU needed)
+    python -m jarrn_deploy.benchmarks.device_check               # on the GPU machine: about 6 minutes at most
     jarrn device-check                              # the same
 
 Steps, each with a progress line and a time budget (the plan printed by ``--dry-run``; the whole run stays within
@@ -13,7 +13,7 @@ Steps, each with a progress line and a time budget (the plan printed by ``--dry-
    torch.compile (mode='reduce-overhead': CUDA graphs) FP16, for the bundled model (with accuracy against ground truth
    on two real frames) and the full-size config (random weights), at 320x320 and 375x1242, batch 1 and 8: CUDA events
    and the host clock, warm-up, p50/p90/p99;
-4. training throughput: the training step alone on a batch already on the GPU, then ``model.train`` itself for 60 s on
+4. training throughput: the training step alone on a batch already on the GPU, then ``jarrn_deploy.model.train`` itself for 60 s on
    synthetic scenes (full config, 320x320, batch 16, AMP): together they say whether data or the GPU sets the pace;
 5. ONNX Runtime (CUDA execution provider), TensorRT and TensorRT-RTX rows when installed and supported (skipped with
    the reason otherwise: TensorRT-RTX does not run on compute capability 9.0, Hopper);
@@ -39,12 +39,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
-from benchmarks.device_session import (  # noqa: E402
+from jarrn_deploy.benchmarks.device_session import (  # noqa: E402
     ACCURACY_CASES,
     LATENCY_BATCHES,
     LATENCY_SIZES,
@@ -55,9 +55,9 @@ from benchmarks.device_session import (  # noqa: E402
     Session,
     Step,
 )
-from jarrn.cli import command  # noqa: E402
-from jarrn.errors import UnavailableError, UsageError  # noqa: E402
-from jarrn.progress import progress_logger  # noqa: E402
+from jarrn_deploy.cli import command  # noqa: E402
+from jarrn_deploy.errors import UnavailableError, UsageError  # noqa: E402
+from jarrn_deploy.progress import progress_logger  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TOTAL_BUDGET_S = 345.0
@@ -122,7 +122,7 @@ def package_environment(device: str | None = None, gpu_name: str | None = None,
 def rtx_unsupported(compute_capability: str, gpu_name: str) -> str | None:
     """Why TensorRT-RTX cannot run on a GPU of this compute capability, or None when it can."""
     try:
-        from export.engine_flavours import NOT_RTX_GPUS, RTX_COMPUTE_CAPABILITIES
+        from jarrn_deploy.export.engine_flavours import NOT_RTX_GPUS, RTX_COMPUTE_CAPABILITIES
     except ImportError:  # the flavour table is pure Python; without it, only Hopper is known to be refused
         NOT_RTX_GPUS, RTX_COMPUTE_CAPABILITIES = {"9.0": "Hopper: use standard TensorRT"}, {}  # noqa: N806
     if compute_capability in NOT_RTX_GPUS or (RTX_COMPUTE_CAPABILITIES and
@@ -181,7 +181,7 @@ def build_plan(env: Environment, skip: Sequence[str] = ()) -> list[Step]:
     steps += [latency_step(model, row) for model in MODELS for row in ("torch:fp32", "torch:fp16")]
     steps.append(Step("train:step", "training step alone on a GPU-resident batch (full, 320x320, batch 16, AMP)",
                       DEFAULT_BUDGETS["train:step"]))
-    from benchmarks.device_train import SMOKE_DESCRIPTION
+    from jarrn_deploy.benchmarks.device_train import SMOKE_DESCRIPTION
 
     steps.append(Step("train:smoke", SMOKE_DESCRIPTION, DEFAULT_BUDGETS["train:smoke"]))
     steps += [latency_step(model, "torch-compile:fp16") for model in MODELS]
@@ -258,8 +258,8 @@ def summarise_junit(path: Path) -> dict:
 
 
 def run_gpu_tests(device: str, budget_s: float) -> Outcome:
-    from benchmarks.device_train import run_streaming
-    from jarrn.devices import cuda_visible_devices
+    from jarrn_deploy.benchmarks.device_train import run_streaming
+    from jarrn_deploy.devices import cuda_visible_devices
 
     outcome = Outcome("tests", "", budget_s)
     files = gpu_test_files()
@@ -294,7 +294,7 @@ def run_gpu_tests(device: str, budget_s: float) -> Outcome:
 def run_probe(session: Session, budget_s: float) -> Outcome:
     import torch
 
-    from benchmarks.machine import describe_machine
+    from jarrn_deploy.benchmarks.machine import describe_machine
 
     machine = session.machine or describe_machine("cuda")
     index = torch.device(session.device).index or 0
@@ -325,8 +325,8 @@ def _version(dist: str) -> str | None:
 
 
 def run_latency_row(session: Session, step: Step, budget_s: float) -> Outcome:
-    from benchmarks.bench_worker import OrtRunner, TensorRTRunner
-    from benchmarks.device_bench import BackendTorchRunner, TimingSettings, build_engine, latency_configs, measure_row
+    from jarrn_deploy.benchmarks.bench_worker import OrtRunner, TensorRTRunner
+    from jarrn_deploy.benchmarks.device_bench import BackendTorchRunner, TimingSettings, build_engine, latency_configs, measure_row
 
     model, row = step.model, step.row
     assert model is not None and row is not None
@@ -335,7 +335,7 @@ def run_latency_row(session: Session, step: Step, budget_s: float) -> Outcome:
     model_path = session.model_path(model)
     first_call_s = 2.0
     if row in TORCH_ROWS:
-        from runtime.backends.torch_backend import TorchBackendOptions
+        from jarrn_deploy.runtime.backends.torch_backend import TorchBackendOptions
 
         precision, compiled, channels_last = TORCH_ROWS[row]
         options = TorchBackendOptions(precision=precision, compile=compiled, channels_last=channels_last)
@@ -350,7 +350,7 @@ def run_latency_row(session: Session, step: Step, budget_s: float) -> Outcome:
         if onnx_path is None:
             return _skipped_row(session, outcome, model, row, reason)
         if row.startswith("onnxruntime"):
-            from benchmarks.machine import physical_cores
+            from jarrn_deploy.benchmarks.machine import physical_cores
 
             def make_runner():  # noqa: ANN202
                 return OrtRunner(str(onnx_path), "cuda", physical_cores())
@@ -403,8 +403,8 @@ def _skipped_row(session: Session, outcome: Outcome, model: str, row: str, reaso
 def _export(session: Session, model: str, model_path: Path, precision: str,
             budget_s: float) -> tuple[Path | None, str | None]:
     """The exported graph (cached under artifacts/benchmarks/), or None and the reason."""
-    from benchmarks.run import DEFAULT_CACHE, ensure_onnx
-    from model.atomic import file_sha256
+    from jarrn_deploy.benchmarks.run import DEFAULT_CACHE, ensure_onnx
+    from jarrn_deploy.model.atomic import file_sha256
 
     if budget_s < 20:
         return None, f"skipped: {budget_s:.0f} s left, too little to export the {precision.upper()} graph"
@@ -415,7 +415,7 @@ def _export(session: Session, model: str, model_path: Path, precision: str,
 
 
 def run_train_step(session: Session, budget_s: float) -> Outcome:
-    from benchmarks.device_train import TrainingShape, step_throughput
+    from jarrn_deploy.benchmarks.device_train import TrainingShape, step_throughput
 
     result = step_throughput(session.device, TrainingShape(), seconds=max(3.0, min(10.0, budget_s - 8)), log=log)
     session.training["step"] = result
@@ -425,7 +425,7 @@ def run_train_step(session: Session, budget_s: float) -> Outcome:
 
 
 def run_train_smoke(session: Session, budget_s: float) -> Outcome:
-    from benchmarks.device_train import THROUGHPUT_TARGET, TrainingShape, training_smoke
+    from jarrn_deploy.benchmarks.device_train import THROUGHPUT_TARGET, TrainingShape, training_smoke
 
     seconds = max(10.0, min(60.0, budget_s - 20))
     result = training_smoke(session.device, TrainingShape(), seconds=seconds, timeout_s=budget_s, log=log)
@@ -473,7 +473,7 @@ def execute(session: Session, plan: Sequence[Step], step_runner: Callable[[Sessi
         log(f"{prefix}: {said}" + (f" ({outcome.seconds:.0f} s)" if outcome.seconds else ""))
         session.outcomes.append(outcome)
         try:
-            from benchmarks.device_report import write_summary
+            from jarrn_deploy.benchmarks.device_report import write_summary
 
             write_summary(session, plan)
         except Exception as exc:  # noqa: BLE001 - the partial report is a convenience
@@ -521,8 +521,8 @@ steps (skipped with the reason when a package or the time is missing):
   6. the report: device_check.md, .json, .png and benchmark reports, rewritten after every step
 
 examples:
-  python -m benchmarks.device_check --dry-run     # the plan, with each step's time budget (no GPU needed)
-  python -m benchmarks.device_check               # on the GPU machine: about 6 minutes at most
+  python -m jarrn_deploy.benchmarks.device_check --dry-run     # the plan, with each step's time budget (no GPU needed)
+  python -m jarrn_deploy.benchmarks.device_check               # on the GPU machine: about 6 minutes at most
   jarrn device-check --skip train                 # leave out the training steps
 """
 
@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         env = package_environment()
         print(format_plan(build_plan(env, skip), args.total_budget, env))
         return 0
-    from jarrn.devices import parse_device, resolve_device
+    from jarrn_deploy.devices import parse_device, resolve_device
 
     requested = parse_device(args.device)
     if requested == "cpu":
@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     env = probe_environment(device)
     plan = build_plan(env, skip)
     print(format_plan(plan, args.total_budget, env), file=sys.stderr, flush=True)
-    from benchmarks.machine import describe_machine
+    from jarrn_deploy.benchmarks.machine import describe_machine
 
     machine = describe_machine("cuda")
     out = args.out or REPO_ROOT / "reports" / machine["machine_tag"]
@@ -577,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         session.machine = machine
         session.out.mkdir(parents=True, exist_ok=True)
         execute(session, plan)
-        from benchmarks.device_report import write_benchmark_reports, write_summary
+        from jarrn_deploy.benchmarks.device_report import write_benchmark_reports, write_summary
 
         log("writing the reports ...")
         started = time.perf_counter()

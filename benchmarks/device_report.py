@@ -13,20 +13,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks import device_session as dc
-from benchmarks.report_files import atomic_write_json
-from model.atomic import atomic_write_bytes, atomic_write_text
+from jarrn_deploy.benchmarks import device_session as dc
+from jarrn_deploy.benchmarks.report_files import atomic_write_json
+from jarrn_deploy.model.atomic import atomic_write_bytes, atomic_write_text
 
 def write_benchmark_reports(session: dc.Session) -> list[Path]:
-    """One benchmarks/run.py-style report per model through :mod:`benchmarks.bench_report`."""
-    from benchmarks.rows import Row
-    from benchmarks.bench_report import assemble_report, write_report
-    from benchmarks.device_bench import TimingSettings
-    from benchmarks.run import model_summary
+    """One benchmarks/run.py-style report per model through :mod:`jarrn_deploy.benchmarks.bench_report`."""
+    from jarrn_deploy.benchmarks.rows import Row
+    from jarrn_deploy.benchmarks.bench_report import assemble_report, write_report
+    from jarrn_deploy.benchmarks.device_bench import TimingSettings
+    from jarrn_deploy.benchmarks.run import model_summary
 
     timing = TimingSettings()
     if not session.machine:
-        from benchmarks.machine import describe_machine
+        from jarrn_deploy.benchmarks.machine import describe_machine
 
         session.machine = describe_machine("cuda")
     written: list[Path] = []
@@ -93,7 +93,7 @@ def summary_dict(session: dc.Session, plan: Sequence[dc.Step]) -> dict:
 
 
 def render_markdown(summary: dict) -> str:
-    from benchmarks.device_train import THROUGHPUT_TARGET
+    from jarrn_deploy.benchmarks.device_train import THROUGHPUT_TARGET
 
     machine = summary.get("machine") or {}
     gpu = machine.get("cuda_device") or {}
@@ -155,11 +155,11 @@ def render_markdown(summary: dict) -> str:
                          "ceiling for this step |")
         smoke = training.get("smoke")
         if smoke and smoke.get("status") == "ok":
-            lines.append(f"| `model.train` on synthetic scenes | {smoke['steady_samples_per_s']:.0f} | median of the "
+            lines.append(f"| `jarrn_deploy.model.train` on synthetic scenes | {smoke['steady_samples_per_s']:.0f} | median of the "
                          f"10-step windows after the first; {smoke['samples_per_s']:.0f} overall, {smoke['steps']} "
                          f"steps, {smoke.get('data_path', str(smoke['workers']) + ' data-loader workers')} |")
         elif smoke:
-            lines.append(f"| `model.train` on synthetic scenes | - | {smoke.get('error')} |")
+            lines.append(f"| `jarrn_deploy.model.train` on synthetic scenes | - | {smoke.get('error')} |")
         lines.append("")
         if step and smoke and smoke.get("status") == "ok":
             ratio = smoke["steady_samples_per_s"] / max(step["samples_per_s"], 1e-9)
@@ -183,7 +183,7 @@ def render_chart(summary: dict) -> bytes | None:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from benchmarks.device_train import THROUGHPUT_TARGET
+    from jarrn_deploy.benchmarks.device_train import THROUGHPUT_TARGET
 
     latency = summary.get("latency") or {}
     training = summary.get("training") or {}
@@ -198,7 +198,7 @@ def render_chart(summary: dict) -> bytes | None:
             if training.get("step"):
                 bars.append(("step alone\n(batch on GPU)", training["step"]["samples_per_s"]))
             if (training.get("smoke") or {}).get("status") == "ok":
-                bars.append(("model.train\n(synthetic data)", training["smoke"]["steady_samples_per_s"]))
+                bars.append(("jarrn_deploy.model.train\n(synthetic data)", training["smoke"]["steady_samples_per_s"]))
             ax.bar(range(len(bars)), [v for _, v in bars], color=[colours(0), colours(1)][: len(bars)])
             for x, (_, v) in enumerate(bars):
                 ax.text(x, v, f"{v:.0f}", ha="center", va="bottom", fontsize=9)

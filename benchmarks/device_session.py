@@ -1,4 +1,4 @@
-"""What the device check's steps share with its report (:mod:`benchmarks.device_report`): the plan's types, one
+"""What the device check's steps share with its report (:mod:`jarrn_deploy.benchmarks.device_report`): the plan's types, one
 run's state (:class:`Session`) and the facts both print (models, row labels, sizes). One owner, so neither imports the
 other."""
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.rows import KITTI_HW
+from jarrn_deploy.benchmarks.rows import KITTI_HW
 
 SCHEMA = "jarrn-device-check/1"
 LATENCY_SIZES: tuple[tuple[int, int], ...] = ((320, 320), KITTI_HW)
@@ -98,7 +98,7 @@ class Session:
         self.total_budget_s = total_budget_s
         self.started = time.perf_counter()
         self.started_wall = time.time()
-        self.command = shlex.join(["python", "-m", "benchmarks.device_check", *argv])
+        self.command = shlex.join(["python", "-m", "jarrn_deploy.benchmarks.device_check", *argv])
         self.outcomes: list[Outcome] = []
         self.results: dict[str, dict[str, dict]] = {m: {} for m in MODELS}
         self.reasons: dict[str, dict[str, str]] = {m: {} for m in MODELS}
@@ -113,7 +113,7 @@ class Session:
     # -- shared inputs -------------------------------------------------------------------------------------------------
     def cases(self) -> list:
         if self._cases is None:
-            from model.real_frames import evaluation_cases, load_real_frames
+            from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
 
             self._cases = list(evaluation_cases(load_real_frames()))
         return self._cases
@@ -127,12 +127,12 @@ class Session:
     def model_path(self, model: str) -> Path:
         if model not in self._model_paths:
             if model == "bundled":
-                from model.checkpoint import DEFAULT_CHECKPOINT
+                from jarrn_deploy.model.checkpoint import DEFAULT_CHECKPOINT
 
                 self._model_paths[model] = Path(DEFAULT_CHECKPOINT).resolve()
             else:
-                from benchmarks.device_bench import save_random_model
-                from model.network import JarrnConfig
+                from jarrn_deploy.benchmarks.device_bench import save_random_model
+                from jarrn_deploy.model.network import JarrnConfig
 
                 self._model_paths[model] = save_random_model(JarrnConfig.full(), self.workdir / "full_random.safetensors")
         return self._model_paths[model]

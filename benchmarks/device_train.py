@@ -1,14 +1,14 @@
 """Training throughput on a GPU, for the device check (``benchmarks/device_check.py``): two numbers that together say
 what limits training.
 
-- :func:`step_throughput`: :func:`model.training.step.train_step` on one batch that already lives on the GPU,
+- :func:`step_throughput`: :func:`jarrn_deploy.model.training.step.train_step` on one batch that already lives on the GPU,
   repeated: what the GPU sustains (the compute and launch ceiling of the training step).
-- :func:`training_smoke`: ``python -m model.train`` on synthetic scenes for about a minute, exactly as users run it.
+- :func:`training_smoke`: ``python -m jarrn_deploy.model.train`` on synthetic scenes for about a minute, exactly as users run it.
   By default with ``--synthetic-on-device on`` and a scene pool (``--scene-pool 512 --scene-reuse 8``): loader
   workers only ray cast the pool's new scenes (numpy), and every batch is drawn from the pool on the GPU with fresh
   sparse inputs, crops and augmentation; ``scene_pool=0`` renders new scenes for every batch, ``on_device=False``
   measures the older path (loader workers making every sample with numpy, copies of finished crops to the GPU).
-- :func:`data_throughput` (also ``python -m benchmarks.device_train``): the synthetic data alone, without the model,
+- :func:`data_throughput` (also ``python -m jarrn_deploy.benchmarks.device_train``): the synthetic data alone, without the model,
   for the ways of making it (host, device in the training process, device with render workers, each device path
   with and without the scene pool).
 
@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 THROUGHPUT_TARGET = 400.0
@@ -52,7 +52,7 @@ class TrainingShape:
     """Mixed precision (float16 autocast + GradScaler), as training on CUDA runs by default."""
 
     def widths(self) -> tuple[int, ...]:
-        from model.network import JarrnConfig
+        from jarrn_deploy.model.network import JarrnConfig
 
         return (JarrnConfig.full() if self.config == "full" else JarrnConfig.small()).widths
 
@@ -64,12 +64,12 @@ def default_workers() -> int:
 
 def step_throughput(device: str, shape: TrainingShape = TrainingShape(), *, seconds: float = 10.0,
                     channels_last: bool | None = None, log: Log = print) -> dict:
-    """Samples/s of :func:`model.training.step.train_step` on one fixed batch already on ``device``, for about
+    """Samples/s of :func:`jarrn_deploy.model.training.step.train_step` on one fixed batch already on ``device``, for about
     ``seconds``."""
     import torch
 
-    from model.network import Jarrn, JarrnConfig
-    from model.training.step import train_step
+    from jarrn_deploy.model.network import Jarrn, JarrnConfig
+    from jarrn_deploy.model.training.step import train_step
 
     torch_device = torch.device(device)
     channels_last = torch_device.type == "cuda" if channels_last is None else channels_last
@@ -121,7 +121,7 @@ def step_throughput(device: str, shape: TrainingShape = TrainingShape(), *, seco
 
 SMOKE_POOL = (512, 8.0)
 """The smoke's ``--scene-pool`` scenes and ``--scene-reuse`` draws per scene."""
-SMOKE_DESCRIPTION = ("model.train for 60 s on synthetic scenes, sparse inputs and augmentation made on the GPU "
+SMOKE_DESCRIPTION = ("jarrn_deploy.model.train for 60 s on synthetic scenes, sparse inputs and augmentation made on the GPU "
                      f"(--synthetic-on-device on, batches drawn from a pool of {SMOKE_POOL[0]} scenes each reused "
                      f"~{SMOKE_POOL[1]:g} times, new scenes ray cast by loader workers; full, 320x320, batch 16, AMP)")
 """The smoke's line in the device check's plan (``--dry-run``)."""
@@ -136,8 +136,8 @@ def data_throughput(device: str, shape: TrainingShape = TrainingShape(), *, on_d
     in this process and copied to ``device``. The pool's first fill is outside the timed part."""
     import torch
 
-    from model.training.device_batches import DeviceBatchSettings, DeviceSyntheticBatches
-    from model.training.samples import SyntheticSource, TrainingSamples
+    from jarrn_deploy.model.training.device_batches import DeviceBatchSettings, DeviceSyntheticBatches
+    from jarrn_deploy.model.training.samples import SyntheticSource, TrainingSamples
 
     torch_device = torch.device(device)
     epoch_samples = 1_000_000
@@ -189,7 +189,7 @@ def data_throughput(device: str, shape: TrainingShape = TrainingShape(), *, on_d
 def smoke_command(device: str, out: Path, shape: TrainingShape = TrainingShape(), *, seconds: float = 60.0,
                   workers: int | None = None, widths: tuple[int, ...] | None = None, log_every: int = 10,
                   on_device: bool = True, scene_pool: tuple[int, float] = SMOKE_POOL) -> list[str]:
-    """The ``python -m model.train`` command of the smoke: synthetic scenes, no validation, stopped by its time limit.
+    """The ``python -m jarrn_deploy.model.train`` command of the smoke: synthetic scenes, no validation, stopped by its time limit.
 
     ``workers`` loader processes (default: every CPU but two) ray cast the scenes; ``on_device``: the rest of each
     sample is made on the training device, from a pool of ``scene_pool`` = (scenes, reuse) (0 scenes: new scenes for
@@ -201,7 +201,7 @@ def smoke_command(device: str, out: Path, shape: TrainingShape = TrainingShape()
     if on_device:  # no pool on the CPU (the tests): its first fill would take most of a seconds-long run
         pool = scene_pool[0] if device != "cpu" else 0
         data += ["--scene-pool", str(pool), "--scene-reuse", f"{scene_pool[1]:g}"]
-    return [sys.executable, "-m", "model.train", "--device", device, *model, "--crop", crop,
+    return [sys.executable, "-m", "jarrn_deploy.model.train", "--device", device, *model, "--crop", crop,
             "--batch-size", str(shape.batch), "--amp" if shape.amp else "--no-amp", *data, "--data", "synthetic",
             "--epoch-samples", "200000", "--epochs", "1", "--time-limit-min", f"{seconds / 60:.4f}",
             "--val-every", "-1", "--log-every", str(log_every), "--checkpoint-every", "1000000", "--no-progress",
@@ -256,10 +256,10 @@ def training_smoke(device: str, shape: TrainingShape = TrainingShape(), *, secon
             result["error"] = f"killed after {timeout_s:.0f} s (the run did not stop at its time limit)"
         elif code != 0:
             result["status"] = "failed"
-            result["error"] = f"model.train exited {code}: " + (lines[-1].strip() if lines else "no output")
+            result["error"] = f"jarrn_deploy.model.train exited {code}: " + (lines[-1].strip() if lines else "no output")
         elif not result.get("steps"):
             result["status"] = "failed"
-            result["error"] = "model.train logged no training step"
+            result["error"] = "jarrn_deploy.model.train logged no training step"
         else:
             result["status"] = "ok"
         return result
@@ -320,10 +320,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-if __name__ == "__main__":  # python -m benchmarks.device_train: the data path alone, host vs device
+if __name__ == "__main__":  # python -m jarrn_deploy.benchmarks.device_train: the data path alone, host vs device
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.device_train",
+    parser = argparse.ArgumentParser(prog="python -m jarrn_deploy.benchmarks.device_train",
                                      description="Samples/s of the synthetic training data alone (no model): scenes, "
                                                  "sparse inputs and augmentation made on the host or on the device.")
     parser.add_argument("--device", default="cpu", help="'cpu' or 'cuda:N' (default cpu)")

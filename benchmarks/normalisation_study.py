@@ -21,19 +21,19 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from model.checkpoint import load_model  # noqa: E402
-from model.metric_jarrn import normalise_sparse  # noqa: E402
-from model.metrics import depth_metrics  # noqa: E402
-from model.metric_jarrn import DEPTH_NORMALISATIONS  # noqa: E402
-from model.real_frames import evaluation_cases, load_real_frames  # noqa: E402
+from jarrn_deploy.model.checkpoint import load_model  # noqa: E402
+from jarrn_deploy.model.metric_jarrn import normalise_sparse  # noqa: E402
+from jarrn_deploy.model.metrics import depth_metrics  # noqa: E402
+from jarrn_deploy.model.metric_jarrn import DEPTH_NORMALISATIONS  # noqa: E402
+from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames  # noqa: E402
 
 
 @dataclass(frozen=True)

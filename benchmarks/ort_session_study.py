@@ -22,20 +22,20 @@ import tempfile
 import time
 from pathlib import Path
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
 import numpy as np  # noqa: E402
 
-from jarrn.progress import progress_logger  # noqa: E402
-from benchmarks.arguments import ArgumentError, parse_size  # noqa: E402
-from benchmarks.machine import describe_machine, load_average, physical_cores  # noqa: E402
-from benchmarks.report_files import atomic_write_json  # noqa: E402
-from benchmarks.timing import CpuInterference, interference_summary, latency_stats, quiet_stats  # noqa: E402
-from model.atomic import atomic_write_text  # noqa: E402
-from export.ort_session import open_session  # noqa: E402
+from jarrn_deploy.progress import progress_logger  # noqa: E402
+from jarrn_deploy.benchmarks.arguments import ArgumentError, parse_size  # noqa: E402
+from jarrn_deploy.benchmarks.machine import describe_machine, load_average, physical_cores  # noqa: E402
+from jarrn_deploy.benchmarks.report_files import atomic_write_json  # noqa: E402
+from jarrn_deploy.benchmarks.timing import CpuInterference, interference_summary, latency_stats, quiet_stats  # noqa: E402
+from jarrn_deploy.model.atomic import atomic_write_text  # noqa: E402
+from jarrn_deploy.export.ort_session import open_session  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAUSE_S = 0.05
@@ -174,12 +174,12 @@ def run_study(model_path: Path, hw: tuple[int, int], threads: int, rounds: int, 
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
-    from model import MetricJarrn, load_model
-    from model.contract import prepare_inputs
-    from model.real_frames import evaluation_cases, load_real_frames
-    from runtime import DepthCompleter
+    from jarrn_deploy.model import MetricJarrn, load_model
+    from jarrn_deploy.model.contract import prepare_inputs
+    from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
+    from jarrn_deploy.runtime import DepthCompleter
 
-    from benchmarks.bench_worker import latency_inputs
+    from jarrn_deploy.benchmarks.bench_worker import latency_inputs
 
     network = load_model(model_path)
     cases = sorted(evaluation_cases(load_real_frames()), key=lambda c: not c.name.startswith("kitti"))
@@ -190,7 +190,7 @@ def run_study(model_path: Path, hw: tuple[int, int], threads: int, rounds: int, 
 
     tmp = tempfile.TemporaryDirectory(prefix="jarrn_ort_study_")
     if onnx_path is None:
-        from export.onnx_graph import ExportOptions, export_onnx
+        from jarrn_deploy.export.onnx_graph import ExportOptions, export_onnx
 
         onnx_path = Path(tmp.name) / "jarrn_fp32.onnx"
         log(f"exporting {onnx_path}")
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc).replace("--sizes", "--size"))
     if args.rounds < 3:
         parser.error("--rounds: expected at least 3")
-    from model.checkpoint import DEFAULT_CHECKPOINT
+    from jarrn_deploy.model.checkpoint import DEFAULT_CHECKPOINT
 
     model_path = (args.model or DEFAULT_CHECKPOINT).resolve()
     if not model_path.is_file():

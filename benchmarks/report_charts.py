@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from benchmarks.report_format import BASELINE_METHODS, config_keys, config_title, ok_rows
-from model.visualize import Tile, dilate_points, figure_png, tile_grid_png
+from jarrn_deploy.benchmarks.report_format import BASELINE_METHODS, config_keys, config_title, ok_rows
+from jarrn_deploy.model.visualize import Tile, dilate_points, figure_png, tile_grid_png
 
 
 def latency_chart(report: dict) -> bytes | None:

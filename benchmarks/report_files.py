@@ -1,4 +1,4 @@
-"""Report files written atomically: JSON with NaN/inf as null (bytes and text through :mod:`model.atomic`)."""
+"""Report files written atomically: JSON with NaN/inf as null (bytes and text through :mod:`jarrn_deploy.model.atomic`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.atomic import atomic_write_bytes, atomic_write_text
+from jarrn_deploy.model.atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "to_json"]
 

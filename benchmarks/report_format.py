@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from benchmarks.rows import padded_hw
+from jarrn_deploy.benchmarks.rows import padded_hw
 
 BASELINE_METHODS = ("nearest", "linear")
 """Interpolation baselines the accuracy is compared with."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.report_format import (
+from jarrn_deploy.benchmarks.report_format import (
     BASELINE_METHODS,
     config_keys,
     config_title,

@@ -35,21 +35,21 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
-from jarrn.cli import command  # noqa: E402
-from jarrn.errors import InputError, OutputError  # noqa: E402
-from jarrn.options import repeated_options  # noqa: E402
-from jarrn.progress import progress_logger  # noqa: E402
-from benchmarks.arguments import ArgumentError, parse_choice_list, parse_int_list, parse_sizes  # noqa: E402
-from benchmarks.machine import describe_machine, load_average, physical_cores  # noqa: E402
-from benchmarks.rows import BACKENDS, DEFAULT_BATCHES, DEFAULT_SIZES, PRECISIONS, Row, applicable_rows, config_key
-from benchmarks.settings import BenchmarkSettings  # noqa: E402
-from jarrn.durations import about, on_this_machine  # noqa: E402
-from model.atomic import file_sha256  # noqa: E402
+from jarrn_deploy.cli import command  # noqa: E402
+from jarrn_deploy.errors import InputError, OutputError  # noqa: E402
+from jarrn_deploy.options import repeated_options  # noqa: E402
+from jarrn_deploy.progress import progress_logger  # noqa: E402
+from jarrn_deploy.benchmarks.arguments import ArgumentError, parse_choice_list, parse_int_list, parse_sizes  # noqa: E402
+from jarrn_deploy.benchmarks.machine import describe_machine, load_average, physical_cores  # noqa: E402
+from jarrn_deploy.benchmarks.rows import BACKENDS, DEFAULT_BATCHES, DEFAULT_SIZES, PRECISIONS, Row, applicable_rows, config_key
+from jarrn_deploy.benchmarks.settings import BenchmarkSettings  # noqa: E402
+from jarrn_deploy.durations import about, on_this_machine  # noqa: E402
+from jarrn_deploy.model.atomic import file_sha256  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = REPO_ROOT / "artifacts" / "benchmarks"
@@ -151,8 +151,8 @@ def resolve_args(args: argparse.Namespace) -> BenchmarkSettings:
     """Validate and fill in defaults; raises ArgumentError with a message naming the option."""
     preset = QUICK if args.quick else FULL
     settings: dict = {"quick": bool(args.quick)}
-    from jarrn.devices import parse_device
-    from jarrn.errors import UsageError
+    from jarrn_deploy.devices import parse_device
+    from jarrn_deploy.errors import UsageError
 
     try:
         parse_device(args.device)  # the form only; whether the GPU exists is checked after the arguments
@@ -222,13 +222,13 @@ def plan_line(settings: BenchmarkSettings) -> str:
 
 
 def export_code_digest() -> str:
-    from export.source_digest import export_source_digest
+    from jarrn_deploy.export.source_digest import export_source_digest
 
     return export_source_digest()
 
 
 def model_summary(model_path: Path) -> dict:
-    from model import CheckpointError, load_model
+    from jarrn_deploy.model import CheckpointError, load_model
 
     try:
         network = load_model(model_path)
@@ -252,9 +252,9 @@ def ensure_onnx(model_path: Path, precision: str, cache: Path, *, rebuild: bool,
     if not allow_export:
         return None, (f"skipped: no cached {precision.upper()} export yet and --quick does not export FP16/INT8 "
                       "(about a minute each on a 2-core CPU); run once without --quick"), {}
-    from export.known_warnings import quiet_known_warnings
-    from export.onnx_graph import ExportError, ExportOptions, ExportStats, export_onnx
-    from model import load_model
+    from jarrn_deploy.export.known_warnings import quiet_known_warnings
+    from jarrn_deploy.export.onnx_graph import ExportError, ExportOptions, ExportStats, export_onnx
+    from jarrn_deploy.model import load_model
 
     network = load_model(model_path)
     stats = ExportStats()
@@ -276,14 +276,14 @@ def ensure_onnx(model_path: Path, precision: str, cache: Path, *, rebuild: bool,
 def ensure_engine(onnx_path: Path, precision: str, cache: Path, profile: tuple[str, str, str], *,
                   rebuild: bool) -> tuple[Path | None, str | None]:
     engine = onnx_path.with_suffix(".engine")
-    cmd = [sys.executable, "-m", "export.build_engine", "--onnx", str(onnx_path), "--out", str(engine),
+    cmd = [sys.executable, "-m", "jarrn_deploy.export.build_engine", "--onnx", str(onnx_path), "--out", str(engine),
            "--min", profile[0], "--opt", profile[1], "--max", profile[2]]
     if rebuild:
         cmd.append("--force")
     log(f"building / reusing TensorRT engine: {shlex.join(cmd)}")
     proc = subprocess.run(cmd, cwd=REPO_ROOT)
     if proc.returncode != 0 or not engine.is_file():
-        return None, f"unavailable: python -m export.build_engine exited with code {proc.returncode} for {precision}"
+        return None, f"unavailable: python -m jarrn_deploy.export.build_engine exited with code {proc.returncode} for {precision}"
     return engine, None
 
 
@@ -359,7 +359,7 @@ def run_worker_process(spec: dict, workdir: Path, threads: int) -> dict:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(threads)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--worker", str(spec_path)], env=env, cwd=REPO_ROOT)
+    proc = subprocess.run([sys.executable, "-m", "jarrn_deploy.benchmarks.run", "--worker", str(spec_path)], env=env, cwd=REPO_ROOT)
     wall = time.perf_counter() - start
     result_path = Path(spec["result_out"])
     if result_path.is_file():
@@ -397,7 +397,7 @@ def combine_paired(runs: list[dict]) -> dict:
 def resolve_device(requested: str | None) -> str:
     """'cpu' or 'cuda:N' for ``--device`` (auto, cpu, cuda, cuda:N); a bad form is a UsageError, a GPU that is not
     there an UnavailableError (exit 5), as in every command."""
-    from jarrn.devices import resolve_device as resolve
+    from jarrn_deploy.devices import resolve_device as resolve
 
     return resolve(requested or "auto")
 
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.worker:
         repeated_options(parser, argv)
     if args.worker:
-        from benchmarks.bench_worker import worker_main
+        from jarrn_deploy.benchmarks.bench_worker import worker_main
 
         return worker_main(args.worker)
     try:
@@ -433,22 +433,22 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cuda":
         import torch
 
-        from jarrn.devices import cuda_visible_devices
+        from jarrn_deploy.devices import cuda_visible_devices
 
         cuda_device_name = torch.cuda.get_device_name(int(index))
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices(int(index))  # inherited: 'cuda' is that GPU there
     settings = replace(settings, device=device)
-    from model.checkpoint import DEFAULT_CHECKPOINT
+    from jarrn_deploy.model.checkpoint import DEFAULT_CHECKPOINT
 
     model_path = (args.model or DEFAULT_CHECKPOINT).resolve()
     if not model_path.is_file():
         raise InputError(f"--model: no bundled default model at {model_path} yet; pass --model CHECKPOINT "
-                         "(or train one: python -m model.train)")
+                         "(or train one: python -m jarrn_deploy.model.train)")
     machine = describe_machine(device)
     if device == "cuda":
         machine["cuda_device_name"] = cuda_device_name
     out_dir = args.out or (REPO_ROOT / "reports" / machine["machine_tag"])
-    from model.atomic import check_writable_folder, staged_outputs
+    from jarrn_deploy.model.atomic import check_writable_folder, staged_outputs
 
     check_writable_folder(out_dir, "--out")  # now, not after the whole benchmark
     log(f"machine {machine['machine_tag']}: {machine['cpu_model']}, {machine['cpu_physical_cores']} cores"
@@ -460,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"model {model_path.name} (sha256 {model['sha256'][:12]}, widths {model['config']['widths']}, "
         f"{model['parameters'] / 1e6:.2f} M parameters)")
 
-    from model.real_frames import evaluation_cases, load_real_frames
+    from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
 
     cases = evaluation_cases(load_real_frames())
     known = [c.name for c in cases]
@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
                         key=PRECISIONS.index)
     given: dict[str, Path] = {}
     for graph in args.onnx:
-        from export.onnx_graph import read_metadata
+        from jarrn_deploy.export.onnx_graph import read_metadata
 
         try:
             precision = read_metadata(graph).get("precision", "fp32")
@@ -581,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 runs.append(run_worker_process(spec, workdir, settings.threads))
             paired = combine_paired(runs)
-        from benchmarks.bench_report import assemble_report, write_report
+        from jarrn_deploy.benchmarks.bench_report import assemble_report, write_report
 
         log("computing accuracy against the reference and ground truth, and the interpolation baselines ...")
         report, predictions = assemble_report(

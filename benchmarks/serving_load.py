@@ -1,7 +1,7 @@
 """Load test of ``jarrn serve``: the real Triton server on loopback, concurrent HTTP and gRPC clients, real frames.
 
-    python -m benchmarks.serving_load                          # reports/serving/serving_load.{md,json} + latency.png
-    python -m benchmarks.serving_load --requests 80 --out /tmp/serving   # the CI-sized run (tests/benchmarks/test_serving_load.py)
+    python -m jarrn_deploy.benchmarks.serving_load                          # reports/serving/serving_load.{md,json} + latency.png
+    python -m jarrn_deploy.benchmarks.serving_load --requests 80 --out /tmp/serving   # the CI-sized run (tests/benchmarks/test_serving_load.py)
 
 What it does: crops the bundled real frames (data/real: KITTI with its LiDAR, TUM and Kinect with points sampled from
 their ground truth) to a few sizes; computes :meth:`DepthCompleter.complete` on each crop in this process (same backend
@@ -35,15 +35,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
 import numpy as np  # noqa: E402
 
-from jarrn.cli import command  # noqa: E402
-from jarrn.errors import CheckFailedError, UsageError  # noqa: E402
+from jarrn_deploy.cli import command  # noqa: E402
+from jarrn_deploy.errors import CheckFailedError, UsageError  # noqa: E402
 
 DEFAULT_SIZES = ((64, 96), (96, 128), (128, 160), (192, 256))
 FULL_FRAME = (375, 1242)
@@ -119,7 +119,7 @@ class Probe:
 def make_probes(sizes: Sequence[tuple[int, int]], seed: int) -> list[Probe]:
     """One crop per real evaluation case and size (frames smaller than a size are left out for it); KITTI crops come
     from the lower image, where the LiDAR points are."""
-    from model.real_frames import evaluation_cases, load_real_frames
+    from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
 
     rng = np.random.default_rng(seed)
     probes = []
@@ -264,7 +264,7 @@ def _client_worker(protocol: str, url: str, probes: list[Probe], order: np.ndarr
 
 
 def _rss_sampler(stop: threading.Event, samples: list[tuple[float, int]], period_s: float = 0.25) -> None:
-    from runtime.serve import rss_bytes, server_process_ids
+    from jarrn_deploy.runtime.serve import rss_bytes, server_process_ids
 
     while not stop.is_set():
         samples.append((time.perf_counter(), rss_bytes(server_process_ids())))
@@ -320,9 +320,9 @@ def _run_clients(server, probes: list[Probe], config: LoadConfig, names: tuple[s
 
 def run_load_test(config: LoadConfig, log=print) -> dict[str, Any]:  # noqa: ANN001, C901 - one linear procedure
     """Run the whole test and return the report dictionary (nothing written)."""
-    from model.contract import CONTRACT
-    from runtime.serve import RunningServer, ServeOptions, resolve_completer, rss_bytes, server_process_ids
-    from runtime.serving_model import CompleterSettings, build_completer
+    from jarrn_deploy.model.contract import CONTRACT
+    from jarrn_deploy.runtime.serve import RunningServer, ServeOptions, resolve_completer, rss_bytes, server_process_ids
+    from jarrn_deploy.runtime.serving_model import CompleterSettings, build_completer
 
     names = (CONTRACT.rgb_name, CONTRACT.sparse_name, CONTRACT.depth_name)
     load_before = os.getloadavg()[0]
@@ -487,7 +487,7 @@ def _machine() -> dict[str, Any]:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    from runtime.serving_server import PYTRITON_VERSION
+    from jarrn_deploy.runtime.serving_server import PYTRITON_VERSION
 
     versions = {"tritonserver from nvidia-pytriton": PYTRITON_VERSION}
     for package in ("tritonclient", "torch", "onnxruntime", "numpy"):
@@ -526,7 +526,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "time (not measured).",
         f"- Load average (1 min) of the machine: {report['load_average'][0]:.1f} before, {report['load_average'][1]:.1f} "
         f"after; latency and throughput include whatever else ran on these {report['machine']['cores']} cores.",
-        f"- Created {report['created_utc']} by `python -m benchmarks.serving_load`.",
+        f"- Created {report['created_utc']} by `python -m jarrn_deploy.benchmarks.serving_load`.",
         "",
         "## Results",
         "",
@@ -644,7 +644,7 @@ def render_chart(report: dict[str, Any]) -> bytes:
 
 def write_report(report: dict[str, Any], out: Path) -> list[Path]:
     """``serving_load.json``, ``serving_load.md`` and ``latency.png`` in ``out``, each written atomically."""
-    from model.atomic import atomic_write_bytes, atomic_write_text
+    from jarrn_deploy.model.atomic import atomic_write_bytes, atomic_write_text
 
     paths = [atomic_write_text(out / "serving_load.json", json.dumps(report, indent=1) + "\n"),
              atomic_write_text(out / "serving_load.md", render_markdown(report)),
@@ -668,7 +668,7 @@ def _sizes(text: str) -> tuple[tuple[int, int], ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     d = LoadConfig()
-    p = argparse.ArgumentParser(prog="python -m benchmarks.serving_load", description=__doc__.split("\n\n")[2],
+    p = argparse.ArgumentParser(prog="python -m jarrn_deploy.benchmarks.serving_load", description=__doc__.split("\n\n")[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=d.requests, help="requests in the measured phase (default %(default)s)")
     p.add_argument("--seconds", type=float, default=d.max_seconds, help="time bound of that phase (default %(default)s)")

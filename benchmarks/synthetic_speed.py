@@ -11,15 +11,15 @@ import argparse
 import time
 from pathlib import Path
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
 import numpy as np  # noqa: E402
 
-from model.synthetic import KINDS, generate_batch, generate_scene  # noqa: E402
-from model.visualize import colorize_depth  # noqa: E402
+from jarrn_deploy.model.synthetic import KINDS, generate_batch, generate_scene  # noqa: E402
+from jarrn_deploy.model.visualize import colorize_depth  # noqa: E402
 
 
 def write_grid(path: Path, seeds: list[int], size: int, kind: str, columns: int = 4) -> None:

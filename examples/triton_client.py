@@ -1,7 +1,7 @@
 """Complete one bundled KITTI frame through a running `jarrn serve` (tritonclient over HTTP, 127.0.0.1:8000)."""
 import numpy as np
 import tritonclient.http as triton
-from model.real_frames import load_real_frames
+from jarrn_deploy.model.real_frames import load_real_frames
 
 frame = load_real_frames()[0]                                                   # kitti_02: uint8 HxWx3 + LiDAR metres
 rgb = (frame.rgb.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)          # [1,3,H,W] in 0..1

@@ -7,7 +7,7 @@
         --opt-level 3 --workspace 4096
     jarrn build-engine --onnx m.onnx --print-trtexec                         # no TensorRT needed
 
-(``python export/build_engine.py`` and ``python -m export.build_engine`` run the same command.)
+(``python export/build_engine.py`` and ``python -m jarrn_deploy.export.build_engine`` run the same command.)
 
 - Flavour (``--flavour``; default: the installed one, standard TensorRT first): ``tensorrt`` builds on the GPU that
   will run the engine (Jetson, H100/H200, any NVIDIA GPU); ``tensorrt-rtx`` builds ahead of time on the CPU for a set of
@@ -27,7 +27,7 @@
   ``DepthCompleter.from_engine`` decompresses it after its checks, before TensorRT sees it. Asking for the other
   encoding of an up-to-date engine re-encodes it without rebuilding.
 
-Exit codes (jarrn.errors): 0 built or reused; 2 bad arguments; 3 unusable ONNX; 5 library or GPU missing; 6 the
+Exit codes (jarrn_deploy.errors): 0 built or reused; 2 bad arguments; 3 unusable ONNX; 5 library or GPU missing; 6 the
 builder failed (its own error text is in the message).
 """
 
@@ -44,12 +44,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
-from export.engine_flavours import (  # noqa: E402
+from jarrn_deploy.export.engine_flavours import (  # noqa: E402
     FLAVOURS,
     FLAVOUR_TITLES,
     PORTABLE,
@@ -63,14 +63,14 @@ from export.engine_flavours import (  # noqa: E402
     network_creation_flags,
     parse_compute_capabilities,
 )
-from export.engine_graph import (  # noqa: E402
+from jarrn_deploy.export.engine_graph import (  # noqa: E402
     check_profile_fits_graph,
     fixed_profile,
     onnx_input_shapes,
     onnx_sha256,
     precision_from_onnx,
 )
-from export.engine_manifest import (  # noqa: E402
+from jarrn_deploy.export.engine_manifest import (  # noqa: E402
     DeviceInfo,
     EngineManifest,
     cache_key,
@@ -79,9 +79,9 @@ from export.engine_manifest import (  # noqa: E402
     manifest_path,
     timing_cache_path,
 )
-from export.engine_compression import ZSTD, compress, zstandard_module  # noqa: E402
-from export.export_errors import EngineFileError  # noqa: E402
-from export.engine_profile import (  # noqa: E402
+from jarrn_deploy.export.engine_compression import ZSTD, compress, zstandard_module  # noqa: E402
+from jarrn_deploy.export.export_errors import EngineFileError  # noqa: E402
+from jarrn_deploy.export.engine_profile import (  # noqa: E402
     DEFAULT_MAX,
     DEFAULT_MIN,
     DEFAULT_OPT,
@@ -93,11 +93,11 @@ from export.engine_profile import (  # noqa: E402
     Profile,
     ProfileError,
 )
-from export.engine_recipes import tensorrt_rtx_commands_text, trtexec_commands_text  # noqa: E402
-from model.atomic import atomic_write_bytes  # noqa: E402
-from export.gpu_probe import probe_gpu  # noqa: E402
-from jarrn.cli import command  # noqa: E402
-from jarrn.errors import CheckFailedError, InputError, UnavailableError, UsageError  # noqa: E402
+from jarrn_deploy.export.engine_recipes import tensorrt_rtx_commands_text, trtexec_commands_text  # noqa: E402
+from jarrn_deploy.model.atomic import atomic_write_bytes  # noqa: E402
+from jarrn_deploy.export.gpu_probe import probe_gpu  # noqa: E402
+from jarrn_deploy.cli import command  # noqa: E402
+from jarrn_deploy.errors import CheckFailedError, InputError, UnavailableError, UsageError  # noqa: E402
 
 
 def default_engine_path(onnx_path: Path) -> Path:
@@ -377,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
                                    targets=targets, verbose=args.verbose)
     seconds = time.perf_counter() - start
 
-    from model.contract import CONTRACT_VERSION
+    from jarrn_deploy.model.contract import CONTRACT_VERSION
 
     build: dict[str, Any] = {
         "opt_level": options.opt_level,

@@ -3,12 +3,12 @@
 The built-in set (:func:`default_calibration_set`, 12 samples) mixes the bundled real frames and synthetic scenes so
 that the activation ranges cover both deployment domains, outdoor LiDAR and indoor random points:
 
-* the 4 bundled real frames (``model.real_frames``: kitti_02, kitti_03, tum_desk, kinect2_lounge), each as one
+* the 4 bundled real frames (``jarrn_deploy.model.real_frames``: kitti_02, kitti_03, tum_desk, kinect2_lounge), each as one
   horizontally flipped crop (KITTI 256x768 from the bottom, where the LiDAR is; indoor 320x416) with its real LiDAR
   (KITTI) or 300 random ground-truth points (indoor, seed 1000 + index). These are other crops and other sparse draws
   than the validation cases (full frames, 500/100 points with seed 0), but the same images: the validation of an INT8
   graph on the real frames is therefore not fully independent of its calibration (see export/README.md);
-* 8 synthetic scenes (``model.synthetic.generate_scene``, seeds 9000..9007, 256x320): 4 indoor rooms with 500 random
+* 8 synthetic scenes (``jarrn_deploy.model.synthetic.generate_scene``, seeds 9000..9007, 256x320): 4 indoor rooms with 500 random
   points and 4 outdoor streets with a simulated 64-line LiDAR.
 
 With a static graph size every sample is cropped (or padded: RGB by edge replication, sparse depth with zeros) to it.
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.export_errors import ExportError
-from model import CONTRACT
-from model.crop import crop_or_pad
+from jarrn_deploy.export.export_errors import ExportError
+from jarrn_deploy.model import CONTRACT
+from jarrn_deploy.model.crop import crop_or_pad
 
 REAL_SEED_BASE = 1000
 SYNTHETIC_SEEDS = tuple(range(9000, 9008))
@@ -69,8 +69,8 @@ def _sample(rgb_hwc: np.ndarray, sparse_hw: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _real_samples(static_hw: tuple[int, int] | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    from model.real_frames import load_real_frames
-    from model.sparse import random_points
+    from jarrn_deploy.model.real_frames import load_real_frames
+    from jarrn_deploy.model.sparse import random_points
 
     samples = []
     for index, frame in enumerate(load_real_frames()):
@@ -93,8 +93,8 @@ def _real_samples(static_hw: tuple[int, int] | None) -> list[tuple[np.ndarray, n
 
 
 def _synthetic_samples(static_hw: tuple[int, int] | None) -> list[tuple[np.ndarray, np.ndarray]]:
-    from model.sparse import lidar_scanlines, random_points
-    from model.synthetic import generate_scene
+    from jarrn_deploy.model.sparse import lidar_scanlines, random_points
+    from jarrn_deploy.model.synthetic import generate_scene
 
     height, width = static_hw or SYNTHETIC_HW
     samples = []

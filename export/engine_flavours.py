@@ -15,7 +15,7 @@ import importlib.util
 import re
 import sys
 from types import ModuleType
-from jarrn.errors import UsageError
+from jarrn_deploy.errors import UsageError
 
 TENSORRT = "tensorrt"
 TENSORRT_RTX = "tensorrt-rtx"

@@ -9,10 +9,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from export.engine_profile import INPUT_CHANNELS, Profile, ProfileError, Shape
-from export.export_errors import EngineFileError
-from export.precision_choices import PRECISIONS
-from model.atomic import file_sha256
+from jarrn_deploy.export.engine_profile import INPUT_CHANNELS, Profile, ProfileError, Shape
+from jarrn_deploy.export.export_errors import EngineFileError
+from jarrn_deploy.export.precision_choices import PRECISIONS
+from jarrn_deploy.model.atomic import file_sha256
 
 
 def onnx_sha256(path: str | os.PathLike) -> str:
@@ -48,7 +48,7 @@ _ONNX_FLOAT16 = 10
 
 
 def check_precision(precision: object, source: str) -> str:
-    """``precision`` when it is one the exporter produces (:data:`export.precision_choices.PRECISIONS`), else an
+    """``precision`` when it is one the exporter produces (:data:`jarrn_deploy.export.precision_choices.PRECISIONS`), else an
     :class:`EngineFileError` naming ``source`` and the precisions there are."""
     if precision not in PRECISIONS:
         raise EngineFileError(f"{source}: precision {precision!r} is not one the exporter produces "
@@ -57,7 +57,7 @@ def check_precision(precision: object, source: str) -> str:
 
 
 def precision_from_onnx(model_or_path: Any) -> str:
-    """The ONNX graph's precision, one of :data:`export.precision_choices.PRECISIONS`: the exporter's
+    """The ONNX graph's precision, one of :data:`jarrn_deploy.export.precision_choices.PRECISIONS`: the exporter's
     ``metadata_props`` entry (a key ending in ``precision``) when present (another value raises
     :class:`EngineFileError`), else read from the graph: Q/DQ nodes -> int8, FP16 casts or initialisers -> fp16,
     otherwise fp32."""

@@ -6,8 +6,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from jarrn.errors import InputError
-from model.contract import CONTRACT
+from jarrn_deploy.errors import InputError
+from jarrn_deploy.model.contract import CONTRACT
 
 BUILD_COMMAND = "jarrn build-engine"
 """How users run export/build_engine.py (the ``jarrn`` console script); every rebuild hint names it."""

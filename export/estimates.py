@@ -4,7 +4,7 @@ shared 2-core machine, load average 1.7 to 8), the one place they are kept: the 
 
 from __future__ import annotations
 
-from jarrn.durations import MEASURED_CORES, Span, about, on_this_machine, total
+from jarrn_deploy.durations import MEASURED_CORES, Span, about, on_this_machine, total
 
 __all__ = ["MEASURED_CORES", "MEASURED_S", "Span", "about", "on_this_machine", "total"]
 

@@ -3,7 +3,7 @@ conversions all raise them; none of them needs another to do so), and the engine
 
 from __future__ import annotations
 
-from jarrn.errors import EXIT_OUTPUT, EXIT_UNAVAILABLE, InputError, UnavailableError, UsageError
+from jarrn_deploy.errors import EXIT_OUTPUT, EXIT_UNAVAILABLE, InputError, UnavailableError, UsageError
 
 
 class ExportError(UsageError):

@@ -14,9 +14,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from jarrn.errors import InputError
+from jarrn_deploy.errors import InputError
 
-from model.contract import CONTRACT, CONTRACT_VERSION  # noqa: F401 - CONTRACT_VERSION re-exported for the runtime
+from jarrn_deploy.model.contract import CONTRACT, CONTRACT_VERSION  # noqa: F401 - CONTRACT_VERSION re-exported for the runtime
 
 CONTRACT_INPUTS = CONTRACT.input_channels
 """Graph input name -> channel count; both float32 [B,C,H,W]."""

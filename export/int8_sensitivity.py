@@ -6,7 +6,7 @@ For each variant the graph is traced and simplified once, quantized with that se
 (the contract part, i.e. normalisation, padding, rectification and de-normalisation, is never quantized), and run on
 the bundled real frames. The table (printed, and written as markdown to ``--report``) gives the convolutions running
 in INT8, the error against PyTorch FP32 and the RMSE change against ground truth. The default exclusion list
-(:data:`export.precision.INT8_EXCLUDE`) was chosen from this table; export/README.md records the numbers.
+(:data:`jarrn_deploy.export.precision.INT8_EXCLUDE`) was chosen from this table; export/README.md records the numbers.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ import tempfile
 import time
 from pathlib import Path
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
-from export.calibration import load_calibration  # noqa: E402
-from export.onnx_graph import ExportError, ExportOptions, atomic_write_bytes, simplify, trace_to_onnx  # noqa: E402
-from export.precision import INT8_EXCLUDE, to_int8  # noqa: E402
-from export.validate import ReferenceCache, real_cases, validate_onnx  # noqa: E402
+from jarrn_deploy.export.calibration import load_calibration  # noqa: E402
+from jarrn_deploy.export.onnx_graph import ExportError, ExportOptions, atomic_write_bytes, simplify, trace_to_onnx  # noqa: E402
+from jarrn_deploy.export.precision import INT8_EXCLUDE, to_int8  # noqa: E402
+from jarrn_deploy.export.validate import ReferenceCache, real_cases, validate_onnx  # noqa: E402
 
 _STEM = r"^/network/(rgb_x_block|sfmap_block)/(rgb_x_block|sfmap_block)\.0/Conv$"
 _HEAD = r"^/network/(rgb_x_block|sfmap_block)/(rgb_x_block|sfmap_block)\.4/Conv$"
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", choices=("max", "entropy"), default="max", help="activation calibration")
     p.add_argument("--report", type=Path, default=Path("artifacts/int8_sensitivity.md"), help="markdown output")
     args = p.parse_args(argv)
-    from model import CheckpointError, load_model
+    from jarrn_deploy.model import CheckpointError, load_model
 
     try:
         network = load_model(args.checkpoint)

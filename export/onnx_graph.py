@@ -4,10 +4,10 @@
 of 64 and cropping back, both U-Nets, the rectification, de-normalisation) with the TorchScript exporter at opset 17
 (the TensorRT-safe path), simplifies it with onnxslim (constant folding, shape folding, dead-node and duplicate
 removal),
-optionally converts it to FP16 mixed precision or INT8 explicit Q/DQ (:mod:`export.precision`), checks it with
+optionally converts it to FP16 mixed precision or INT8 explicit Q/DQ (:mod:`jarrn_deploy.export.precision`), checks it with
 ``onnx.checker``, records its provenance in ``metadata_props`` and writes it atomically as a single file.
 
-Graph I/O (see :mod:`model.contract`): inputs ``rgb`` float32 ``[B,3,H,W]`` in [0,1] and ``sparse_depth`` float32
+Graph I/O (see :mod:`jarrn_deploy.model.contract`): inputs ``rgb`` float32 ``[B,3,H,W]`` in [0,1] and ``sparse_depth`` float32
 ``[B,1,H,W]`` metres (0 = missing); output ``depth`` float32 ``[B,1,H,W]`` metres (+ ``coarse``, ``scale``, ``offset``,
 ``prob`` with ``aux_outputs``). B, H and W are dynamic (named ``batch``, ``height``, ``width``) unless fixed by
 :class:`ExportOptions`; every precision keeps float32 graph inputs and outputs.
@@ -30,11 +30,11 @@ from typing import Callable
 import onnx
 import torch
 
-from model import CONTRACT, Jarrn, MetricJarrn
-from model.contract import CONTRACT_VERSION
-from model.atomic import atomic_write_bytes, file_sha256  # noqa: F401 - re-exported for export/ callers
-from export.export_errors import ExportError, ExportMemoryError, ExportOutputError  # noqa: F401 - re-exported
-from export.precision_choices import PRECISIONS  # noqa: F401 - re-exported: callers import it from here
+from jarrn_deploy.model import CONTRACT, Jarrn, MetricJarrn
+from jarrn_deploy.model.contract import CONTRACT_VERSION
+from jarrn_deploy.model.atomic import atomic_write_bytes, file_sha256  # noqa: F401 - re-exported for export/ callers
+from jarrn_deploy.export.export_errors import ExportError, ExportMemoryError, ExportOutputError  # noqa: F401 - re-exported
+from jarrn_deploy.export.precision_choices import PRECISIONS  # noqa: F401 - re-exported: callers import it from here
 
 MIN_STATIC_SIZE = CONTRACT.pad_multiple
 METADATA_PREFIX = "jarrn."
@@ -55,7 +55,7 @@ def check_static_size_fits(options: "ExportOptions", widths: tuple[int, ...] | N
     at that size need more memory than this machine has free (override with ``JARRN_MEMORY_GUARD=off``)."""
     if options.static_hw is None:
         return
-    from jarrn.memory import HEADROOM, available_host_bytes, estimate_peak_bytes, gib
+    from jarrn_deploy.memory import HEADROOM, available_host_bytes, estimate_peak_bytes, gib
 
     height, width = options.static_hw
     if max(height, width) > MAX_STATIC_SIDE:
@@ -90,7 +90,7 @@ class ExportOptions:
     calibration: str | None = None
     """Representative inputs (.npz or a folder of them) for INT8 calibration and AutoCast; None = the built-in set."""
     int8_exclude: tuple[str, ...] | None = None
-    """INT8 only: node-name regexes left unquantized; None = measured default (``export.precision.INT8_EXCLUDE``)."""
+    """INT8 only: node-name regexes left unquantized; None = measured default (``jarrn_deploy.export.precision.INT8_EXCLUDE``)."""
     simplify: bool = True
     """Run onnxslim (constant folding, shape inference, dead-node and duplicate removal) on the exported graph."""
 
@@ -227,8 +227,8 @@ def check_output_path(path: str | os.PathLike) -> Path:
 def write_probe(folder: str | os.PathLike) -> None:
     """Create and remove a small file in ``folder``: catches what permission bits do not (a read-only mount, /proc,
     a full disk). Raises :class:`ExportOutputError`."""
-    from jarrn.errors import OutputError
-    from model.atomic import write_probe as probe
+    from jarrn_deploy.errors import OutputError
+    from jarrn_deploy.model.atomic import write_probe as probe
 
     try:
         probe(folder, "output")
@@ -394,8 +394,8 @@ def export_onnx(
     network = network.eval()
     calibration = None
     if options.precision != "fp32":
-        from export import precision as precision_mod
-        from export.calibration import load_calibration
+        from jarrn_deploy.export import precision as precision_mod
+        from jarrn_deploy.export.calibration import load_calibration
 
         backend = precision_mod.require_backend(options.precision)  # fail before the slow work when no library
         if options.precision == "int8" or backend == "modelopt":
@@ -413,13 +413,13 @@ def export_onnx(
         log(f"nodes: {stats.nodes['exported']} exported -> {stats.nodes['simplified']} after onnxslim")
 
     if options.precision == "fp16":
-        from export.precision import to_fp16
+        from jarrn_deploy.export.precision import to_fp16
 
         with _stage("converting to FP16 mixed precision", stats, log):
             model, stats.precision_info = to_fp16(model, calibration, log=log)
         stats.nodes["fp16"] = count_nodes(model)
     elif options.precision == "int8":
-        from export.precision import to_int8
+        from jarrn_deploy.export.precision import to_int8
 
         with _stage("quantizing to INT8 (explicit Q/DQ)", stats, log):
             model, stats.precision_info = to_int8(model, calibration, exclude=options.int8_exclude, log=log)

@@ -4,7 +4,7 @@
 It lives in ``export/`` because every user may import it there: export validation, the runtime's ONNX Runtime backend
 and the benchmarks (imports go model -> export -> runtime -> benchmarks, never back). Pure Python plus onnxruntime,
 imported lazily: no torch, no onnx package. Checking that the graph is a jarrn graph is the caller's next step
-(:func:`export.graph_check.check_graph`), because the runtime keeps what that check returns.
+(:func:`jarrn_deploy.export.graph_check.check_graph`), because the runtime keeps what that check returns.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from export.graph_check import GraphError
-from jarrn.errors import UnavailableError
+from jarrn_deploy.export.graph_check import GraphError
+from jarrn_deploy.errors import UnavailableError
 
 ORT_INSTALL_HINT = (
     "onnxruntime is not installed: `pip install onnxruntime` (CPU) or `pip install onnxruntime-gpu` "
@@ -24,7 +24,7 @@ CPU_ONLY = ("CPUExecutionProvider",)
 
 
 def import_ort(error: type[Exception] = UnavailableError) -> Any:
-    """The onnxruntime module, or ``error`` (:class:`jarrn.errors.UnavailableError`) saying how to install it."""
+    """The onnxruntime module, or ``error`` (:class:`jarrn_deploy.errors.UnavailableError`) saying how to install it."""
     try:
         import onnxruntime
     except ImportError as exc:

@@ -12,19 +12,13 @@ import hashlib
 import re
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-EXPORT_ENTRY_MODULES = ("export.onnx_graph", "export.precision", "export.calibration")
+from jarrn_deploy.layout import PACKAGES, module_file, package_folder
+
+PROJECT_ROOT = package_folder("jarrn_deploy.export").parent
+EXPORT_ENTRY_MODULES = ("jarrn_deploy.export.onnx_graph", "jarrn_deploy.export.precision", "jarrn_deploy.export.calibration")
 """What turns a checkpoint into a graph: the exporter, the FP16/INT8 conversions and the INT8 calibration data."""
-_FOLLOWED_PACKAGES = ("model", "export")
-_MODULE_NAME = re.compile(r"(model|export)(\.[a-z_][a-z0-9_]*)+")
-
-
-def _module_file(name: str) -> Path | None:
-    base = PROJECT_ROOT.joinpath(*name.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
+_FOLLOWED_PACKAGES = ("jarrn_deploy.model", "jarrn_deploy.export")
+_MODULE_NAME = re.compile(r"jarrn_deploy\.(model|export)(\.[a-z_][a-z0-9_]*)+")
 
 
 def _imported_names(path: Path, module: str) -> set[str]:
@@ -41,8 +35,8 @@ def _imported_names(path: Path, module: str) -> set[str]:
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)  # ``from pkg import submodule``
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _MODULE_NAME.fullmatch(node.value):
-            names.add(node.value)  # lazy imports by name: importlib.import_module("model.metric_jarrn")
-    return {n for n in names if n.split(".")[0] in _FOLLOWED_PACKAGES}
+            names.add(node.value)  # lazy imports by name: importlib.import_module("jarrn_deploy.model.metric_jarrn")
+    return {n for n in names if any(n == p or n.startswith(f"{p}.") for p in _FOLLOWED_PACKAGES)}
 
 
 def export_source_files(entries: tuple[str, ...] = EXPORT_ENTRY_MODULES) -> list[Path]:
@@ -53,12 +47,12 @@ def export_source_files(entries: tuple[str, ...] = EXPORT_ENTRY_MODULES) -> list
         name = pending.pop()
         if name in seen:
             continue
-        path = _module_file(name)
+        path = module_file(name)
         if path is None:
             continue
         seen[name] = path
         pending.extend(_imported_names(path, name))
-        if path.name == "__init__.py" and "." in name:  # a sub-package: all of its modules shape what it exports
+        if path.name == "__init__.py" and name not in PACKAGES:  # a sub-package: all of its modules shape what it exports
             pending.extend(f"{name}.{p.stem}" for p in path.parent.glob("*.py") if p.stem != "__init__")
     return sorted(set(seen.values()))
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -34,21 +34,21 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from typing import TYPE_CHECKING, Sequence  # noqa: E402
 
-from jarrn.cli import command  # noqa: E402
-from jarrn.errors import EXIT_CHECK_FAILED, InputError  # noqa: E402
-from export.estimates import MEASURED_S, about, on_this_machine, total  # noqa: E402
-from export.known_warnings import quiet_known_warnings  # noqa: E402
-from export.precision_choices import PRECISIONS  # noqa: E402
-from model.atomic import remove_stale_temp_files, temp_prefix  # noqa: E402
+from jarrn_deploy.cli import command  # noqa: E402
+from jarrn_deploy.errors import EXIT_CHECK_FAILED, InputError  # noqa: E402
+from jarrn_deploy.export.estimates import MEASURED_S, about, on_this_machine, total  # noqa: E402
+from jarrn_deploy.export.known_warnings import quiet_known_warnings  # noqa: E402
+from jarrn_deploy.export.precision_choices import PRECISIONS  # noqa: E402
+from jarrn_deploy.model.atomic import remove_stale_temp_files, temp_prefix  # noqa: E402
 
 if TYPE_CHECKING:  # torch-heavy: imported only where an export runs
-    from export.onnx_graph import ExportOptions, ExportStats
+    from jarrn_deploy.export.onnx_graph import ExportOptions, ExportStats
 
 DEFAULT_OUTPUT = "artifacts/jarrn_{precision}.onnx"
 PRECISION_CHOICES = PRECISIONS
-"""The choices of ``--precision`` (``export.precision_choices`` is pure Python, so ``--help`` imports neither torch nor onnx)."""
+"""The choices of ``--precision`` (``jarrn_deploy.export.precision_choices`` is pure Python, so ``--help`` imports neither torch nor onnx)."""
 VALIDATION_CHOICES = ("quick", "full")
-"""The choices of ``--validation``: ``export.validate.CASE_SETS`` (which imports torch, so they are spelled here)."""
+"""The choices of ``--validation``: ``jarrn_deploy.export.validate.CASE_SETS`` (which imports torch, so they are spelled here)."""
 
 
 def parse_static(text: str) -> tuple[int, int]:
@@ -56,7 +56,7 @@ def parse_static(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
     if not match:
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 384x1280, got {text!r}")
-    from export.onnx_graph import MAX_STATIC_SIDE, MIN_STATIC_SIZE
+    from jarrn_deploy.export.onnx_graph import MAX_STATIC_SIDE, MIN_STATIC_SIZE
 
     height, width = int(match.group(1)), int(match.group(2))
     if min(height, width) < MIN_STATIC_SIZE:
@@ -159,15 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "exporter notes on constant folding)")
     p.add_argument("--triton-repo", type=Path, default=None, metavar="DIR",
                    help="also write a Triton model repository with the exported graph (DIR/jarrn/config.pbtxt + "
-                        "1/model.onnx, ONNX Runtime backend; see python -m export.triton_repo for plans and options)")
-    from export.triton_repo import add_instance_kind_argument
+                        "1/model.onnx, ONNX Runtime backend; see python -m jarrn_deploy.export.triton_repo for plans and options)")
+    from jarrn_deploy.export.triton_repo import add_instance_kind_argument
 
     add_instance_kind_argument(p)
     return p
 
 
 def _load_network(args: argparse.Namespace):
-    from model import CheckpointError, load_model
+    from jarrn_deploy.model import CheckpointError, load_model
 
     try:
         return load_model(args.checkpoint, prob_activation=args.prob_activation)
@@ -179,7 +179,7 @@ def _load_network(args: argparse.Namespace):
 def _staging_path(output: Path) -> Path:
     """A hidden, unique .onnx name next to ``output`` (same filesystem, so the final move is atomic), tagged with
     this process's id so that a later export removes it if this one is killed (:func:`remove_stale_exports`)."""
-    from export.onnx_graph import ExportOutputError
+    from jarrn_deploy.export.onnx_graph import ExportOutputError
 
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -222,7 +222,7 @@ def _remove_empty(dirs: list[Path]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.onnx_graph import (
+    from jarrn_deploy.export.onnx_graph import (
         ExportOptions,
         ExportOutputError,
         ExportStats,
@@ -246,12 +246,12 @@ def run(args: argparse.Namespace) -> int:
         simplify=not args.no_simplify,
     )
     check_output_path(output)
-    from model.atomic import refuse_overwriting_inputs
+    from jarrn_deploy.model.atomic import refuse_overwriting_inputs
 
     refuse_overwriting_inputs([output], {"--checkpoint": args.checkpoint, "--calibration": args.calibration},
                               "--output")
     if args.triton_repo is not None:  # before the minutes of export, not after them
-        from export.triton_repo import _pb2
+        from jarrn_deploy.export.triton_repo import _pb2
 
         _pb2()
     check_static_size_fits(options)  # the size limit now; the memory estimate again with the model's widths
@@ -276,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
         export_seconds = time.perf_counter() - start
         passed, reports = True, []
         if not args.no_validate:
-            from export.validate import validate_onnx
+            from jarrn_deploy.export.validate import validate_onnx
 
             log("validating with ONNX Runtime against PyTorch ...")
             with quiet_known_warnings(args.verbose):
@@ -295,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
     total_seconds = time.perf_counter() - start
     _print_summary(final, options, stats, export_seconds, total_seconds, validated=not args.no_validate)
     if reports:
-        from export.validate import markdown_table, write_reports
+        from jarrn_deploy.export.validate import markdown_table, write_reports
 
         reports[0].onnx_path = str(final)
         print(markdown_table(reports))
@@ -309,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"FAILED: validation bounds exceeded; the graph was kept as {final} for inspection", file=sys.stderr)
             return EXIT_CHECK_FAILED
     if args.triton_repo is not None:
-        from export.triton_repo import RepositoryOptions, write_repository
+        from jarrn_deploy.export.triton_repo import RepositoryOptions, write_repository
 
         write_repository(final, args.triton_repo, RepositoryOptions(instance_kind=args.instance_kind))
     return 0
@@ -359,7 +359,7 @@ def _print_summary(path: Path, options: ExportOptions, stats: ExportStats, expor
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
-    from jarrn.options import ignored_option, repeated_options
+    from jarrn_deploy.options import ignored_option, repeated_options
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -1,9 +1,9 @@
 """A Triton model repository for NVIDIA's Triton container: ``DIR/jarrn/config.pbtxt`` + ``DIR/jarrn/1/model.plan``
 (TensorRT backend) or ``DIR/jarrn/1/model.onnx`` (ONNX Runtime backend, optionally with the TensorRT accelerator).
 
-    python -m export.triton_repo --model artifacts/jarrn_fp16.engine --out triton_repo          # TensorRT plan
-    python -m export.triton_repo --model artifacts/jarrn_fp32.onnx --out triton_repo            # ONNX Runtime
-    python -m export.triton_repo --model artifacts/jarrn_fp32.onnx --out triton_repo --onnx-tensorrt
+    python -m jarrn_deploy.export.triton_repo --model artifacts/jarrn_fp16.engine --out triton_repo          # TensorRT plan
+    python -m jarrn_deploy.export.triton_repo --model artifacts/jarrn_fp32.onnx --out triton_repo            # ONNX Runtime
+    python -m jarrn_deploy.export.triton_repo --model artifacts/jarrn_fp32.onnx --out triton_repo --onnx-tensorrt
     jarrn export --triton-repo triton_repo --instance-kind cpu                                  # export, then this
     docker run --gpus all --rm -p8000:8000 -p8001:8001 -p8002:8002 -v $PWD/triton_repo:/models \\
         nvcr.io/nvidia/tritonserver:26.08-py3 tritonserver --model-repository=/models          # GPU instances
@@ -25,18 +25,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402
 from dataclasses import dataclass, replace  # noqa: E402
 from typing import Sequence  # noqa: E402
 
-from jarrn.cli import command  # noqa: E402
-from jarrn.errors import InputError, OutputError, UnavailableError, UsageError  # noqa: E402
+from jarrn_deploy.cli import command  # noqa: E402
+from jarrn_deploy.errors import InputError, OutputError, UnavailableError, UsageError  # noqa: E402
 
 MODEL_NAME = "jarrn"
 TRITON_TAG = "26.08-py3"
@@ -57,7 +57,7 @@ def docker_command(repository: str | Path, instance_kind: str = "gpu") -> str:
 
 def machine_instance_kind() -> str:
     """"gpu" when ``nvidia-smi`` sees a GPU here, else "cpu": the default of ``--instance-kind``."""
-    from export.gpu_probe import visible_gpus
+    from jarrn_deploy.export.gpu_probe import visible_gpus
 
     return "gpu" if visible_gpus() else "cpu"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -105,7 +105,7 @@ def _pb2():  # noqa: ANN202
 
 
 def _contract_tensors() -> tuple[tuple[str, int], tuple[str, int], str]:
-    from export.engine_profile import INPUT_CHANNELS, OUTPUT_NAME
+    from jarrn_deploy.export.engine_profile import INPUT_CHANNELS, OUTPUT_NAME
 
     (rgb, rgb_channels), (sparse, sparse_channels) = INPUT_CHANNELS.items()
     return (rgb, rgb_channels), (sparse, sparse_channels), OUTPUT_NAME
@@ -153,8 +153,8 @@ def config_text(config) -> str:  # noqa: ANN001
 
 def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
     """``(config, notes, plan)``: the plan bytes checked against the manifest and decompressed when stored zstd."""
-    from export.engine_manifest import EngineManifest, check_engine_file, manifest_path
-    from export.export_errors import EngineFileError
+    from jarrn_deploy.export.engine_manifest import EngineManifest, check_engine_file, manifest_path
+    from jarrn_deploy.export.export_errors import EngineFileError
 
     if options.instance_kind != "gpu":
         raise UsageError("--instance-kind cpu: a TensorRT plan runs on a GPU only; use an ONNX model for CPU instances")
@@ -191,9 +191,9 @@ def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
 
 
 def _onnx_accelerator(onnx_path: Path, options: RepositoryOptions, max_batch: int) -> tuple[dict[str, str], str]:
-    from export.engine_graph import precision_from_onnx
-    from export.export_errors import EngineFileError
-    from export.engine_profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT, INPUT_CHANNELS, Profile, ProfileError
+    from jarrn_deploy.export.engine_graph import precision_from_onnx
+    from jarrn_deploy.export.export_errors import EngineFileError
+    from jarrn_deploy.export.engine_profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT, INPUT_CHANNELS, Profile, ProfileError
 
     try:
         profile = Profile.parse(*(options.profile_text or (DEFAULT_MIN, DEFAULT_OPT, DEFAULT_MAX)))
@@ -225,7 +225,7 @@ def _onnx_input_hw(onnx_path: Path) -> tuple[int, int]:
     """``(H, W)`` of the graph's rgb input, -1 where dynamic; refuses a fixed batch (Triton owns the batch dimension)."""
     import onnx
 
-    from export.engine_profile import INPUT_CHANNELS
+    from jarrn_deploy.export.engine_profile import INPUT_CHANNELS
 
     rgb_name = next(iter(INPUT_CHANNELS))
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
@@ -270,7 +270,7 @@ def write_repository(model: str | Path, out: str | Path, options: RepositoryOpti
                      *, log=print) -> Path:  # noqa: ANN001
     """Write ``out/jarrn/{config.pbtxt, 1/model.plan|model.onnx}`` for ``model`` (an engine with its manifest, or an
     ONNX); returns the model folder. Files are written atomically; other models in ``out`` are left alone."""
-    from model.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+    from jarrn_deploy.model.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 
     model, out = Path(model), Path(out)
     if not options.instance_kind:
@@ -320,7 +320,7 @@ def write_repository(model: str | Path, out: str | Path, options: RepositoryOpti
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m export.triton_repo",
+        prog="python -m jarrn_deploy.export.triton_repo",
         description="Write a Triton model repository (model 'jarrn', dynamic batching) for NVIDIA's Triton container "
                     "from a TensorRT engine (TensorRT backend) or an ONNX file (ONNX Runtime backend).",
         epilog="Serve it: " + docker_command("triton_repo") + " (CPU instances: without --gpus all)",

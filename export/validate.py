@@ -2,7 +2,7 @@
 
 Cases: the bundled real frames and random inputs at several sizes and batch sizes, at least one size not a multiple of
 64 (static graphs: their own size and batch). Two sets of real-frame cases (:data:`CASE_SETS`): ``full`` is
-``model.real_frames.evaluation_cases`` (both KITTI cameras with real LiDAR at 375x1242, the indoor frames with 500 and
+``jarrn_deploy.model.real_frames.evaluation_cases`` (both KITTI cameras with real LiDAR at 375x1242, the indoor frames with 500 and
 100 random ground-truth points, the Kinect v2 frame at 1080x1440); ``quick`` (what an export runs, a quarter of the
 pixels) is one frame per sensor (KITTI camera 02, TUM and Kinect v2 with 500 points), frames larger than a KITTI
 frame centre-cropped to about its pixel count before the points are drawn. Per case: max and mean absolute difference in metres
@@ -28,22 +28,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import torch  # noqa: E402
 
-from export.estimates import MEASURED_S, about, on_this_machine  # noqa: E402
-from export.graph_check import GraphError, check_graph  # noqa: E402
-from export.precision_choices import FP32_MAX_ABS_M, RMSE_TOLERANCE  # noqa: E402
-from export.onnx_graph import ExportError, atomic_write_bytes, file_sha256, read_metadata  # noqa: E402
-from jarrn.cli import command  # noqa: E402
-from jarrn.errors import EXIT_CHECK_FAILED, InputError  # noqa: E402
-from model import CONTRACT, Jarrn, MetricJarrn  # noqa: E402
+from jarrn_deploy.export.estimates import MEASURED_S, about, on_this_machine  # noqa: E402
+from jarrn_deploy.export.graph_check import GraphError, check_graph  # noqa: E402
+from jarrn_deploy.export.precision_choices import FP32_MAX_ABS_M, RMSE_TOLERANCE  # noqa: E402
+from jarrn_deploy.export.onnx_graph import ExportError, atomic_write_bytes, file_sha256, read_metadata  # noqa: E402
+from jarrn_deploy.cli import command  # noqa: E402
+from jarrn_deploy.errors import EXIT_CHECK_FAILED, InputError  # noqa: E402
+from jarrn_deploy.model import CONTRACT, Jarrn, MetricJarrn  # noqa: E402
 
 CASE_SETS = ("quick", "full")
 """The real-frame case sets, cheapest first (see the module docstring)."""
@@ -222,7 +222,7 @@ class _Case:
 
 def _fit(array: np.ndarray, hw: tuple[int, int], mode: str) -> np.ndarray:
     """Centre-crop the last two axes of ``array`` to ``hw``, padding (edge / zeros) where it is smaller."""
-    from model.crop import crop_or_pad
+    from jarrn_deploy.model.crop import crop_or_pad
 
     return crop_or_pad(array, hw, mode=mode, channels_last=False)
 
@@ -232,7 +232,7 @@ def _quick_frames(frames: list) -> list:
     :data:`QUICK_MAX_PIXELS`."""
     from dataclasses import replace
 
-    from model.crop import crop_or_pad
+    from jarrn_deploy.model.crop import crop_or_pad
 
     chosen: dict[str, object] = {}
     for frame in frames:
@@ -253,8 +253,8 @@ def real_cases(static_hw: tuple[int, int] | None = None, static_batch: int | Non
                case_set: str = "full") -> list[_Case]:
     """The bundled real frames as graph inputs, ``case_set`` one of :data:`CASE_SETS` (cropped/padded to a static
     size; repeated to a static batch)."""
-    from model.contract import prepare_inputs
-    from model.real_frames import INDOOR_POINT_COUNTS, evaluation_cases, load_real_frames
+    from jarrn_deploy.model.contract import prepare_inputs
+    from jarrn_deploy.model.real_frames import INDOOR_POINT_COUNTS, evaluation_cases, load_real_frames
 
     frames = load_real_frames()
     if case_set == "quick":
@@ -346,7 +346,7 @@ class ReferenceCache:
 
 
 def _session(path: str | Path):
-    from export.ort_session import open_session
+    from jarrn_deploy.export.ort_session import open_session
 
     session = open_session(path, log_severity=3)
     check_graph(session, path)  # the contract's inputs, outputs and jarrn.* metadata, before it is trusted
@@ -354,7 +354,7 @@ def _session(path: str | Path):
 
 
 def _rmse(pred: np.ndarray, gt: np.ndarray) -> float | None:
-    from model.metrics import depth_metrics
+    from jarrn_deploy.model.metrics import depth_metrics
 
     try:
         return depth_metrics(pred, gt).rmse
@@ -445,7 +445,7 @@ def validate_onnx(
 
 def network_for(onnx_path: str | Path, checkpoint: str | None, prob_activation: str | None) -> Jarrn:
     """The network a graph was exported from: ``checkpoint`` if given, else the one its metadata records."""
-    from model import load_model
+    from jarrn_deploy.model import load_model
 
     meta = read_metadata(onnx_path)
     try:
@@ -506,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in args.onnx:
         if not path.is_file():
             raise InputError(f"no such file {path}")
-    from model import CheckpointError
+    from jarrn_deploy.model import CheckpointError
 
     reports, reference, network_key = [], None, None
     try:

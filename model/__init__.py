@@ -1,7 +1,7 @@
 """JARRN in PyTorch: the network, its tensor contract, checkpoints, data, sparse patterns and metrics.
 
-The names below are imported on first use, so the torch-free modules of this package (``model.atomic``, the numpy half
-of the contract, ``model.depth_io``) can be imported on a machine without torch (the thin runtime's floor).
+The names below are imported on first use, so the torch-free modules of this package (``jarrn_deploy.model.atomic``, the numpy half
+of the contract, ``jarrn_deploy.model.depth_io``) can be imported on a machine without torch (the thin runtime's floor).
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ import importlib
 from typing import Any
 
 _LAZY_NAMES: dict[str, str] = {
-    "CONTRACT": "model.contract",
-    "prepare_inputs": "model.contract",
-    "MetricJarrn": "model.metric_jarrn",
-    "CheckpointError": "model.checkpoint",
-    "load_model": "model.checkpoint",
-    "save_model": "model.checkpoint",
-    "Jarrn": "model.network",
-    "JarrnConfig": "model.network",
-    "JarrnOutput": "model.network",
+    "CONTRACT": "jarrn_deploy.model.contract",
+    "prepare_inputs": "jarrn_deploy.model.contract",
+    "MetricJarrn": "jarrn_deploy.model.metric_jarrn",
+    "CheckpointError": "jarrn_deploy.model.checkpoint",
+    "load_model": "jarrn_deploy.model.checkpoint",
+    "save_model": "jarrn_deploy.model.checkpoint",
+    "Jarrn": "jarrn_deploy.model.network",
+    "JarrnConfig": "jarrn_deploy.model.network",
+    "JarrnOutput": "jarrn_deploy.model.network",
 }
 
 __all__ = sorted(_LAZY_NAMES)

@@ -135,8 +135,8 @@ def staged_outputs(folder: str | os.PathLike) -> Iterator[Path]:
 def check_writable_folder(folder: str | os.PathLike, flag: str, *, create: bool = True) -> Path:
     """Fail now, not after the work, when ``folder`` cannot take our files: a file in the way, no permission, a
     read-only or full filesystem (a 4 KiB probe file is written and removed). ``create`` makes the folder;
-    otherwise its nearest existing parent is probed. Raises :class:`jarrn.errors.OutputError` naming ``flag``."""
-    from jarrn.errors import OutputError
+    otherwise its nearest existing parent is probed. Raises :class:`jarrn_deploy.errors.OutputError` naming ``flag``."""
+    from jarrn_deploy.errors import OutputError
 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
@@ -158,8 +158,8 @@ def check_writable_folder(folder: str | os.PathLike, flag: str, *, create: bool 
 
 def write_probe(folder: str | os.PathLike, flag: str) -> None:
     """Create and remove a 4 KiB file in the existing ``folder``: catches what permission bits do not (a read-only
-    mount, /proc, a full disk). Raises :class:`jarrn.errors.OutputError` naming ``flag``."""
-    from jarrn.errors import OutputError
+    mount, /proc, a full disk). Raises :class:`jarrn_deploy.errors.OutputError` naming ``flag``."""
+    from jarrn_deploy.errors import OutputError
 
     remove_stale_temp_files(Path(folder) / "write-probe")  # probes of runs killed mid-probe
     try:
@@ -196,9 +196,9 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 def check_input_file(path: str | os.PathLike, flag: str, expected: str) -> None:
-    """:class:`jarrn.errors.InputError` naming ``flag`` when ``path`` is missing or a folder (``expected``: what it
+    """:class:`jarrn_deploy.errors.InputError` naming ``flag`` when ``path`` is missing or a folder (``expected``: what it
     should be)."""
-    from jarrn.errors import InputError
+    from jarrn_deploy.errors import InputError
 
     path = Path(path)
     if path.is_dir():
@@ -209,9 +209,9 @@ def check_input_file(path: str | os.PathLike, flag: str, expected: str) -> None:
 
 def refuse_overwriting_inputs(outputs: Iterable[str | os.PathLike], inputs: Mapping[str, str | os.PathLike | None],
                               out_flag: str) -> None:
-    """:class:`jarrn.errors.OutputError` (exit 4), before any work, when one of ``outputs`` is one of ``inputs``
+    """:class:`jarrn_deploy.errors.OutputError` (exit 4), before any work, when one of ``outputs`` is one of ``inputs``
     (option -> path; None skipped): no command writes over one of its own inputs."""
-    from jarrn.errors import OutputError
+    from jarrn_deploy.errors import OutputError
 
     def same(a: Path, b: Path) -> bool:
         try:

@@ -11,10 +11,10 @@ from typing import Iterator, Mapping
 
 import torch
 
-from jarrn.errors import InputError, OutputError
-from model.atomic import atomic_path, remove_stale_temp_files
-from model.contract import CONTRACT_VERSION
-from model.network import Jarrn, JarrnConfig
+from jarrn_deploy.errors import InputError, OutputError
+from jarrn_deploy.model.atomic import atomic_path, remove_stale_temp_files
+from jarrn_deploy.model.contract import CONTRACT_VERSION
+from jarrn_deploy.model.network import Jarrn, JarrnConfig
 
 PROJECT_FORMAT = "jarrn-deploy"
 HASH_KEY = "content_sha256"
@@ -260,9 +260,9 @@ def load_model(
     Everything is checked before it is trusted: the recorded config and contract version, floating-point dtypes and
     finite values; a file that fails raises :class:`CheckpointError` (a ValueError) naming the file and the fault,
     a missing file :class:`CheckpointNotFoundError` (also a FileNotFoundError), a CUDA ``device`` on a machine
-    without one :class:`jarrn.errors.UnavailableError`.
+    without one :class:`jarrn_deploy.errors.UnavailableError`.
     """
-    from jarrn.devices import resolve_device
+    from jarrn_deploy.devices import resolve_device
 
     device = resolve_device(device, name="device")
     if path is None:
@@ -292,7 +292,7 @@ def load_model(
 
 
 def read_training_checkpoint(path: str | os.PathLike) -> dict:
-    """The payload of a ``model.train`` ``last.pt``, checked: a dict with the network and optimizer state, the step
+    """The payload of a ``jarrn_deploy.model.train`` ``last.pt``, checked: a dict with the network and optimizer state, the step
     and a valid recorded config (returned parsed as ``payload["jarrn_config"]``: a :class:`JarrnConfig`)."""
     path = Path(path)
     try:

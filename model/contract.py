@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jarrn.errors import CheckFailedError, InputError
+from jarrn_deploy.errors import CheckFailedError, InputError
 
 DOWNSAMPLING_FACTOR = 64
 """The network's six stride-2 convolutions: the graph pads height and width to a multiple of this."""
@@ -179,7 +179,7 @@ def check_has_points(sparse: np.ndarray, was_batched: bool) -> None:
 def prepare_inputs(rgb: np.ndarray, sparse_depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """Validate user inputs and return graph inputs ``(rgb [B,3,H,W], sparse_depth [B,1,H,W], was_batched)``.
 
-    Raises :class:`jarrn.errors.InputError` (a ValueError) or TypeError naming the argument; an image without a
+    Raises :class:`jarrn_deploy.errors.InputError` (a ValueError) or TypeError naming the argument; an image without a
     sparse point gets :class:`EmptySparseDepthError`, checked last (after sizes, types and values)."""
     was_batched = rgb.ndim == 4 if isinstance(rgb, np.ndarray) and not isinstance(rgb, np.matrix) else False
     rgb_b = _as_batched_rgb(rgb)

@@ -1,7 +1,7 @@
 """Dataset adapters for training on real RGB-D data: KITTI depth completion, NYUv2, DIODE and generic folders.
 
 Every adapter is a map-style dataset whose items look like those of the training's synthetic source
-(``model.training.samples.SyntheticSource``):
+(``jarrn_deploy.model.training.samples.SyntheticSource``):
 ``{"rgb": float32 [3,H,W] in [0,1], "depth": float32 [1,H,W] metres, 0 = invalid}``; KITTI items also carry
 ``"sparse"`` (float32 [1,H,W] metres, the real projected LiDAR). Frames keep their native size; the training loop
 crops them. A missing, unreadable or inconsistent file raises :class:`DatasetError` naming it.
@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from jarrn.errors import InputError
+from jarrn_deploy.errors import InputError
 
 RGB_SUFFIXES = (".png", ".jpg", ".jpeg")
 KITTI_CAMERAS = ("image_02", "image_03")
@@ -81,7 +81,7 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 
 def _read_depth_png(path: Path, scale: float) -> np.ndarray:
-    from model.depth_io import read_depth_png
+    from jarrn_deploy.model.depth_io import read_depth_png
 
     if not path.is_file():
         raise DatasetError(f"missing depth file: {path}")
@@ -184,7 +184,7 @@ class KittiDepthCompletion(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from model.depth_io import KITTI_DEPTH_SCALE
+        from jarrn_deploy.model.depth_io import KITTI_DEPTH_SCALE
 
         rgb_path, lidar_path, gt_path = self.samples[index]
         rgb = _read_rgb(rgb_path)

@@ -1,4 +1,4 @@
-"""Reading and writing RGB images and 16-bit depth PNGs (depth colouring for previews: :mod:`model.visualize`)."""
+"""Reading and writing RGB images and 16-bit depth PNGs (depth colouring for previews: :mod:`jarrn_deploy.model.visualize`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from model.atomic import atomic_path
+from jarrn_deploy.model.atomic import atomic_path
 
 PathLike = str | os.PathLike[str]
 

@@ -1,9 +1,9 @@
 """Evaluate a model on the bundled real frames against nearest and linear interpolation.
 
-    python -m model.evaluate                        # the bundled default model -> reports/evaluation/
-    python -m model.evaluate --model runs/x/best.safetensors --out reports/x
+    python -m jarrn_deploy.model.evaluate                        # the bundled default model -> reports/evaluation/
+    python -m jarrn_deploy.model.evaluate --model runs/x/best.safetensors --out reports/x
 
-Cases are :func:`model.real_frames.evaluation_cases`: KITTI with its real LiDAR, the indoor frames with 500 and 100
+Cases are :func:`jarrn_deploy.model.real_frames.evaluation_cases`: KITTI with its real LiDAR, the indoor frames with 500 and 100
 random GT points (``--seed``). Metrics are on every valid GT pixel, in metres. For a model that fills its sparse
 channel (``sparse_fill='pushpull'``) the fill alone is reported too, so the table shows what the network adds.
 Writes ``evaluation.md``, ``evaluation.json``, ``evaluation.png`` (RMSE per case and method) and
@@ -20,13 +20,13 @@ from typing import Sequence
 
 import numpy as np
 
-from jarrn.cli import command
-from jarrn.durations import Span, about, on_this_machine
-from jarrn.errors import InputError, OutputError, UsageError
-from jarrn.options import repeated_options
-from model.atomic import (atomic_write_bytes, atomic_write_text, check_writable_folder, refuse_overwriting_inputs,
+from jarrn_deploy.cli import command
+from jarrn_deploy.durations import Span, about, on_this_machine
+from jarrn_deploy.errors import InputError, OutputError, UsageError
+from jarrn_deploy.options import repeated_options
+from jarrn_deploy.model.atomic import (atomic_write_bytes, atomic_write_text, check_writable_folder, refuse_overwriting_inputs,
                           staged_outputs)
-from model.frame_evaluation import METHODS, CaseResult, evaluate, panel, rmse_chart
+from jarrn_deploy.model.frame_evaluation import METHODS, CaseResult, evaluate, panel, rmse_chart
 
 
 EVALUATE_S: Span = (37.5, 42.5)
@@ -81,8 +81,8 @@ output:
   panel_<case>.png per frame (image, measured depth, prediction, interpolation, error maps).
 
 examples:
-  python -m model.evaluate                                         # the bundled model -> reports/evaluation/
-  python -m model.evaluate --model runs/kitti/best.safetensors --out reports/kitti
+  python -m jarrn_deploy.model.evaluate                                         # the bundled model -> reports/evaluation/
+  python -m jarrn_deploy.model.evaluate --model runs/kitti/best.safetensors --out reports/kitti
   jarrn evaluate --no-panels
 """
 
@@ -112,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.held_out_root is not None and not args.held_out_root.is_dir():
         raise InputError(f"--held-out-root: expected an rgbd_extra folder, got {args.held_out_root}")
     repeated_options(parser, argv)
-    from jarrn.memory import guard_disabled
+    from jarrn_deploy.memory import guard_disabled
 
     guard_disabled()  # a junk JARRN_MEMORY_GUARD value: a usage error before the work
     refuse_overwriting_inputs([args.out / name for name in REPORT_FILES], {"--model": args.model}, "--out")
-    from jarrn.devices import resolve_device
+    from jarrn_deploy.devices import resolve_device
 
     device = resolve_device(args.device)  # a bad or missing device fails before anything is written
     check_writable_folder(args.out, "--out")  # before the minutes of evaluation, not after
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from model.checkpoint import CheckpointError, load_model
-    from model.real_frames import evaluation_cases, load_real_frames
+    from jarrn_deploy.model.checkpoint import CheckpointError, load_model
+    from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -139,18 +139,18 @@ def main(argv: list[str] | None = None) -> int:
     results, predictions = evaluate(network, cases, log=lambda line: print(line, flush=True))
     held_out = None
     if args.held_out_root is not None:
-        from model.heldout_eval import evaluate_held_out
+        from jarrn_deploy.model.heldout_eval import evaluate_held_out
 
         held_out = evaluate_held_out(network, args.held_out_root, seed=args.seed, panels=not args.no_panels,
                                      log=lambda line: print(line, flush=True))
 
-    command = "python -m model.evaluate" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m jarrn_deploy.model.evaluate" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     try:
         # All or nothing: every file is written into a hidden staging folder first, then moved in.
         with staged_outputs(args.out) as stage:
             _write_outputs(stage, args, network, label, command, device, results, cases, predictions)
             if held_out is not None:
-                from model.heldout_eval import write_report
+                from jarrn_deploy.model.heldout_eval import write_report
 
                 write_report(stage, held_out, results, label, command)
     except OSError as exc:

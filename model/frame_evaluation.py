@@ -1,6 +1,6 @@
 """A model against interpolation on evaluation cases (real frames with ground truth): metrics per case and method,
-the RMSE chart and the per-case panel. Shared by ``python -m model.evaluate`` (the bundled frames) and
-:mod:`model.heldout_eval` (held-out RGB-D sets), so neither imports the other."""
+the RMSE chart and the per-case panel. Shared by ``python -m jarrn_deploy.model.evaluate`` (the bundled frames) and
+:mod:`jarrn_deploy.model.heldout_eval` (held-out RGB-D sets), so neither imports the other."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from model.visualize import Tile, figure_png, tile_grid_png
+from jarrn_deploy.model.visualize import Tile, figure_png, tile_grid_png
 
 METHODS = ("model", "pushpull fill", "nearest", "linear")
 
@@ -39,7 +39,7 @@ def fill_only(sparse: np.ndarray) -> np.ndarray:
     """The contract's push-pull fill of ``sparse`` (HxW metres), without any network."""
     import torch
 
-    from model.metric_jarrn import pushpull_fill
+    from jarrn_deploy.model.metric_jarrn import pushpull_fill
 
     tensor = torch.from_numpy(np.ascontiguousarray(sparse, dtype=np.float32))[None, None]
     return pushpull_fill(tensor, (tensor > 0).float())[0, 0].numpy()
@@ -48,8 +48,8 @@ def fill_only(sparse: np.ndarray) -> np.ndarray:
 def evaluate(network, cases, log: Callable[[str], None] = print,  # noqa: ANN001
              ) -> tuple[list[CaseResult], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """Metrics per case and method, plus ``(model prediction, linear interpolation)`` keyed by case name."""
-    from model.baselines import linear_interpolation, nearest_interpolation
-    from model.metrics import depth_metrics
+    from jarrn_deploy.model.baselines import linear_interpolation, nearest_interpolation
+    from jarrn_deploy.model.metrics import depth_metrics
 
     results, predictions = [], {}
     for index, case in enumerate(cases, 1):

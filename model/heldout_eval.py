@@ -1,6 +1,6 @@
-"""Evaluation on the held-out sets of ``rgbd_extra`` (:mod:`model.rgbd_extra`), per frame and per set.
+"""Evaluation on the held-out sets of ``rgbd_extra`` (:mod:`jarrn_deploy.model.rgbd_extra`), per frame and per set.
 
-``python -m model.evaluate --held-out-root DIR`` calls :func:`evaluate_held_out` after the bundled frames and writes
+``python -m jarrn_deploy.model.evaluate --held-out-root DIR`` calls :func:`evaluate_held_out` after the bundled frames and writes
 ``heldout.md`` / ``heldout.json`` / ``heldout.png`` and one ``panel_heldout_<set>_at_<pattern>.png`` per set and
 pattern (its first frame), plus ``summary.md``: one table of the bundled cases and the held-out sets with the model,
 its fill alone, nearest and linear interpolation, the model's ratio to linear and its gain over its fill.
@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from model.frame_evaluation import METHODS, CaseResult, evaluate, panel, rmse_chart
+from jarrn_deploy.model.frame_evaluation import METHODS, CaseResult, evaluate, panel, rmse_chart
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def average_groups(results: Sequence[CaseResult], groups: Sequence[str]) -> list
 def evaluate_held_out(network, root: str | Path, *, seed: int = 0, panels: bool = True,  # noqa: ANN001
                       log: Callable[[str], None] = print) -> HeldOutReport:
     """Run the model and the baselines on every frame of the held-out sets under ``root``."""
-    from model.rgbd_extra import held_out_cases
+    from jarrn_deploy.model.rgbd_extra import held_out_cases
 
     cases = held_out_cases(root, seed)
     log(f"held-out sets: {len(cases)} cases from {root}")
@@ -101,7 +101,7 @@ def render_markdown(report: HeldOutReport, bundled: Sequence[CaseResult], label:
     """``summary.md``: bundled cases, held-out sets (averaged) and held-out frames."""
     lines = [f"# Evaluation summary: {label}", "", f"Command: `{command}`", "",
              "RMSE in metres on every scored GT pixel. Held-out sets (never trained on, "
-             "model.rgbd_extra.HELD_OUT_SETS): indoor with 500 / 100 random GT points, LiDAR with 20% of the "
+             "jarrn_deploy.model.rgbd_extra.HELD_OUT_SETS): indoor with 500 / 100 random GT points, LiDAR with 20% of the "
              "points as input and the other 80% scored. `gain over fill` = 1 - model RMSE / fill RMSE.", ""]
     if bundled:
         lines += ["## Bundled real frames (data/real)", ""] + render_table(bundled) + [""] + _summary_lines(bundled)
@@ -123,7 +123,7 @@ def payload(report: HeldOutReport) -> dict:
 
 def write_report(stage: Path, report: HeldOutReport, bundled: Sequence[CaseResult], label: str, command: str) -> None:
     """Write summary.md, heldout.json, heldout.png and the panels into ``stage`` (atomically, file by file)."""
-    from model.atomic import atomic_write_bytes, atomic_write_text
+    from jarrn_deploy.model.atomic import atomic_write_bytes, atomic_write_text
 
     atomic_write_text(stage / "summary.md", render_markdown(report, bundled, label, command))
     atomic_write_text(stage / "heldout.json", json.dumps(payload(report), indent=2) + "\n")

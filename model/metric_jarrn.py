@@ -2,7 +2,7 @@
 
 Validity mask ``sparse > 0``; per-image normalisation of the sparse depth; padding to ``CONTRACT.pad_multiple``;
 the optional push-pull fill of the sparse channel; the network; cropping back; de-normalisation to metres. The names,
-layout and numpy conversions every backend shares are in :mod:`model.contract`.
+layout and numpy conversions every backend shares are in :mod:`jarrn_deploy.model.contract`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jarrn.memory import ENV_OVERRIDE_HINT, MemoryGuard, user_batch_shape
-from model.contract import CONTRACT, depth_to_user, prepare_inputs
+from jarrn_deploy.memory import ENV_OVERRIDE_HINT, MemoryGuard, user_batch_shape
+from jarrn_deploy.model.contract import CONTRACT, depth_to_user, prepare_inputs
 
 DEPTH_NORMALISATIONS = frozenset({"max", "minmax"})
 """How :func:`normalise_sparse` can normalise the sparse depth per image (``JarrnConfig.depth_normalisation``)."""
@@ -126,7 +126,7 @@ class MetricJarrn(nn.Module):
     """The whole contract around a :class:`Jarrn`: metric inputs of any size in, metric depth out (the ONNX graph)."""
 
     def __init__(self, network: nn.Module, aux_outputs: bool = False) -> None:
-        """``network``: a :class:`model.network.Jarrn` (this module is below it, so it is not named in the type: any
+        """``network``: a :class:`jarrn_deploy.model.network.Jarrn` (this module is below it, so it is not named in the type: any
         module with the same ``config`` and ``forward(rgb, sparse, mask)`` does)."""
         super().__init__()
         self.network = network
@@ -151,7 +151,7 @@ class MetricJarrn(nn.Module):
 @torch.inference_mode()
 def complete_depth(network: nn.Module, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
     """PyTorch reference path: user numpy inputs in, float32 metres out, any H and W (``network``: a
-    :class:`model.network.Jarrn`, whose ``complete`` calls this)."""
+    :class:`jarrn_deploy.model.network.Jarrn`, whose ``complete`` calls this)."""
     device = next(network.parameters()).device
     guard, shape = _memory_guard(network, device), user_batch_shape(rgb)
     if shape is not None:

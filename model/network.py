@@ -15,8 +15,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from model.metric_jarrn import DEPTH_NORMALISATIONS, SPARSE_FILLS, complete_depth
-from model.rectification import PROB_ACTIVATIONS, Rectification
+from jarrn_deploy.model.metric_jarrn import DEPTH_NORMALISATIONS, SPARSE_FILLS, complete_depth
+from jarrn_deploy.model.rectification import PROB_ACTIVATIONS, Rectification
 
 FULL_WIDTHS: tuple[int, ...] = (512, 512, 512, 512, 256, 128, 64)
 SMALL_WIDTHS: tuple[int, ...] = (128, 128, 96, 64, 48, 32, 16)
@@ -191,7 +191,7 @@ def init_weights(module: nn.Module) -> None:
 class Jarrn(nn.Module):
     """The network on normalised inputs: ``rgb`` in [0,1], ``sparse`` normalised depth, ``mask`` 1 where sparse is valid.
 
-    H and W must be multiples of 64; :mod:`model.contract` pads user inputs and maps depth to and from metres.
+    H and W must be multiples of 64; :mod:`jarrn_deploy.model.contract` pads user inputs and maps depth to and from metres.
     """
 
     def __init__(self, config: JarrnConfig | None = None) -> None:
@@ -211,7 +211,7 @@ class Jarrn(nn.Module):
         return JarrnOutput(rectified.depth, coarse, rectified.scale, rectified.offset, rectified.prob)
 
     def complete(self, rgb, sparse_depth_m):  # noqa: ANN001, ANN201 - numpy in, numpy out; see model.contract
-        """Dense metric depth from user inputs (numpy, any H and W); see :func:`model.metric_jarrn.complete_depth`."""
+        """Dense metric depth from user inputs (numpy, any H and W); see :func:`jarrn_deploy.model.metric_jarrn.complete_depth`."""
         return complete_depth(self, rgb, sparse_depth_m)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from model.depth_io import read_kitti_depth, read_millimetre_depth, read_rgb, read_tum_depth
-from model.sparse import random_points
+from jarrn_deploy.model.depth_io import read_kitti_depth, read_millimetre_depth, read_rgb, read_tum_depth
+from jarrn_deploy.model.sparse import random_points
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / "data" / "real"
 KITTI_DIR = "kitti_2011_09_26_drive_0001_f5"

@@ -10,7 +10,7 @@ The split is by set: every frame of a set sits on one side (frames of a set come
 - LiDAR (``lidar_sparse``, ``dense_gt``): a random 20% of the real points as the input, the other 80% as the GT
   (``<set>/<frame>@lidar20``), so the score is on measured depth the input did not contain.
 
-Training (:class:`model.training.rgbd_extra_samples.RgbdExtraSamples`) draws indoor or outdoor (50/50), then a training set, then one of its frames, and
+Training (:class:`jarrn_deploy.model.training.rgbd_extra_samples.RgbdExtraSamples`) draws indoor or outdoor (50/50), then a training set, then one of its frames, and
 applies: a random integer down-scale (1-3x, LiDAR points binned nearest-wins), the sparse pattern on the whole frame
 (indoor: 100 or 500 points, or 30-3000 log-uniform; LiDAR: keep 10-40% of the points, 20% most often, the rest being the
 GT), a depth scale jitter (x 0.8-1.25, input and GT together), a random crop that holds GT and input points, a
@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from model.datasets import DatasetError
+from jarrn_deploy.model.datasets import DatasetError
 
 HELD_OUT_SETS = ("slambook2_ch7_tum", "tsdf_old_realsense", "kitti_object_kuixu", "sensorscalib_lidar2cam")
 """Sets never trained on: a TUM office desk (Kinect v1) and a RealSense tabletop indoors; KITTI street frames
@@ -163,7 +163,7 @@ def split_sets(sets: Sequence[str], held_out: Sequence[str] = HELD_OUT_SETS) -> 
 
 @dataclass(frozen=True, eq=False)
 class HeldOutCase:
-    """One held-out evaluation input (same fields as :class:`model.real_frames.EvalCase`, plus its set)."""
+    """One held-out evaluation input (same fields as :class:`jarrn_deploy.model.real_frames.EvalCase`, plus its set)."""
 
     name: str
     """"<set>/<frame>@500", "@100" or "@lidar20"."""
@@ -191,7 +191,7 @@ def split_lidar(depth: np.ndarray, fraction: float, rng: np.random.Generator) ->
 
 def frame_cases(frame: ExtraFrame, seed: int = 0) -> list[HeldOutCase]:
     """The evaluation cases of one frame (indoor: 500 and 100 random GT points; LiDAR: 20% in, 80% scored)."""
-    from model.sparse import random_points
+    from jarrn_deploy.model.sparse import random_points
 
     rng = _frame_rng(seed, frame.name)
     if frame.is_lidar:
@@ -251,7 +251,7 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
 def training_pattern(frame_depth: np.ndarray, is_lidar: bool, rng: np.random.Generator,
                      ) -> tuple[np.ndarray, np.ndarray]:
     """``(sparse input, gt)`` of one training sample on a whole (down-scaled) frame, like the evaluation patterns."""
-    from model.sparse import random_points
+    from jarrn_deploy.model.sparse import random_points
 
     if is_lidar:
         fraction = LIDAR_INPUT_FRACTION if rng.random() < 0.5 else float(rng.uniform(0.1, 0.4))

@@ -1,7 +1,7 @@
-"""The command line of ``python -m model.train`` (``jarrn train``): its help, its named choices and its parser.
+"""The command line of ``python -m jarrn_deploy.model.train`` (``jarrn train``): its help, its named choices and its parser.
 
 Pure Python: building the parser imports neither numpy nor torch, so ``--help`` and argument errors answer at once.
-``model.train`` parses with it first and imports the training code (:mod:`model.training`) only for a real run.
+``jarrn_deploy.model.train`` parses with it first and imports the training code (:mod:`jarrn_deploy.model.training`) only for a real run.
 """
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jarrn.durations import about, on_this_machine
+from jarrn_deploy.durations import about, on_this_machine
 
 SPARSE_MIXES: dict[str, dict[str, float]] = {
     "official": {"none": 0.32, "ratio_low": 0.16, "ratio_high": 0.16, "dense": 0.16, "lidar": 0.20},
     "eval": {"none": 0.05, "points": 0.45, "lidar": 0.30, "ratio_low": 0.10, "dense": 0.10},
 }
-"""Sparse-input mixes: regime -> probability, drawn per training sample (``model.training.sparse_sampling``)."""
+"""Sparse-input mixes: regime -> probability, drawn per training sample (``jarrn_deploy.model.training.sparse_sampling``)."""
 SYNTHETIC_ON_DEVICE = ("auto", "on", "off")
 """Where synthetic batches are made: 'auto' (on the device for CUDA, else on the host), 'on' or 'off'."""
 RUN_FILES = ("last.pt", "best.safetensors", "history.json", "log.csv", "val.csv", "curves.png", "args.json")
@@ -74,7 +74,7 @@ sparse inputs (--sparse-mix), drawn for every training sample:
   eval      weighted towards what the evaluation measures: random points (3 to 2000) and LiDAR lines
 
 multi-GPU:
-  torchrun --nproc_per_node=N -m model.train ...   (one process per GPU; the first one writes the files)
+  torchrun --nproc_per_node=N -m jarrn_deploy.model.train ...   (one process per GPU; the first one writes the files)
 
 synthetic scenes on a GPU (--synthetic-on-device, default auto = on for CUDA):
   each batch of scenes, its sparse inputs, crops, flips and colour jitter are made on the GPU in the
@@ -84,17 +84,17 @@ synthetic scenes on a GPU (--synthetic-on-device, default auto = on for CUDA):
   fresh crops, sparse inputs and jitter (--scene-reuse), so the scene-drawing rate does not cap training
 
 examples:
-  python -m model.train --epochs 2 --epoch-samples 64 --out runs/try      # a small synthetic run on a CPU
-  python -m model.train --data kitti --data-root /data/kitti_dc --config full --out runs/kitti
-  python -m model.train --data folder --data-root my_frames/ --depth-scale 1000 --init model.safetensors
-  python -m model.train --out runs/kitti --resume                          # continue an interrupted run
-  torchrun --nproc_per_node=4 -m model.train --data diode --data-root /data/diode --config full
+  python -m jarrn_deploy.model.train --epochs 2 --epoch-samples 64 --out runs/try      # a small synthetic run on a CPU
+  python -m jarrn_deploy.model.train --data kitti --data-root /data/kitti_dc --config full --out runs/kitti
+  python -m jarrn_deploy.model.train --data folder --data-root my_frames/ --depth-scale 1000 --init model.safetensors
+  python -m jarrn_deploy.model.train --out runs/kitti --resume                          # continue an interrupted run
+  torchrun --nproc_per_node=4 -m jarrn_deploy.model.train --data diode --data-root /data/diode --config full
   jarrn train --help
 """
 
 
 def _pool_scenes(text: str) -> int | str:
-    """``--scene-pool``: 'auto' or a whole number (checked in :func:`model.training.arguments.check_args`)."""
+    """``--scene-pool``: 'auto' or a whole number (checked in :func:`jarrn_deploy.model.training.arguments.check_args`)."""
     if text.strip().lower() == "auto":
         return "auto"
     try:

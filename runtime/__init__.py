@@ -1,7 +1,7 @@
 """One API over TensorRT, ONNX Runtime and the PyTorch reference: ``DepthCompleter.complete(rgb, sparse) -> depth``.
 
-See :mod:`runtime.completer` for the API and thread-safety notes, :mod:`runtime.infer` for the command line.
-The names below are imported on first use, so ``python -m runtime.infer --help`` (which imports this package first)
+See :mod:`jarrn_deploy.runtime.completer` for the API and thread-safety notes, :mod:`jarrn_deploy.runtime.infer` for the command line.
+The names below are imported on first use, so ``python -m jarrn_deploy.runtime.infer --help`` (which imports this package first)
 answers without loading numpy, PyTorch or ONNX Runtime.
 """
 
@@ -11,16 +11,16 @@ import importlib
 from typing import Any
 
 _LAZY_NAMES: dict[str, str] = {
-    "BACKENDS": "runtime.backends",
-    "Backend": "runtime.backends",
-    "BackendUnavailable": "runtime.backends",
-    "DepthCompleter": "runtime.completer",
-    "EngineFileError": "export.engine_manifest",
-    "EngineMismatchError": "export.engine_manifest",
-    "ProfileError": "export.engine_manifest",
-    "GraphError": "runtime.backends",
-    "MemoryGuard": "runtime.memory_guard",
-    "MemoryGuardError": "runtime.memory_guard",
+    "BACKENDS": "jarrn_deploy.runtime.backends",
+    "Backend": "jarrn_deploy.runtime.backends",
+    "BackendUnavailable": "jarrn_deploy.runtime.backends",
+    "DepthCompleter": "jarrn_deploy.runtime.completer",
+    "EngineFileError": "jarrn_deploy.export.engine_manifest",
+    "EngineMismatchError": "jarrn_deploy.export.engine_manifest",
+    "ProfileError": "jarrn_deploy.export.engine_manifest",
+    "GraphError": "jarrn_deploy.runtime.backends",
+    "MemoryGuard": "jarrn_deploy.runtime.memory_guard",
+    "MemoryGuardError": "jarrn_deploy.runtime.memory_guard",
 }
 
 __all__ = sorted(_LAZY_NAMES)

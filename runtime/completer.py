@@ -1,13 +1,13 @@
 """``DepthCompleter``: one API over TensorRT, ONNX Runtime and the PyTorch reference.
 
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
     completer = DepthCompleter.from_engine("artifacts/jarrn_fp16.engine")      # TensorRT
     completer = DepthCompleter.from_onnx("artifacts/jarrn_fp32.onnx", providers="cuda")  # ONNX Runtime
     completer = DepthCompleter.from_checkpoint()                               # PyTorch, bundled default model
     depth = completer.complete(rgb, sparse_depth)   # uint8 HxWx3 + float HxW metres -> float32 HxW metres
 
 Batches (``BxHxWx3`` + ``BxHxW``) give ``BxHxW``. Inputs are validated and converted by
-:func:`model.contract.prepare_inputs` and outputs by :func:`model.contract.depth_to_user` for every backend, so all
+:func:`jarrn_deploy.model.contract.prepare_inputs` and outputs by :func:`jarrn_deploy.model.contract.depth_to_user` for every backend, so all
 three accept and reject exactly the same inputs.
 
 Thread safety: a completer may be shared between threads. Each one holds a lock around its backend call (a TensorRT
@@ -24,10 +24,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from jarrn.errors import UsageError
-from model.contract import depth_to_user, prepare_inputs
-from runtime.backends import Backend
-from runtime.memory_guard import MemoryGuard, guard_for_backend, user_batch_shape
+from jarrn_deploy.errors import UsageError
+from jarrn_deploy.model.contract import depth_to_user, prepare_inputs
+from jarrn_deploy.runtime.backends import Backend
+from jarrn_deploy.runtime.memory_guard import MemoryGuard, guard_for_backend, user_batch_shape
 
 
 class DepthCompleter:
@@ -64,7 +64,7 @@ class DepthCompleter:
         (TensorRT: needs cuda-python; TensorRT-RTX: its built-in strategy); ``runtime_cache`` (TensorRT-RTX) keeps the
         just-in-time compiled kernels in that file between runs (default: the file the manifest records, if any).
         """
-        from runtime.backends.tensorrt_backend import TensorRTBackend
+        from jarrn_deploy.runtime.backends.tensorrt_backend import TensorRTBackend
 
         return cls(TensorRTBackend(path, cuda_graphs=cuda_graphs, require_manifest=require_manifest,
                                    verify_hash=verify_hash, device=device, flavour=flavour,
@@ -83,12 +83,12 @@ class DepthCompleter:
     ) -> "DepthCompleter":
         """ONNX Runtime session; ``providers`` in priority order: "cpu", "cuda", "tensorrt" (or full provider names,
         or ``(name, options)`` pairs). For "tensorrt", ``trt_cache_dir`` keeps its engines between runs and
-        ``profile`` (:class:`export.engine_profile.Profile`) fixes the shape range it builds for.
+        ``profile`` (:class:`jarrn_deploy.export.engine_profile.Profile`) fixes the shape range it builds for.
 
-        The graph is checked before it is trusted (:func:`runtime.backends.onnxruntime_backend.check_graph`): the
+        The graph is checked before it is trusted (:func:`jarrn_deploy.runtime.backends.onnxruntime_backend.check_graph`): the
         contract's inputs and ``depth`` output, and the ``jarrn.*`` metadata of ``export/to_onnx.py`` (skip the
         metadata part with ``check_metadata=False`` for graphs exported another way); :class:`GraphError` otherwise."""
-        from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from jarrn_deploy.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return cls(OnnxRuntimeBackend(path, providers, intra_op_threads=intra_op_threads,
                                       trt_cache_dir=trt_cache_dir, profile=profile, check_metadata=check_metadata))
@@ -99,16 +99,16 @@ class DepthCompleter:
         """PyTorch reference (:class:`model.MetricJarrn`); ``path=None`` loads the bundled default model.
 
         ``device``: 'cpu', 'cuda', 'cuda:N' or 'auto'. ``options``: a
-        :class:`runtime.backends.torch_backend.TorchBackendOptions` (FP16 autocast, channels-last, torch.compile with
+        :class:`jarrn_deploy.runtime.backends.torch_backend.TorchBackendOptions` (FP16 autocast, channels-last, torch.compile with
         CUDA graphs; ``TorchBackendOptions.gpu_fast()`` on a GPU); default FP32 eager."""
-        from runtime.backends.torch_backend import TorchBackend
+        from jarrn_deploy.runtime.backends.torch_backend import TorchBackend
 
         return cls(TorchBackend.from_checkpoint(path, device, options))
 
     @classmethod
     def from_network(cls, network: Any, device: str = "cpu", options: Any | None = None) -> "DepthCompleter":
         """PyTorch reference around an already loaded :class:`model.Jarrn` (``options`` as in from_checkpoint)."""
-        from runtime.backends.torch_backend import TorchBackend
+        from jarrn_deploy.runtime.backends.torch_backend import TorchBackend
 
         return cls(TorchBackend(network, device, options))
 
@@ -116,10 +116,10 @@ class DepthCompleter:
     def complete(self, rgb: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
         """``rgb`` uint8 HxWx3 (or float in [0,1]), ``sparse_depth`` float HxW metres (0 = missing), or batches with a
         leading B -> float32 depth in metres, HxW (or BxHxW). Raises ValueError/TypeError naming the bad argument
-        (:class:`model.contract.EmptySparseDepthError` for a map without a point > 0),
-        :class:`model.contract.NonFiniteDepthError` naming the model file when it produces NaN or inf,
-        :class:`runtime.memory_guard.MemoryGuardError` (a MemoryError) for a size whose estimated peak memory does not
-        fit, and :class:`jarrn.errors.UsageError` after :meth:`close`."""
+        (:class:`jarrn_deploy.model.contract.EmptySparseDepthError` for a map without a point > 0),
+        :class:`jarrn_deploy.model.contract.NonFiniteDepthError` naming the model file when it produces NaN or inf,
+        :class:`jarrn_deploy.runtime.memory_guard.MemoryGuardError` (a MemoryError) for a size whose estimated peak memory does not
+        fit, and :class:`jarrn_deploy.errors.UsageError` after :meth:`close`."""
         if self._closed:
             raise UsageError("DepthCompleter: complete() after close(); create a new completer")
         guard, shape = self.memory_guard, user_batch_shape(rgb)

@@ -1,5 +1,5 @@
 """The bundled default model for every backend: exported to ONNX (and built into a TensorRT engine) on first use,
-then cached by content, so ``python -m runtime.infer`` works with no ``--model`` whatever the backend.
+then cached by content, so ``python -m jarrn_deploy.runtime.infer`` works with no ``--model`` whatever the backend.
 
 The cache lives under ``$XDG_CACHE_HOME/jarrn-deploy/models`` (default ``~/.cache/jarrn-deploy/models``), one folder
 per checkpoint sha256 and export recipe (export options and the code that shapes the graph), so a new checkpoint or a
@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from jarrn.cache import cache_home
-from jarrn.errors import CheckFailedError, UnavailableError
+from jarrn_deploy.cache import cache_home
+from jarrn_deploy.errors import CheckFailedError, UnavailableError
 
 BUNDLED_EXPORT_PRECISION = "fp32"
 """Precision of the cached export: FP32 needs no optional package, and every backend runs it."""
@@ -34,14 +34,14 @@ def cache_root() -> Path:
 
 
 def _package_root() -> Path:
-    spec = importlib.util.find_spec("model")
+    spec = importlib.util.find_spec("jarrn_deploy.model")
     if spec is None or not spec.submodule_search_locations:
         raise UnavailableError("the model package is not importable; install the project with `pip install -e .`")
     return Path(next(iter(spec.submodule_search_locations))).resolve().parent
 
 
 BUNDLED_CHECKPOINT = Path("model") / "weights" / "jarrn_small_default.safetensors"
-"""The bundled checkpoint, relative to the package root: ``model.checkpoint.DEFAULT_CHECKPOINT`` (a test pins that
+"""The bundled checkpoint, relative to the package root: ``jarrn_deploy.model.checkpoint.DEFAULT_CHECKPOINT`` (a test pins that
 they agree), found here without importing torch so a cached export runs without it."""
 
 
@@ -51,14 +51,14 @@ def bundled_checkpoint() -> Path:
 
 
 def _sha256(path: Path) -> str:
-    from model.atomic import file_sha256
+    from jarrn_deploy.model.atomic import file_sha256
 
     return file_sha256(path)
 
 
 def export_recipe_digest(options: dict) -> str:
     """sha256 of the export options and of the source files that shape the graph."""
-    from export.source_digest import export_source_digest
+    from jarrn_deploy.export.source_digest import export_source_digest
 
     digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     digest.update(export_source_digest().encode())
@@ -84,10 +84,10 @@ def bundled_onnx(log: Log = print) -> Path:
         log(f"bundled model: cached ONNX export {path}")
         return path
     try:
-        from export.estimates import MEASURED_S, about, on_this_machine
-        from export.known_warnings import quiet_known_warnings
-        from export.onnx_graph import ExportError, ExportOptions, export_onnx
-        from model.checkpoint import load_model
+        from jarrn_deploy.export.estimates import MEASURED_S, about, on_this_machine
+        from jarrn_deploy.export.known_warnings import quiet_known_warnings
+        from jarrn_deploy.export.onnx_graph import ExportError, ExportOptions, export_onnx
+        from jarrn_deploy.model.checkpoint import load_model
     except ImportError as exc:
         raise UnavailableError(
             f"the bundled model must be exported to ONNX once before ONNX Runtime or TensorRT can run it, and "
@@ -123,7 +123,7 @@ def bundled_engine(log: Log = print) -> Path:
     engine = onnx_path.with_suffix(".engine")
     log(f"bundled model: building (or reusing) the TensorRT engine {engine} (first build: minutes) ...")
     start = time.perf_counter()
-    from export import build_engine  # the engine builder's own command: its options and reuse rules stay its own
+    from jarrn_deploy.export import build_engine  # the engine builder's own command: its options and reuse rules stay its own
 
     status = build_engine.main(["--onnx", str(onnx_path), "--out", str(engine)])
     if status != 0 or not engine.is_file():

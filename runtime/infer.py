@@ -1,4 +1,4 @@
-"""Complete one RGB + sparse depth pair with any backend and write the depth as PNGs (``python -m runtime.infer``,
+"""Complete one RGB + sparse depth pair with any backend and write the depth as PNGs (``python -m jarrn_deploy.runtime.infer``,
 ``jarrn infer``).
 
 Writes, each atomically: ``DIR/depth.png`` (uint16, metres x 256, the KITTI convention: 0 = no depth, up to 255.99 m),
@@ -15,7 +15,7 @@ Argument parsing comes first and imports nothing heavy, so ``--help`` answers at
 and TensorRT are imported only when the work starts. Every check that needs no pixels runs before the model loads
 (files, folders, a writable ``--out`` that would not replace an input, options the chosen backend ignores), and the
 memory guard sees the image size from the file header before any pixel is read. Exit statuses: the one table of
-:mod:`jarrn.errors`.
+:mod:`jarrn_deploy.errors`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jarrn.cli import command
-from jarrn.errors import InputError, JarrnError, OutputError, UnavailableError, UsageError
-from jarrn.options import ignored_option, repeated_options
-from model.atomic import check_input_file
+from jarrn_deploy.cli import command
+from jarrn_deploy.errors import InputError, JarrnError, OutputError, UnavailableError, UsageError
+from jarrn_deploy.options import ignored_option, repeated_options
+from jarrn_deploy.model.atomic import check_input_file
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 ONNX_SUFFIXES = (".onnx",)
@@ -60,12 +60,12 @@ def model_kind(model: str | None) -> str:
 def _tensorrt_available(engine: str | None = None) -> bool:
     """Whether the library that runs ``engine`` is installed: the flavour its manifest records (TensorRT or
     TensorRT-RTX); standard TensorRT when there is no engine or no readable manifest."""
-    from export.engine_flavours import TENSORRT, is_installed
+    from jarrn_deploy.export.engine_flavours import TENSORRT, is_installed
 
     flavour = TENSORRT
     if engine is not None:
-        from export.engine_manifest import EngineManifest, manifest_path
-        from export.export_errors import EngineFileError
+        from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
+        from jarrn_deploy.export.export_errors import EngineFileError
 
         try:
             flavour = EngineManifest.load(manifest_path(engine)).flavour or TENSORRT
@@ -87,7 +87,7 @@ def choose_backend(model: str | None, backend: str | None) -> tuple[str, str | N
     kind = model_kind(model)
     if backend is not None and model is None:
         if backend == "tensorrt":
-            from runtime.default_model import require_tensorrt
+            from jarrn_deploy.runtime.default_model import require_tensorrt
 
             require_tensorrt()  # before any work: one line saying what to do instead
         if backend == "torch":
@@ -107,9 +107,9 @@ def choose_backend(model: str | None, backend: str | None) -> tuple[str, str | N
     if kind == "engine":
         if _tensorrt_available(model):
             return "tensorrt", model, "TensorRT engine given and its TensorRT library installed"
-        from export.engine_flavours import TENSORRT_INSTALL_HINT
-        from export.engine_manifest import EngineManifest, manifest_path
-        from export.export_errors import EngineFileError
+        from jarrn_deploy.export.engine_flavours import TENSORRT_INSTALL_HINT
+        from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
+        from jarrn_deploy.export.export_errors import EngineFileError
 
         try:
             onnx_path = EngineManifest.load(manifest_path(model)).onnx_path
@@ -135,7 +135,7 @@ def read_sparse(path: Path, scale: float) -> Any:
     """uint16 depth PNG (metres = value / scale) or .npy in metres (a float32 HxW array)."""
     import numpy as np
 
-    from model.depth_io import read_depth_png
+    from jarrn_deploy.model.depth_io import read_depth_png
 
     check_input_file(path, "--sparse", "a 16-bit depth PNG or a .npy of metres")
     if path.suffix.lower() == ".npy":
@@ -198,8 +198,8 @@ def input_sizes(args: argparse.Namespace) -> tuple[int, int]:
 def check_arguments(args: argparse.Namespace) -> None:
     """Everything that needs neither pixels nor the model, before any work: input files (not folders), a positive
     ``--sparse-scale``, an ``--out`` that can be written and whose outputs would not replace an input."""
-    from jarrn.memory import guard_disabled
-    from model.atomic import check_writable_folder, refuse_overwriting_inputs
+    from jarrn_deploy.memory import guard_disabled
+    from jarrn_deploy.model.atomic import check_writable_folder, refuse_overwriting_inputs
 
     guard_disabled()  # a junk JARRN_MEMORY_GUARD value is a usage error now, not after the model loads
     check_input_file(args.rgb, "--rgb", "an 8-bit PNG or JPEG image")
@@ -230,8 +230,8 @@ def warn_ignored_options(args: argparse.Namespace, backend: str) -> None:
 
 
 def scale_warning(sparse: Any, path: Path, scale: float) -> str | None:
-    """One line when the sparse depth looks mis-scaled (see ``model.depth_io.depth_scale_warning``), else None."""
-    from model.depth_io import depth_scale_warning
+    """One line when the sparse depth looks mis-scaled (see ``jarrn_deploy.model.depth_io.depth_scale_warning``), else None."""
+    from jarrn_deploy.model.depth_io import depth_scale_warning
 
     is_png = path.suffix.lower() != ".npy"
     warning = depth_scale_warning(sparse, scale if is_png else None)
@@ -241,10 +241,10 @@ def scale_warning(sparse: Any, path: Path, scale: float) -> str | None:
 
 
 def build_completer(backend: str, model: str | None, args: argparse.Namespace):  # noqa: ANN201
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
 
     if model is None and backend in ("onnxruntime", "tensorrt"):
-        from runtime import default_model
+        from jarrn_deploy.runtime import default_model
 
         model = str(default_model.bundled_engine(progress) if backend == "tensorrt"
                     else default_model.bundled_onnx(progress))
@@ -268,7 +268,7 @@ def model_precision(backend: str, model: str | None) -> str:
         return "fp32"
     try:
         if model_kind(model) == "engine":
-            from export.engine_manifest import EngineManifest, manifest_path
+            from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
 
             return str(EngineManifest.load(manifest_path(model)).precision)
         try:
@@ -291,10 +291,10 @@ def model_precision(backend: str, model: str | None) -> str:
 def write_outputs(out_dir: Path, rgb: Any, sparse: Any, depth: Any, caption: str) -> list[Path]:
     """depth.png, depth_color.png (colour bar in metres) and panel.png in ``out_dir``; ``caption`` says what made
     them (backend, precision, model)."""
-    from model.depth_io import write_depth_png, write_rgb_png
-    from runtime.panel import depth_with_colorbar, display_range, make_panel
+    from jarrn_deploy.model.depth_io import write_depth_png, write_rgb_png
+    from jarrn_deploy.runtime.panel import depth_with_colorbar, display_range, make_panel
 
-    from model.atomic import staged_outputs
+    from jarrn_deploy.model.atomic import staged_outputs
 
     value_range = display_range(depth)
     points = int((sparse > 0).sum())
@@ -332,16 +332,16 @@ sparse depth files:
   like metres (for instance a TUM file read with the KITTI scale) gets a warning suggesting a scale.
 
 examples:
-  python -m runtime.infer --rgb image.png --sparse lidar.png --out results/
-  python -m runtime.infer --rgb rgb.png --sparse depth.png --sparse-scale 5000 --out results/
-  python -m runtime.infer --rgb rgb.png --sparse depth.png --backend onnxruntime --out results/
-  python -m runtime.infer --rgb rgb.png --sparse points.npy --model model.engine --out results/
+  python -m jarrn_deploy.runtime.infer --rgb image.png --sparse lidar.png --out results/
+  python -m jarrn_deploy.runtime.infer --rgb rgb.png --sparse depth.png --sparse-scale 5000 --out results/
+  python -m jarrn_deploy.runtime.infer --rgb rgb.png --sparse depth.png --backend onnxruntime --out results/
+  python -m jarrn_deploy.runtime.infer --rgb rgb.png --sparse points.npy --model model.engine --out results/
   jarrn infer --rgb data/real/tum_desk/rgb.png --sparse data/real/tum_desk/depth.png --sparse-scale 5000 --out out/
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m runtime.infer`` (building it imports nothing heavy)."""
+    """The command line of ``python -m jarrn_deploy.runtime.infer`` (building it imports nothing heavy)."""
     parser = argparse.ArgumentParser(
         prog="jarrn infer",
         description=HELP_DESCRIPTION,
@@ -378,7 +378,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model.depth_io import read_rgb
+    from jarrn_deploy.model.depth_io import read_rgb
 
     check_arguments(args)
     height, width = input_sizes(args)
@@ -397,7 +397,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--rgb: {exc}") from None
     import warnings
 
-    from model.depth_io import DepthScaleWarning
+    from jarrn_deploy.model.depth_io import DepthScaleWarning
 
     with warnings.catch_warnings():  # the reader's own warning names the file; ours names the option to change
         warnings.simplefilter("ignore", DepthScaleWarning)
@@ -446,7 +446,7 @@ def step(message: str) -> None:
 
 
 def _bundled_name() -> str:
-    from runtime.default_model import BUNDLED_CHECKPOINT
+    from jarrn_deploy.runtime.default_model import BUNDLED_CHECKPOINT
 
     return BUNDLED_CHECKPOINT.name
 
@@ -458,7 +458,7 @@ def _with_scale_hint(message: str, args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``jarrn infer``: the exit status follows the table of :mod:`jarrn.errors`; ``--debug`` lets errors through
+    """``jarrn infer``: the exit status follows the table of :mod:`jarrn_deploy.errors`; ``--debug`` lets errors through
     with their traceback."""
     args = parse_args(argv)
     if args.debug:

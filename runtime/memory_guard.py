@@ -1,7 +1,7 @@
 """The runtime's memory guard: before a call runs, estimate its peak memory for the input size and backend and
 refuse, with one line, what cannot fit, instead of meeting the OOM killer (on a Jetson) or swapping for minutes.
 
-The guard itself lives in :mod:`jarrn.memory` (the model's own ``complete()`` uses it too); this module picks the
+The guard itself lives in :mod:`jarrn_deploy.memory` (the model's own ``complete()`` uses it too); this module picks the
 guard for a runtime backend. Checked: PyTorch on the CPU and ONNX Runtime with the CPU provider against the memory
 this process may still allocate (its cgroup's limits included), PyTorch on a GPU against the GPU's free memory. Not
 checked: TensorRT engines (their optimisation profile already bounds the size) and ONNX Runtime's GPU providers (their
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jarrn.memory import (ENV_SWITCH, OVERRIDE_HINT, SMALL_CALL_BYTES, MemoryGuard, MemoryGuardError,  # noqa: F401
+from jarrn_deploy.memory import (ENV_SWITCH, OVERRIDE_HINT, SMALL_CALL_BYTES, MemoryGuard, MemoryGuardError,  # noqa: F401
                           guard_disabled, user_batch_shape)
 
 

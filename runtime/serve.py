@@ -9,13 +9,13 @@ missing), output ``depth`` FP32 ``[B,1,H,W]`` metres; B is Triton's batch dimens
 batcher only batches requests of equal H and W). Health (``/v2/health/live``, ``/v2/health/ready``), model metadata and
 Prometheus metrics (``:8002/metrics``) are Triton's own.
 
-The public HTTP and gRPC ports are the gate's (:mod:`runtime.serving_gate`, threads of this process): it refuses
+The public HTTP and gRPC ports are the gate's (:mod:`jarrn_deploy.runtime.serving_gate`, threads of this process): it refuses
 requests over ``--max-pixels`` (or the bytes that limit implies) before anything copies them, and forwards the rest to
 Triton on internal loopback ports; metrics are Triton's own.
 
 The server is the ``tritonserver`` binary of the ``nvidia-pytriton`` wheel, installed on first use into a cache and
-supervised here (:mod:`runtime.serving_server`); the model runs in Triton's Python backend
-(:mod:`runtime.serving_model`, one process per instance) so that each bad request gets its own 400 naming the input while the rest of its batch is
+supervised here (:mod:`jarrn_deploy.runtime.serving_server`); the model runs in Triton's Python backend
+(:mod:`jarrn_deploy.runtime.serving_model`, one process per instance) so that each bad request gets its own 400 naming the input while the rest of its batch is
 answered. Requests wait in Triton's queue at most ``--queue-timeout`` seconds (a client may ask for less with Triton's
 ``timeout`` parameter) and at most ``--max-queue-size`` wait at once; the rest get "exceeds maximum queue size".
 
@@ -43,11 +43,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from jarrn.cli import command
-from jarrn.errors import InputError, UnavailableError, UsageError
-from runtime.serving_gate import Gate, GateSettings
-from runtime.serving_model import ABANDONED_FOLDER, DEFAULT_MAX_PIXELS, MODEL_NAME, SETTINGS_FILE, CompleterSettings
-from runtime.serving_server import (
+from jarrn_deploy.cli import command
+from jarrn_deploy.errors import InputError, UnavailableError, UsageError
+from jarrn_deploy.layout import NAMESPACE, PACKAGES, package_folder
+from jarrn_deploy.runtime.serving_gate import Gate, GateSettings
+from jarrn_deploy.runtime.serving_model import ABANDONED_FOLDER, DEFAULT_MAX_PIXELS, MODEL_NAME, SETTINGS_FILE, CompleterSettings
+from jarrn_deploy.runtime.serving_server import (
     TEMP_PREFIX,
     ServerProcess,
     exit_reason,
@@ -56,14 +57,31 @@ from runtime.serving_server import (
 )
 
 SERVE_INSTALL_HINT = 'serving needs the Triton client: pip install -e ".[serve]"'
-REPO_ROOT = Path(__file__).resolve().parents[1]
 MODEL_FILE = "jarrn_triton_model.py"
-"""The model file's name: Triton's stub puts its folder on ``sys.path``, so a ``model.py`` there would shadow this
-project's ``model`` package (``'model' is not a package``) whenever the project is not the current folder."""
-MODEL_PY = (
-    '"""Written by jarrn serve (runtime/serve.py): the model is runtime.serving_model.TritonPythonModel."""\n'
-    "from runtime.serving_model import TritonPythonModel  # noqa: F401 (found through PYTHONPATH)\n"
-)
+"""The model file's name: Triton's stub puts its folder on ``sys.path``, so a ``model.py`` there would shadow any
+``model`` module (the project's own packages are safe under ``jarrn_deploy``; the name stays distinct all the same)."""
+
+
+def namespace_root() -> Path:
+    """The folder that holds the ``jarrn_deploy`` package: what the stub needs on ``PYTHONPATH``."""
+    return package_folder(NAMESPACE).parent
+
+
+def model_py() -> str:
+    """The Python-backend model file: imports :class:`TritonPythonModel` from this installation. The stub does not run
+    the editable install's import hook, so in a source checkout (``model/``, ``runtime/`` ... beside ``jarrn_deploy/``)
+    the file adds their folder to the namespace's search path itself."""
+    inside = package_folder(NAMESPACE)
+    apart = sorted({str(package_folder(p).parent) for p in PACKAGES if p != NAMESPACE} - {str(inside)})
+    return (
+        '"""Written by jarrn serve (runtime/serve.py): the model is '
+        'jarrn_deploy.runtime.serving_model.TritonPythonModel."""\n'
+        "import jarrn_deploy  # found through PYTHONPATH\n"
+        f"jarrn_deploy.__path__.extend({apart!r})\n"
+        "from jarrn_deploy.runtime.serving_model import TritonPythonModel  # noqa: E402,F401\n"
+    )
+
+
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT = 8000, 8001, 8002
 DEFAULT_MAX_BATCH_SIZE = 8
 DEFAULT_QUEUE_DELAY_US = 2000
@@ -139,14 +157,16 @@ def interpreter_library_dir() -> Path | None:
 
 def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` plus what Triton's Python-backend stub needs: this interpreter's libpython first on
-    ``LD_LIBRARY_PATH`` (pytriton issue #51) and this repository on ``PYTHONPATH`` (the stub imports :mod:`runtime`)."""
+    ``LD_LIBRARY_PATH`` (pytriton issue #51) and :func:`namespace_root` on ``PYTHONPATH`` (the stub imports the
+    project)."""
     env = dict(environ)
     libdir = interpreter_library_dir()
     if libdir is not None:
         rest = [p for p in env.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p and p != str(libdir)]
         env["LD_LIBRARY_PATH"] = os.pathsep.join([str(libdir), *rest])
-    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(REPO_ROOT)]
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *rest])
+    root = str(namespace_root())
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    env["PYTHONPATH"] = os.pathsep.join([root, *rest])
     return env
 
 
@@ -160,7 +180,7 @@ def _model_config_pb2():  # noqa: ANN202
 
 def add_contract_io(config, model_config_pb2) -> None:  # noqa: ANN001
     """The contract's tensors as Triton model-config inputs/outputs (batch dimension implicit, H and W free)."""
-    from model.contract import CONTRACT
+    from jarrn_deploy.model.contract import CONTRACT
 
     for name, channels in ((CONTRACT.rgb_name, 3), (CONTRACT.sparse_name, 1)):
         tensor = config.input.add()
@@ -196,7 +216,7 @@ def write_python_model_repository(root: Path, options: ServeOptions) -> Path:
     model_dir = root / MODEL_NAME
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
     (model_dir / "config.pbtxt").write_text(python_model_config_text(options))
-    (model_dir / "1" / MODEL_FILE).write_text(MODEL_PY)
+    (model_dir / "1" / MODEL_FILE).write_text(model_py())
     (model_dir / SETTINGS_FILE).write_text(json.dumps(asdict(options.completer), indent=1) + "\n")
     (model_dir / ABANDONED_FOLDER).mkdir(exist_ok=True)
     return model_dir
@@ -223,8 +243,8 @@ def check_port_free(host: str, port: int, option: str) -> None:
 def default_backend() -> str:
     """``jarrn serve``'s backend without --model and --backend: TensorRT when a GPU and TensorRT are there, else ONNX
     Runtime (about 3x faster than PyTorch on a CPU, a third of its memory)."""
-    from export.gpu_probe import visible_gpus
-    from runtime.infer import _tensorrt_available
+    from jarrn_deploy.export.gpu_probe import visible_gpus
+    from jarrn_deploy.runtime.infer import _tensorrt_available
 
     return "tensorrt" if _tensorrt_available() and visible_gpus() else "onnxruntime"
 
@@ -232,14 +252,14 @@ def default_backend() -> str:
 def resolve_completer(settings: CompleterSettings, log=print) -> CompleterSettings:  # noqa: ANN001
     """Check the model file and pick the backend as ``jarrn infer`` does (see :func:`default_backend` for no --model),
     before any server process starts; the bundled model is exported here, once, with progress."""
-    from runtime.infer import choose_backend
+    from jarrn_deploy.runtime.infer import choose_backend
 
     if settings.model and not Path(settings.model).is_file():
         raise InputError(f"--model: no such file {settings.model}")
     wanted = settings.backend or (None if settings.model else default_backend())
     backend, model, _ = choose_backend(settings.model or None, wanted)  # InferError: a UsageError
     if model is None and backend != "torch":
-        from runtime.default_model import bundled_engine, bundled_onnx
+        from jarrn_deploy.runtime.default_model import bundled_engine, bundled_onnx
 
         model = str(bundled_engine(log) if backend == "tensorrt" else bundled_onnx(log))
     model_path = str(Path(model).resolve()) if model else ""
@@ -267,7 +287,7 @@ tests/runtime/test_serve_memory.py::test_work_whose_clients_left_is_dropped)."""
 def triton_arguments(options: "ServeOptions", repository: Path, backends: Path, shm_prefix: str,
                      internal_ports: tuple[int, int] | None = None) -> list[str]:
     """``tritonserver``'s command line: nothing secret on it (``/proc/PID/cmdline`` is readable by every user). With
-    ``internal_ports`` (HTTP, gRPC) Triton listens on loopback there, behind the gate (:mod:`runtime.serving_gate`)."""
+    ``internal_ports`` (HTTP, gRPC) Triton listens on loopback there, behind the gate (:mod:`jarrn_deploy.runtime.serving_gate`)."""
     o = options
     inference_host, http_port, grpc_port = (("127.0.0.1", *internal_ports) if internal_ports
                                             else (o.host, o.http_port, o.grpc_port))
@@ -519,7 +539,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runtime.backends import BACKENDS
+    from jarrn_deploy.runtime.backends import BACKENDS
 
     p = argparse.ArgumentParser(
         prog="jarrn serve",

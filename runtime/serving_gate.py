@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from jarrn.errors import UnavailableError
-from runtime.serving_model import GATE_ID_PARAMETER, pixel_limit_message
+from jarrn_deploy.errors import UnavailableError
+from jarrn_deploy.runtime.serving_model import GATE_ID_PARAMETER, pixel_limit_message
 
 GRPC_SERVICE = "inference.GRPCInferenceService"
 HEADER_SLACK_BYTES = 1 << 20
@@ -71,7 +71,7 @@ class GateSettings:
     """gRPC calls forwarded at once (more wait in grpc's own queue)."""
     abandoned_dir: str = ""
     """Folder where a file named by a binary HTTP request's gate id appears when its client leaves before the answer
-    (read by :mod:`runtime.serving_model`); empty: not told."""
+    (read by :mod:`jarrn_deploy.runtime.serving_model`); empty: not told."""
 
     @property
     def byte_limit(self) -> int:

@@ -9,7 +9,7 @@ one ``TritonModelException`` for the whole batch (HTTP 500 / gRPC INTERNAL for e
 Here each request, and each item of a request, is checked on its own; a bad one gets its own ``INVALID_ARG`` response
 (HTTP 400 / gRPC INVALID_ARGUMENT) naming the input and, in a batch, the item ("item 1 of 2: sparse_depth: ...",
 0-based), while the good requests of the same batch are answered normally. Errors are mapped by type:
-:class:`jarrn.errors.InputError` (and its subclasses, e.g. ``EmptySparseDepthError`` for a map without a point > 0)
+:class:`jarrn_deploy.errors.InputError` (and its subclasses, e.g. ``EmptySparseDepthError`` for a map without a point > 0)
 -> INVALID_ARG; ``MemoryError`` (the memory guard) -> UNAVAILABLE with this server's limits; anything else -> INTERNAL.
 
 Memory: the model never runs more than ``max_pixels`` pixels (B*H*W) at once; a larger batch of Triton's dynamic
@@ -17,7 +17,7 @@ batcher is run in parts, so a batch costs the memory of one largest image, whate
 
 Value checks happen here, after the request has waited in Triton's queue: Triton itself only checks dtype, rank and
 channel count against the config before queueing, and runs no user code before the backend (sizes are checked before
-Triton by the gate, :mod:`runtime.serving_gate`, and again here).
+Triton by the gate, :mod:`jarrn_deploy.runtime.serving_gate`, and again here).
 
 Abandoned work: requests whose client has given up are answered without running, and an ONNX Runtime run in progress
 is stopped once every request in it has been given up (:class:`AbandonWatch`).
@@ -38,7 +38,7 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
-from jarrn.errors import InputError
+from jarrn_deploy.errors import InputError
 
 MODEL_NAME = "jarrn"
 """The model's name in Triton (``/v2/models/jarrn``)."""
@@ -48,7 +48,7 @@ SETTINGS_FILE = "jarrn_settings.json"
 """The completer's settings, in the model's folder (see the module docstring)."""
 ABANDONED_FOLDER = "abandoned"
 """In the model's folder: one empty file per HTTP request whose client left, named by its gate id (Triton's HTTP
-frontend does not cancel a request when its client disconnects; the gate, :mod:`runtime.serving_gate`, sees it)."""
+frontend does not cancel a request when its client disconnects; the gate, :mod:`jarrn_deploy.runtime.serving_gate`, sees it)."""
 GATE_ID_PARAMETER = "jarrn_gate_id"
 """The request parameter holding the id the gate gave an HTTP request."""
 
@@ -62,7 +62,7 @@ class CompleterSettings:
     """How each model instance builds its :class:`DepthCompleter` (passed through the model config's parameters)."""
 
     backend: str = "torch"
-    """"torch", "onnxruntime", "tensorrt" (as chosen by :func:`runtime.infer.choose_backend`)."""
+    """"torch", "onnxruntime", "tensorrt" (as chosen by :func:`jarrn_deploy.runtime.infer.choose_backend`)."""
     model: str = ""
     """Engine, ONNX or checkpoint path; empty = the bundled default model."""
     providers: str = ""
@@ -85,7 +85,7 @@ def _item_prefix(index: int, batch: int) -> str:
 
 
 def pixel_limit_message(name: str, height: int, width: int, max_pixels: int) -> str:
-    """The refusal of an image above ``--max-pixels`` (here and in the gate, :mod:`runtime.serving_gate`)."""
+    """The refusal of an image above ``--max-pixels`` (here and in the gate, :mod:`jarrn_deploy.runtime.serving_gate`)."""
     return (f"{name}: {height}x{width} is {height * width:,} pixels, above this server's limit of {max_pixels:,} "
             f"(jarrn serve --max-pixels {max_pixels})")
 
@@ -96,7 +96,7 @@ def check_request(rgb: np.ndarray, sparse_depth: np.ndarray, max_pixels: int) ->
 
     Shapes are checked before any value is read, so a 20000x20000 request is refused without touching its data.
     """
-    from model.contract import CONTRACT, prepare_inputs
+    from jarrn_deploy.model.contract import CONTRACT, prepare_inputs
 
     rgb_name, sparse_name = CONTRACT.rgb_name, CONTRACT.sparse_name
     for name, array, channels in ((rgb_name, rgb, 3), (sparse_name, sparse_depth, 1)):
@@ -134,7 +134,7 @@ def build_completer(settings: CompleterSettings):  # noqa: ANN201 - DepthComplet
     """The :class:`DepthCompleter` these settings describe (the same rules as ``jarrn infer``)."""
     from argparse import Namespace
 
-    from runtime.infer import build_completer as build_for_backend
+    from jarrn_deploy.runtime.infer import build_completer as build_for_backend
 
     if settings.threads > 0:
         os.environ.setdefault("OMP_NUM_THREADS", str(settings.threads))
@@ -143,7 +143,7 @@ def build_completer(settings: CompleterSettings):  # noqa: ANN201 - DepthComplet
 
             torch.set_num_threads(settings.threads)
     if settings.backend == "onnxruntime" and settings.model and settings.threads > 0:
-        from runtime import DepthCompleter
+        from jarrn_deploy.runtime import DepthCompleter
 
         providers = [p.strip() for p in settings.providers.split(",") if p.strip()] or _default_ort_providers()
         return DepthCompleter.from_onnx(settings.model, providers=providers, intra_op_threads=settings.threads)
@@ -174,7 +174,7 @@ class TritonPythonModel:
     ``max_pixels``), answers each one."""
 
     def initialize(self, args: Mapping[str, str]) -> None:
-        from runtime.serving_server import watch_parents
+        from jarrn_deploy.runtime.serving_server import watch_parents
 
         watch_parents()  # this process dies with Triton and with jarrn serve, even in the middle of a batch
         self.settings = CompleterSettings.load(args["model_repository"])
@@ -185,7 +185,7 @@ class TritonPythonModel:
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
 
-        from model.contract import CONTRACT
+        from jarrn_deploy.model.contract import CONTRACT
 
         started = time.monotonic()
         responses: list[Any] = [None] * len(requests)
@@ -231,7 +231,7 @@ class TritonPythonModel:
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def _run_group(self, pb_utils: Any, members: list[Member], responses: list[Any], started: float) -> None:
-        from model.contract import CONTRACT
+        from jarrn_deploy.model.contract import CONTRACT
 
         rgb = np.concatenate([m.rgb for m in members])
         sparse = np.concatenate([m.sparse for m in members])

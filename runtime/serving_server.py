@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from jarrn.cache import cache_home
-from jarrn.errors import UnavailableError
-from model.atomic import pid_alive
+from jarrn_deploy.cache import cache_home
+from jarrn_deploy.errors import UnavailableError
+from jarrn_deploy.model.atomic import pid_alive
 
 PYTRITON_VERSION = "0.7.0"
 """The ``nvidia-pytriton`` wheel whose ``tritonserver`` (Triton 2.51) and Python-backend stub ``jarrn serve`` runs."""

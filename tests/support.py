@@ -26,7 +26,7 @@ def randomise_alphas(network: torch.nn.Module, seed: int = 0) -> torch.nn.Module
 
 def tiny_network(widths: tuple[int, ...] = TINY_WIDTHS, *, seed: int = 0, **config):
     """A tiny JARRN in eval mode with every branch switched on (``config``: other JarrnConfig fields)."""
-    from model import Jarrn, JarrnConfig
+    from jarrn_deploy.model import Jarrn, JarrnConfig
 
     torch.manual_seed(seed)
     return randomise_alphas(Jarrn(JarrnConfig(tuple(widths), **config)), seed=seed).eval()

@@ -2,7 +2,7 @@
 
 TensorRT 11 (and TRT 10 with ``STRONGLY_TYPED``) takes precision from the ONNX itself: FP16 tensors and Casts, INT8
 ``QuantizeLinear``/``DequantizeLinear`` pairs. Both conversions touch only the two U-Nets (node names starting with
-:data:`export.precision.graph.UNET_NODE_PREFIXES`); the contract part (validity mask, normalisation with its ReduceMax /
+:data:`jarrn_deploy.export.precision.graph.UNET_NODE_PREFIXES`); the contract part (validity mask, normalisation with its ReduceMax /
 ReduceMin, padding, input concatenations, the rectification with its Sigmoid / Softmax, cropping, de-normalisation)
 stays FP32, and the graph inputs and outputs stay float32.
 
@@ -19,10 +19,10 @@ Modules: :mod:`.libraries` (which library, install hint, quiet/fast context mana
 contract nodes, shared graph helpers), :mod:`.fp16`, :mod:`.int8`.
 """
 
-from export.precision.fp16 import remove_cast_round_trips, to_fp16
-from export.precision.graph import FP32_OP_TYPES, contract_nodes, is_unet_node, nodes_matching
-from export.precision.int8 import INT8_EXCLUDE, quantized_convs, to_int8
-from export.precision.libraries import INSTALL_HINT, fp16_backend, int8_backend, require_backend, warnings_silenced
+from jarrn_deploy.export.precision.fp16 import remove_cast_round_trips, to_fp16
+from jarrn_deploy.export.precision.graph import FP32_OP_TYPES, contract_nodes, is_unet_node, nodes_matching
+from jarrn_deploy.export.precision.int8 import INT8_EXCLUDE, quantized_convs, to_int8
+from jarrn_deploy.export.precision.libraries import INSTALL_HINT, fp16_backend, int8_backend, require_backend, warnings_silenced
 
 __all__ = [
     "FP32_OP_TYPES",

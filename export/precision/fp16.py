@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from export.precision.graph import (
+from jarrn_deploy.export.precision.graph import (
     FP32_OP_TYPES,
     Log,
     contract_nodes,
@@ -20,14 +20,14 @@ from export.precision.graph import (
     is_unet_node,
     quiet,
 )
-from export.precision.libraries import library_version, quiet_modelopt, require_backend, warnings_silenced
-from model.crop import crop_or_pad
+from jarrn_deploy.export.precision.libraries import library_version, quiet_modelopt, require_backend, warnings_silenced
+from jarrn_deploy.model.crop import crop_or_pad
 
 
 def to_fp16(model: onnx.ModelProto, calibration=None, *, log: Log = quiet) -> tuple[onnx.ModelProto, dict]:
     """FP16 U-Nets, FP32 everywhere else, float32 graph I/O. Returns the new model and what was done.
 
-    ``calibration`` (a :class:`export.calibration.CalibrationSet`) feeds AutoCast's reference run, which keeps in FP32
+    ``calibration`` (a :class:`jarrn_deploy.export.calibration.CalibrationSet`) feeds AutoCast's reference run, which keeps in FP32
     any node whose values leave FP16's safe range; the onnxconverter-common fallback does not use it.
     """
     backend = require_backend("fp16")

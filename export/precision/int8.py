@@ -11,9 +11,9 @@ from pathlib import Path
 
 import onnx
 
-from export.export_errors import ExportError
-from export.precision.graph import Log, contract_nodes, drop_symbolic_shapes, ensure_node_names, nodes_matching, quiet
-from export.precision.libraries import (
+from jarrn_deploy.export.export_errors import ExportError
+from jarrn_deploy.export.precision.graph import Log, contract_nodes, drop_symbolic_shapes, ensure_node_names, nodes_matching, quiet
+from jarrn_deploy.export.precision.libraries import (
     library_version,
     quiet_modelopt,
     require_backend,

@@ -12,7 +12,7 @@ import io
 import logging
 import os
 
-from export.export_errors import ExportError
+from jarrn_deploy.export.export_errors import ExportError
 
 INSTALL_HINT = (
     "pip install nvidia-modelopt onnx-graphsurgeon onnxscript lief cppimport (the project's 'quant' extra; not "

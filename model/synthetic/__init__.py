@@ -20,8 +20,8 @@ Modules: :mod:`.config` (options, sample), :mod:`.scene` (scene description), :m
 Only :func:`generate_batch` needs torch.
 """
 
-from model.synthetic.config import DEFAULT_CONFIG, KINDS, MIN_SIZE, SceneConfig, SyntheticSample
-from model.synthetic.generate import SyntheticBatch, generate_batch, generate_scene
+from jarrn_deploy.model.synthetic.config import DEFAULT_CONFIG, KINDS, MIN_SIZE, SceneConfig, SyntheticSample
+from jarrn_deploy.model.synthetic.generate import SyntheticBatch, generate_batch, generate_scene
 
 __all__ = [
     "DEFAULT_CONFIG",

@@ -1,6 +1,6 @@
 """Array-module shim: the ray caster only uses these operations plus arithmetic, comparisons, slicing and masks.
 
-:class:`NumpyOps` is here; the torch twin (:class:`model.synthetic.torch_ops.TorchOps`) is imported only by the torch
+:class:`NumpyOps` is here; the torch twin (:class:`jarrn_deploy.model.synthetic.torch_ops.TorchOps`) is imported only by the torch
 path, so the numpy generator runs without torch.
 """
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Union
 import numpy as np
 
 if TYPE_CHECKING:
-    from model.synthetic.torch_ops import TorchOps
+    from jarrn_deploy.model.synthetic.torch_ops import TorchOps
 
 
 class NumpyOps:

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from model.synthetic.array_ops import NumpyOps
-from model.synthetic.config import DEFAULT_CONFIG, KINDS, MIN_SIZE, SceneConfig, SyntheticSample
-from model.synthetic.render import render
-from model.synthetic.sampling import sample_scene
+from jarrn_deploy.model.synthetic.array_ops import NumpyOps
+from jarrn_deploy.model.synthetic.config import DEFAULT_CONFIG, KINDS, MIN_SIZE, SceneConfig, SyntheticSample
+from jarrn_deploy.model.synthetic.render import render
+from jarrn_deploy.model.synthetic.sampling import sample_scene
 
 if TYPE_CHECKING:
     import torch
@@ -81,7 +81,7 @@ def generate_batch(
     height, width = checked[0][1], checked[0][2]
     import torch
 
-    from model.synthetic.torch_ops import TorchOps
+    from jarrn_deploy.model.synthetic.torch_ops import TorchOps
 
     ops = TorchOps(device)
     rgbs, depths, intrinsics, kinds = [], [], [], []

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from model.synthetic.config import SceneConfig
-from model.synthetic.scene import (
+from jarrn_deploy.model.synthetic.config import SceneConfig
+from jarrn_deploy.model.synthetic.scene import (
     Box,
     Cylinder,
     LATTICE_SIZE,
@@ -19,7 +19,7 @@ from model.synthetic.scene import (
     rot_y,
     vec3,
 )
-from model.synthetic.scene_kit import (
+from jarrn_deploy.model.synthetic.scene_kit import (
     Placer,
     axis_plane,
     camera_rotation,

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from model.synthetic.config import SceneConfig
-from model.synthetic.scene import (
+from jarrn_deploy.model.synthetic.config import SceneConfig
+from jarrn_deploy.model.synthetic.scene import (
     Box,
     Cylinder,
     LATTICE_SIZE,
@@ -22,7 +22,7 @@ from model.synthetic.scene import (
     vec3,
     world_to_local,
 )
-from model.synthetic.scene_kit import camera_rotation, hsv, intrinsics, light_direction, pick, scaled, uniform, yaw_box
+from jarrn_deploy.model.synthetic.scene_kit import camera_rotation, hsv, intrinsics, light_direction, pick, scaled, uniform, yaw_box
 
 
 def sample_outdoor(rng: np.random.Generator, h: int, w: int, cfg: SceneConfig) -> SceneSpec:

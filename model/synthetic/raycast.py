@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model.synthetic.array_ops import Array, Ops
-from model.synthetic.scene import Box, Cylinder, Mat3, Plane, Primitive, SceneSpec, Sphere, Vec3
+from jarrn_deploy.model.synthetic.array_ops import Array, Ops
+from jarrn_deploy.model.synthetic.scene import Box, Cylinder, Mat3, Plane, Primitive, SceneSpec, Sphere, Vec3
 
 _EPS = 1e-4
 

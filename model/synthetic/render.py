@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from model.synthetic.array_ops import Array, Ops
-from model.synthetic.raycast import intersect, screen_window
-from model.synthetic.scene import SceneSpec
-from model.synthetic.textures import material_albedo, padded_lattice, surface
+from jarrn_deploy.model.synthetic.array_ops import Array, Ops
+from jarrn_deploy.model.synthetic.raycast import intersect, screen_window
+from jarrn_deploy.model.synthetic.scene import SceneSpec
+from jarrn_deploy.model.synthetic.textures import material_albedo, padded_lattice, surface
 
 
 def render(spec: SceneSpec, h: int, w: int, ops: Ops) -> tuple[Array, Array]:

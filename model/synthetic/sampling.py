@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from model.synthetic.config import SceneConfig
-from model.synthetic.indoor import sample_indoor
-from model.synthetic.outdoor import sample_outdoor
-from model.synthetic.scene import SceneSpec
+from jarrn_deploy.model.synthetic.config import SceneConfig
+from jarrn_deploy.model.synthetic.indoor import sample_indoor
+from jarrn_deploy.model.synthetic.outdoor import sample_outdoor
+from jarrn_deploy.model.synthetic.scene import SceneSpec
 
 
 def sample_scene(seed: int, height: int, width: int, kind: str, config: SceneConfig) -> SceneSpec:

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model.synthetic.config import SceneConfig
-from model.synthetic.scene import Box, Mat3, Material, Plane, Vec3, mat3, rot_x, rot_y, rot_z, vec3, world_to_local
+from jarrn_deploy.model.synthetic.config import SceneConfig
+from jarrn_deploy.model.synthetic.scene import Box, Mat3, Material, Plane, Vec3, mat3, rot_x, rot_y, rot_z, vec3, world_to_local
 
 
 def uniform(rng: np.random.Generator, lo: float, hi: float) -> float:

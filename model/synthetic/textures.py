@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model.synthetic.array_ops import Array, Ops
-from model.synthetic.scene import LATTICE_SIZE, Box, Cylinder, Material, Plane, Primitive
+from jarrn_deploy.model.synthetic.array_ops import Array, Ops
+from jarrn_deploy.model.synthetic.scene import LATTICE_SIZE, Box, Cylinder, Material, Plane, Primitive
 
 
 def surface(p: Primitive, pts: Sequence[Array], ops: Ops) -> tuple[list[Array], Array, Array]:

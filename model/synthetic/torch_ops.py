@@ -1,4 +1,4 @@
-"""torch twin of :class:`model.synthetic.array_ops.NumpyOps`: the same ray casting on any torch device."""
+"""torch twin of :class:`jarrn_deploy.model.synthetic.array_ops.NumpyOps`: the same ray casting on any torch device."""
 
 from __future__ import annotations
 

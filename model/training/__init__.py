@@ -1,4 +1,4 @@
-"""Training JARRN, one concern a module (``python -m model.train`` is the command; see :mod:`model.train`).
+"""Training JARRN, one concern a module (``python -m jarrn_deploy.model.train`` is the command; see :mod:`jarrn_deploy.model.train`).
 
 - :mod:`.arguments`: the checks every option passes before any work.
 - :mod:`.loop`: a run from checked options to the last checkpoint (device, set-up, steps, logs, validation, export).
@@ -12,5 +12,5 @@
 - :mod:`.validation`: real-frame validation and its score. :mod:`.curves`: log.csv, val.csv, history.json, curves.png.
 - :mod:`.run_state`: step, history, RNG and last.pt (save and ``--resume``). :mod:`.distributed`: torchrun processes.
 
-Nothing here imports :mod:`model.train` (the command) back.
+Nothing here imports :mod:`jarrn_deploy.model.train` (the command) back.
 """

@@ -6,10 +6,10 @@ import argparse
 import math
 from pathlib import Path
 
-from jarrn.errors import InputError, OutputError, UsageError
-from model.atomic import check_input_file, check_writable_folder, refuse_overwriting_inputs
-from model.contract import DOWNSAMPLING_FACTOR
-from model.train_options import RUN_FILES
+from jarrn_deploy.errors import InputError, OutputError, UsageError
+from jarrn_deploy.model.atomic import check_input_file, check_writable_folder, refuse_overwriting_inputs
+from jarrn_deploy.model.contract import DOWNSAMPLING_FACTOR
+from jarrn_deploy.model.train_options import RUN_FILES
 
 
 def _positive(args: argparse.Namespace, name: str, *, allow_zero: bool = False, integer: bool = False,
@@ -56,7 +56,7 @@ def check_args(args: argparse.Namespace) -> None:
     if any(m < 0 for m in args.milestones):
         raise UsageError(f"--milestones: expected non-negative epochs, got {args.milestones}")
     if args.widths is not None:
-        from model.network import JarrnConfig
+        from jarrn_deploy.model.network import JarrnConfig
 
         try:
             JarrnConfig(tuple(args.widths))

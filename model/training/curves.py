@@ -1,5 +1,5 @@
 """The run folder's logs: log.csv and val.csv, history.json and the learning curves (curves.png), all written
-atomically (:mod:`model.atomic`)."""
+atomically (:mod:`jarrn_deploy.model.atomic`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from jarrn.errors import OutputError
-from model.atomic import atomic_path, atomic_write_text
+from jarrn_deploy.errors import OutputError
+from jarrn_deploy.model.atomic import atomic_path, atomic_write_text
 
 
 def write_logs(out: Path, history: dict[str, list[dict[str, Any]]]) -> None:

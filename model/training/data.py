@@ -11,9 +11,9 @@ from typing import Protocol
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from jarrn.errors import UsageError
-from model.training.distributed import ProcessPlace, ResumableDistributedSampler
-from model.training.samples import SyntheticSource, TrainingSamples
+from jarrn_deploy.errors import UsageError
+from jarrn_deploy.model.training.distributed import ProcessPlace, ResumableDistributedSampler
+from jarrn_deploy.model.training.samples import SyntheticSource, TrainingSamples
 
 
 class BatchSource(Protocol):
@@ -59,7 +59,7 @@ def build_batches(args: argparse.Namespace, crop: tuple[int, int], place: Proces
                   *, channels_last: bool) -> BatchSource:
     """The run's :class:`BatchSource`; one :class:`UsageError` line when an epoch has no full batch."""
     if synthetic_on_device(args, device):
-        from model.training.device_batches import DeviceBatchSettings, DeviceSyntheticBatches
+        from jarrn_deploy.model.training.device_batches import DeviceBatchSettings, DeviceSyntheticBatches
 
         if args.epoch_samples <= 0:
             raise UsageError("--data synthetic needs --epoch-samples N (samples per epoch)")
@@ -72,7 +72,7 @@ def build_batches(args: argparse.Namespace, crop: tuple[int, int], place: Proces
                                                       log=print if place.is_main else _quiet)
         layout = batches.pool_layout
         if layout is not None:
-            from model.training.scene_pool import memory_problem
+            from jarrn_deploy.model.training.scene_pool import memory_problem
 
             problem = memory_problem(layout, device)
             if problem is not None:
@@ -99,7 +99,7 @@ def pool_scenes(args: argparse.Namespace, device: torch.device, world: int) -> i
         return int(args.scene_pool)
     if device.type != "cuda":
         return 0
-    from model.training.scene_pool import DEFAULT_POOL_SCENES
+    from jarrn_deploy.model.training.scene_pool import DEFAULT_POOL_SCENES
 
     drawn = args.epochs * (args.epoch_samples // max(world, 1))
     return max(args.batch_size, min(DEFAULT_POOL_SCENES, int(drawn / args.scene_reuse)))
@@ -117,7 +117,7 @@ def training_samples(args: argparse.Namespace, crop: tuple[int, int]) -> Dataset
         epoch_samples=args.epoch_samples or None, fresh_source_per_epoch=fresh,
         real_sparse_probability=args.real_sparse_prob, jitter=args.jitter, outlier_probability=args.outlier_prob)
     if args.data == "rgbd_extra":  # the training sets' real frames, mixed with the synthetic samples above
-        from model.training.rgbd_extra_samples import mixed_training_samples
+        from jarrn_deploy.model.training.rgbd_extra_samples import mixed_training_samples
 
         samples = mixed_training_samples(args, crop, samples)
     return samples
@@ -131,7 +131,7 @@ def build_source(args: argparse.Namespace, crop: tuple[int, int]) -> tuple[Datas
         return SyntheticSource(args.epoch_samples, crop, seed=args.seed, render_scale=args.render_scale), True
     if args.data_root is None:
         raise UsageError(f"--data {args.data} needs --data-root")
-    from model import datasets
+    from jarrn_deploy.model import datasets
 
     if args.data == "kitti":
         source = datasets.KittiDepthCompletion(args.data_root)

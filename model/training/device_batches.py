@@ -1,8 +1,8 @@
 """Synthetic training batches made whole on the training device (``--synthetic-on-device``).
 
-The host path (:class:`model.training.samples.TrainingSamples` over :class:`~model.training.samples.SyntheticSource`)
+The host path (:class:`jarrn_deploy.model.training.samples.TrainingSamples` over :class:`~model.training.samples.SyntheticSource`)
 renders each sample with numpy in a loader worker and copies the finished crops to the GPU. Here one batch is made in
-the training process with torch on the training device: :func:`model.synthetic.generate_batch` renders the batch's
+the training process with torch on the training device: :func:`jarrn_deploy.model.synthetic.generate_batch` renders the batch's
 scenes (one render size per batch, drawn from ``--render-scale`` and a random aspect 1.0-1.6, like the host path), then
 the sparse patterns of the ``--sparse-mix`` regimes (:func:`draw_sparse`), hole masks, outliers, random crops, flips,
 colour jitter and the normalisation run as batched torch ops on that device.
@@ -13,7 +13,7 @@ only the raw scenes (uint8 RGB, float depth) are copied to the device; everythin
 The in-process renderer issues a few thousand small torch operations per scene, so on a GPU it is bound by launch
 overhead; the workers spread that cost over the CPUs.
 
-With a scene pool (``--scene-pool N``, :mod:`model.training.scene_pool`) the scenes are not rendered per batch:
+With a scene pool (``--scene-pool N``, :mod:`jarrn_deploy.model.training.scene_pool`) the scenes are not rendered per batch:
 :meth:`DeviceSyntheticBatches.pooled_batch` draws the batch's scenes from N rendered ones kept on the device, crops
 each first and draws the sparse pattern on the crop (so hole sizes, LiDAR line spacing and point counts refer to the
 crop rather than the whole rendered scene), and the pool's refresh renders ``batch / --scene-reuse`` new scenes per
@@ -39,10 +39,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model.train_options import SPARSE_MIXES
-from model.training.scene_pool import PoolLayout, ScenePool, pool_layout
-from model.training.samples import draw_jitter, jitter_colours, normalise_batch
-from model.training.sparse_sampling import (
+from jarrn_deploy.model.train_options import SPARSE_MIXES
+from jarrn_deploy.model.training.scene_pool import PoolLayout, ScenePool, pool_layout
+from jarrn_deploy.model.training.samples import draw_jitter, jitter_colours, normalise_batch
+from jarrn_deploy.model.training.sparse_sampling import (
     DENSE_BLUR_FACTORS,
     DENSE_BLUR_PROBABILITY,
     DENSE_NOISE_PROBABILITY,
@@ -60,7 +60,7 @@ ASPECT_RANGE = (1.0, 1.6)
 """Width / height of a rendered scene, drawn uniformly (as :class:`~model.training.samples.SyntheticSource`)."""
 MAX_HOLES = 3
 OUTLIER_MIN_FACTOR = 1.25
-"""Smallest factor an outlier's depth is multiplied or divided by (:func:`model.sparse.add_outliers`' default)."""
+"""Smallest factor an outlier's depth is multiplied or divided by (:func:`jarrn_deploy.model.sparse.add_outliers`' default)."""
 LIDAR_OUTLIER_MAX_FACTOR = 4.0
 
 
@@ -73,7 +73,7 @@ class DeviceBatchSettings:
     batch_size: int
     """Samples per batch (per process)."""
     mix: str
-    """Sparse-input mix, a key of :data:`model.train_options.SPARSE_MIXES`."""
+    """Sparse-input mix, a key of :data:`jarrn_deploy.model.train_options.SPARSE_MIXES`."""
     normalisation: str
     """The config's depth normalisation ('max' or 'minmax')."""
     seed: int = 0
@@ -110,7 +110,7 @@ class ScenePlan:
     width: int
     """Render width."""
     scene_seeds: tuple[int, ...]
-    """One :func:`model.synthetic.generate_scene` seed per sample."""
+    """One :func:`jarrn_deploy.model.synthetic.generate_scene` seed per sample."""
 
 
 def plan_scenes(settings: DeviceBatchSettings, epoch: int, rank: int, index: int) -> ScenePlan:
@@ -127,14 +127,14 @@ def plan_scenes(settings: DeviceBatchSettings, epoch: int, rank: int, index: int
 
 class NumpySceneRenders:
     """Map-style dataset for loader workers: item ``(epoch, index)`` is that batch's scenes rendered with numpy
-    (:func:`model.synthetic.generate_scene`, which :func:`~model.synthetic.generate_batch` matches): uint8 RGB
+    (:func:`jarrn_deploy.model.synthetic.generate_scene`, which :func:`~model.synthetic.generate_batch` matches): uint8 RGB
     ``[B,H,W,3]``, depth ``[B,1,H,W]`` metres and intrinsics ``[B,4]``."""
 
     def __init__(self, settings: DeviceBatchSettings, rank: int) -> None:
         self.settings, self.rank = settings, rank
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from model.synthetic import generate_scene
+        from jarrn_deploy.model.synthetic import generate_scene
 
         plan = plan_scenes(self.settings, key[0], self.rank, key[1])
         scenes = [generate_scene(seed, plan.height, plan.width) for seed in plan.scene_seeds]
@@ -161,7 +161,7 @@ class NumpyChunkRenders:
         self.settings, self.rank, self.size = settings, rank, size
 
     def __getitem__(self, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from model.synthetic import generate_scene
+        from jarrn_deploy.model.synthetic import generate_scene
 
         h, w, seeds = plan_chunk(self.settings, self.rank, chunk, self.size)
         scenes = [generate_scene(seed, h, w) for seed in seeds]
@@ -229,7 +229,7 @@ class DeviceSyntheticBatches:
 
     def batch(self, epoch: int, index: int) -> dict[str, torch.Tensor]:
         """Batch ``index`` of ``epoch``, rendered on the device: the same tensors every time it is asked for."""
-        from model.synthetic import generate_batch
+        from jarrn_deploy.model.synthetic import generate_batch
 
         plan = plan_scenes(self.settings, epoch, self.rank, index)
         scenes = generate_batch(list(plan.scene_seeds), plan.height, plan.width, device=self.device)
@@ -245,7 +245,7 @@ class DeviceSyntheticBatches:
                 return plan_chunk(settings, rank, chunk, layout.chunk)[:2]
 
             def render(chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-                from model.synthetic import generate_batch
+                from jarrn_deploy.model.synthetic import generate_batch
 
                 h, w, seeds = plan_chunk(settings, rank, chunk, layout.chunk)
                 scenes = generate_batch(list(seeds), h, w, device=self.device)
@@ -392,7 +392,7 @@ def _random_subsets(depth: torch.Tensor, regimes: list[str], rng: np.random.Gene
 def _outliers(sparse: torch.Tensor, ratio: torch.Tensor, max_factor: torch.Tensor,
               generator: torch.Generator) -> torch.Tensor:
     """Each valid point becomes, with probability ``ratio`` (per sample), its depth multiplied or divided by a factor
-    drawn log-uniformly from [1.25, ``max_factor``] (as :func:`model.sparse.add_outliers`)."""
+    drawn log-uniformly from [1.25, ``max_factor``] (as :func:`jarrn_deploy.model.sparse.add_outliers`)."""
     shape, device = sparse.shape, sparse.device
     chosen = (sparse > 0) & (torch.rand(shape, generator=generator, device=device) < ratio)
     log_low = math.log(OUTLIER_MIN_FACTOR)
@@ -425,7 +425,7 @@ def _noisy_dense(depth: torch.Tensor, regimes: list[str], rng: np.random.Generat
 
 def _lidar(depth: torch.Tensor, intrinsics: torch.Tensor, regimes: list[str], rng: np.random.Generator,
            generator: torch.Generator) -> torch.Tensor:
-    """Spinning multi-beam LiDAR lines (4..128, log-uniform) as :func:`model.sparse.lidar_scanlines` draws them,
+    """Spinning multi-beam LiDAR lines (4..128, log-uniform) as :func:`jarrn_deploy.model.sparse.lidar_scanlines` draws them,
     with sensor noise (p=0.3) and outliers (p=0.3)."""
     b, _, h, w = depth.shape
     max_lines = LIDAR_LINES[1]

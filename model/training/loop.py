@@ -18,24 +18,24 @@ from typing import Any
 
 import torch
 
-from jarrn.errors import OutputError
-from model.atomic import atomic_write_text, check_writable_folder, remove_stale_temp_files
-from model.train_options import RUN_FILES
-from model.checkpoint import save_model, save_training_checkpoint
-from model.training.curves import write_logs
-from model.training.data import BatchSource, build_batches, synthetic_on_device
-from model.training.distributed import (
+from jarrn_deploy.errors import OutputError
+from jarrn_deploy.model.atomic import atomic_write_text, check_writable_folder, remove_stale_temp_files
+from jarrn_deploy.model.train_options import RUN_FILES
+from jarrn_deploy.model.checkpoint import save_model, save_training_checkpoint
+from jarrn_deploy.model.training.curves import write_logs
+from jarrn_deploy.model.training.data import BatchSource, build_batches, synthetic_on_device
+from jarrn_deploy.model.training.distributed import (
     ProcessPlace,
     end_process_group,
     process_place,
     start_process_group,
     time_is_up,
 )
-from model.training.network_setup import TrainedNetwork, build_network
-from model.training.run_state import RunProgress, args_record, checkpoint_payload, resume_from
-from model.training.schedule import learning_rate
-from model.training.step import LOSS_TERM_NAMES, train_step
-from model.training.validation import ValCase, build_val_cases, validate, validation_row
+from jarrn_deploy.model.training.network_setup import TrainedNetwork, build_network
+from jarrn_deploy.model.training.run_state import RunProgress, args_record, checkpoint_payload, resume_from
+from jarrn_deploy.model.training.schedule import learning_rate
+from jarrn_deploy.model.training.step import LOSS_TERM_NAMES, train_step
+from jarrn_deploy.model.training.validation import ValCase, build_val_cases, validate, validation_row
 
 
 class StopRequested(Exception):
@@ -44,7 +44,7 @@ class StopRequested(Exception):
 
 def run(args: argparse.Namespace) -> int:
     """Train as ``args`` (already checked) say; returns the exit status (0, or 130 when interrupted)."""
-    from model.datasets import DatasetError
+    from jarrn_deploy.model.datasets import DatasetError
 
     place = process_place()
     device = training_device(args, place)
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
 def training_device(args: argparse.Namespace, place: ProcessPlace) -> torch.device:
     """``--device`` resolved (one process per GPU under torchrun: each takes cuda:<LOCAL_RANK>), made current."""
-    from jarrn.devices import resolve_device
+    from jarrn_deploy.devices import resolve_device
 
     device = torch.device(resolve_device(args.device, local_rank=place.local_rank if place.world > 1 else None))
     if device.type == "cuda":
@@ -305,7 +305,7 @@ class TrainingRun:
         """``--export``: the best-validation weights (or the last ones) as a .safetensors file."""
         args, best = self.args, self.out / "best.safetensors"
         if args.export_which == "best" and best.is_file():
-            from model.checkpoint import load_model
+            from jarrn_deploy.model.checkpoint import load_model
 
             exported = load_model(best)
         else:
@@ -321,7 +321,7 @@ def training_val_cases(args: argparse.Namespace) -> list[ValCase]:
     if args.val_every < 0:
         return []
     if args.data == "rgbd_extra":  # the held-out sets, not the reported frames
-        from model.training.rgbd_extra_samples import validation_cases
+        from jarrn_deploy.model.training.rgbd_extra_samples import validation_cases
 
         return validation_cases(args.data_root, args.val_max_side, seed=args.seed)
     return build_val_cases(args.val_max_side)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from model.checkpoint import CheckpointError
-from model.network import Jarrn, JarrnConfig
+from jarrn_deploy.model.checkpoint import CheckpointError
+from jarrn_deploy.model.network import Jarrn, JarrnConfig
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +60,7 @@ def build_network(args: argparse.Namespace, device: torch.device) -> TrainedNetw
 def load_init_weights(network: Jarrn, path: Path, config: JarrnConfig) -> None:
     """``--init``: copy the weights of ``path`` into ``network``; one :class:`CheckpointError` line when they do not
     fit."""
-    from model.checkpoint import load_model
+    from jarrn_deploy.model.checkpoint import load_model
 
     try:
         network.load_state_dict(load_model(path).state_dict())

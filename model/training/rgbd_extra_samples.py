@@ -1,4 +1,4 @@
-"""Training on the ``rgbd_extra`` developer set (:mod:`model.rgbd_extra`, ``--data rgbd_extra``): augmented crops of
+"""Training on the ``rgbd_extra`` developer set (:mod:`jarrn_deploy.model.rgbd_extra`, ``--data rgbd_extra``): augmented crops of
 its training sets (:class:`RgbdExtraSamples`), mixed with synthetic samples (:class:`MixedSamples`), and validation
 on a few frames of its held-out sets (:func:`validation_cases`)."""
 
@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from jarrn.errors import UsageError
-from model.datasets import DatasetError
-from model.rgbd_extra import (
+from jarrn_deploy.errors import UsageError
+from jarrn_deploy.model.datasets import DatasetError
+from jarrn_deploy.model.rgbd_extra import (
     META_FILE,
     ExtraFrame,
     bin_nearest,
@@ -26,16 +26,16 @@ from model.rgbd_extra import (
     split_sets,
     training_pattern,
 )
-from model.training.samples import flip_jitter_normalise
-from model.training.sparse_sampling import log_uniform
-from model.training.validation import ValCase, downscale_case
+from jarrn_deploy.model.training.samples import flip_jitter_normalise
+from jarrn_deploy.model.training.sparse_sampling import log_uniform
+from jarrn_deploy.model.training.validation import ValCase, downscale_case
 
 
 def validation_cases(root: str | Path, max_side: int = 0, seed: int = 0, frames_per_set: int = 3) -> list:
     """Training-time validation: :class:`~model.training.validation.ValCase` on a few frames per held-out set,
     down-scaled."""
-    from model.baselines import linear_interpolation
-    from model.metrics import depth_metrics
+    from jarrn_deploy.model.baselines import linear_interpolation
+    from jarrn_deploy.model.metrics import depth_metrics
 
     cases = []
     for case in held_out_cases(root, seed, frames_per_set=frames_per_set):
@@ -49,7 +49,7 @@ def validation_cases(root: str | Path, max_side: int = 0, seed: int = 0, frames_
 
 
 class RgbdExtraSamples(Dataset):
-    """Augmented training crops from the training sets, as :class:`model.training.samples.TrainingSamples` items.
+    """Augmented training crops from the training sets, as :class:`jarrn_deploy.model.training.samples.TrainingSamples` items.
 
     Sample ``i`` of epoch ``e`` draws all its randomness from ``(seed, e, i)``: reproducible and resumable. Frames are
     read once per process and kept (the whole set is about 50 MB).

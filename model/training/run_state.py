@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
-from jarrn.errors import UsageError
-from model.checkpoint import CheckpointError, read_training_checkpoint, strip_prefixes
-from model.network import JarrnConfig
-from model.training.network_setup import TrainedNetwork
+from jarrn_deploy.errors import UsageError
+from jarrn_deploy.model.checkpoint import CheckpointError, read_training_checkpoint, strip_prefixes
+from jarrn_deploy.model.network import JarrnConfig
+from jarrn_deploy.model.training.network_setup import TrainedNetwork
 
 
 @dataclass

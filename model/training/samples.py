@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from model.metric_jarrn import normalise_sparse
-from model.train_options import SPARSE_MIXES
-from model.training.sparse_sampling import sample_sparse
+from jarrn_deploy.model.metric_jarrn import normalise_sparse
+from jarrn_deploy.model.train_options import SPARSE_MIXES
+from jarrn_deploy.model.training.sparse_sampling import sample_sparse
 
 class SyntheticSource(Dataset):
     """Procedural scenes rendered at a random size (``render_scale`` x the crop, random aspect) for every sample.
@@ -34,7 +34,7 @@ class SyntheticSource(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        from model.synthetic import generate_scene
+        from jarrn_deploy.model.synthetic import generate_scene
 
         rng = np.random.default_rng([self.seed, 7919, int(index)])
         scale = rng.uniform(*self.render_scale)

@@ -1,7 +1,7 @@
 """Sparse training inputs drawn from a dense depth map on the host (numpy): the regimes of the ``--sparse-mix`` mixes
 (none, random subsets, random points, noisy/blurred dense depth, LiDAR lines), random hole masks and outliers.
 
-:mod:`model.training.device_batches` draws the same regimes with torch on the training device.
+:mod:`jarrn_deploy.model.training.device_batches` draws the same regimes with torch on the training device.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.sparse import add_noise, add_outliers, lidar_scanlines, random_points, valid_mask
+from jarrn_deploy.model.sparse import add_noise, add_outliers, lidar_scanlines, random_points, valid_mask
 
 HOLE_PROBABILITY = 0.5
 DENSE_NOISE_PROBABILITY = 0.3

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from model.losses import LossTerms, jarrn_loss
-from model.metric_jarrn import network_sparse_input
+from jarrn_deploy.model.losses import LossTerms, jarrn_loss
+from jarrn_deploy.model.metric_jarrn import network_sparse_input
 
 
 def train_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
@@ -13,7 +13,7 @@ def train_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimizer
                dense_absolute_weight: float = 0.0, grad_clip: float = 0.0, sparse_fill: str = "none") -> LossTerms:
     """One optimisation step on a batch of training samples (host or device made); returns the detached loss terms.
 
-    ``sparse_fill``: the config's fill, applied here exactly as :class:`model.metric_jarrn.MetricJarrn` applies it.
+    ``sparse_fill``: the config's fill, applied here exactly as :class:`jarrn_deploy.model.metric_jarrn.MetricJarrn` applies it.
     """
     batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
     sparse_input = network_sparse_input(batch["sparse"], batch["mask"], sparse_fill)
@@ -32,4 +32,4 @@ def train_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], optimizer
 
 
 LOSS_TERM_NAMES = ("loss", "absolute", "relative", "gradient", "dense_absolute")
-"""Column names in log.csv of the :class:`model.losses.LossTerms` fields, in their order."""
+"""Column names in log.csv of the :class:`jarrn_deploy.model.losses.LossTerms` fields, in their order."""

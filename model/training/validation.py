@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model.train_options import VALIDATION_SCORES
+from jarrn_deploy.model.train_options import VALIDATION_SCORES
 
 if TYPE_CHECKING:
-    from model.network import Jarrn
+    from jarrn_deploy.model.network import Jarrn
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,9 +48,9 @@ def downscale_case(rgb: np.ndarray, sparse: np.ndarray, gt: np.ndarray, factor: 
 
 def build_val_cases(max_side: int = 0, seed: int = 0) -> list[ValCase]:
     """The real-frame evaluation cases, optionally down-scaled so the longer side is at most ``max_side`` (0: full)."""
-    from model.baselines import linear_interpolation
-    from model.metrics import depth_metrics
-    from model.real_frames import evaluation_cases, load_real_frames
+    from jarrn_deploy.model.baselines import linear_interpolation
+    from jarrn_deploy.model.metrics import depth_metrics
+    from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
 
     cases = []
     for case in evaluation_cases(load_real_frames(), seed=seed):
@@ -63,8 +63,8 @@ def build_val_cases(max_side: int = 0, seed: int = 0) -> list[ValCase]:
 
 def validate(network: Jarrn, cases: list[ValCase]) -> dict[str, dict[str, float]]:
     """Metric RMSE/MAE/AbsRel/delta1 per case through ``network.complete`` (metres), plus the linear baseline."""
-    from model.contract import NonFiniteDepthError
-    from model.metrics import HEADLINE_METRICS, depth_metrics
+    from jarrn_deploy.model.contract import NonFiniteDepthError
+    from jarrn_deploy.model.metrics import HEADLINE_METRICS, depth_metrics
 
     was_training = network.training
     network.eval()

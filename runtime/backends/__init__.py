@@ -2,7 +2,7 @@
 
 A backend takes graph inputs (``rgb`` float32 ``[B,3,H,W]`` in [0,1], ``sparse_depth`` float32 ``[B,1,H,W]`` metres)
 and returns the graph output ``depth`` float32 ``[B,1,H,W]`` metres, all as numpy arrays. Validation and layout
-conversion of user inputs happen once, in :mod:`model.contract`, before any backend is called.
+conversion of user inputs happen once, in :mod:`jarrn_deploy.model.contract`, before any backend is called.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from export.graph_check import GraphError  # noqa: F401 - re-exported: part of the runtime's API
-from jarrn.errors import UnavailableError
+from jarrn_deploy.export.graph_check import GraphError  # noqa: F401 - re-exported: part of the runtime's API
+from jarrn_deploy.errors import UnavailableError
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
@@ -33,4 +33,4 @@ class Backend(Protocol):
 
 class BackendUnavailable(UnavailableError, ImportError):
     """A backend's library (tensorrt, cuda-python, onnxruntime, a provider) is not installed here
-    (an ImportError as before, and a :class:`jarrn.errors.UnavailableError`: exit status 5)."""
+    (an ImportError as before, and a :class:`jarrn_deploy.errors.UnavailableError`: exit status 5)."""

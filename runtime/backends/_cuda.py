@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from jarrn.errors import UnavailableError
-from runtime.backends import BackendUnavailable
+from jarrn_deploy.errors import UnavailableError
+from jarrn_deploy.runtime.backends import BackendUnavailable
 
 CUDA_INSTALL_HINT = (
     "no CUDA Python bindings: `pip install cuda-python` (preferred; on Jetson pick the version matching JetPack's "

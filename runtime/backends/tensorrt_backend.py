@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from export.engine_flavours import (
+from jarrn_deploy.export.engine_flavours import (
     FLAVOURS,
     FLAVOUR_TITLES,
     TENSORRT,
@@ -41,7 +41,7 @@ from export.engine_flavours import (
     installed_version,
     same_release,
 )
-from export.engine_manifest import (
+from jarrn_deploy.export.engine_manifest import (
     DeviceInfo,
     EngineManifest,
     beside_engine,
@@ -49,12 +49,12 @@ from export.engine_manifest import (
     check_engine_file,
     manifest_path,
 )
-from export.gpu_probe import visible_gpus
-from export.export_errors import EngineFileError, EngineMismatchError
-from export.engine_profile import BUILD_COMMAND, INPUT_CHANNELS, OUTPUT_NAME, check_shape_in_range
-from model.atomic import atomic_write_bytes
-from jarrn.errors import UnavailableError
-from runtime.backends import BackendUnavailable
+from jarrn_deploy.export.gpu_probe import visible_gpus
+from jarrn_deploy.export.export_errors import EngineFileError, EngineMismatchError
+from jarrn_deploy.export.engine_profile import BUILD_COMMAND, INPUT_CHANNELS, OUTPUT_NAME, check_shape_in_range
+from jarrn_deploy.model.atomic import atomic_write_bytes
+from jarrn_deploy.errors import UnavailableError
+from jarrn_deploy.runtime.backends import BackendUnavailable
 
 log = logging.getLogger(__name__)
 MAX_CUDA_GRAPHS = 8
@@ -238,7 +238,7 @@ class TensorRTBackend:
 
     def _load_libraries(self, engine_path: str | os.PathLike, device: int) -> tuple[Any, Any]:
         """The flavour's module and the CUDA API on ``device``; their errors say that the engine itself checked out."""
-        from runtime.backends._cuda import load_cuda_api
+        from jarrn_deploy.runtime.backends._cuda import load_cuda_api
 
         try:
             return import_tensorrt(self.flavour), load_cuda_api(device)

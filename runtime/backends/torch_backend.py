@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from jarrn.errors import UsageError
+from jarrn_deploy.errors import UsageError
 
 if TYPE_CHECKING:  # the runtime imports torch only when this backend is created
     import torch
 
-    from model.metric_jarrn import MetricJarrn
+    from jarrn_deploy.model.metric_jarrn import MetricJarrn
 
 TORCH_PRECISIONS = ("fp32", "fp16")
 COMPILE_MODE = "reduce-overhead"
@@ -84,8 +84,8 @@ class TorchBackend:
                  options: TorchBackendOptions | None = None) -> None:
         import torch
 
-        from jarrn.devices import resolve_device
-        from model.metric_jarrn import MetricJarrn
+        from jarrn_deploy.devices import resolve_device
+        from jarrn_deploy.model.metric_jarrn import MetricJarrn
 
         self._torch = torch
         self.options = options if options is not None else TorchBackendOptions()
@@ -121,8 +121,8 @@ class TorchBackend:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "cpu",
                         options: TorchBackendOptions | None = None) -> "TorchBackend":
-        from jarrn.devices import resolve_device
-        from model.checkpoint import load_model
+        from jarrn_deploy.devices import resolve_device
+        from jarrn_deploy.model.checkpoint import load_model
 
         device = resolve_device(device, name="device")  # a bad device or option fails before the weights are read
         if isinstance(options, TorchBackendOptions):

@@ -1,7 +1,7 @@
-"""``python -m runtime.bag``: the same command as ``jarrn bag``."""
+"""``python -m jarrn_deploy.runtime.bag``: the same command as ``jarrn bag``."""
 
 import sys
 
-from runtime.bag.cli import main
+from jarrn_deploy.runtime.bag.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""The command line of ``jarrn bag`` / ``python -m runtime.bag`` (building the parser imports nothing heavy)."""
+"""The command line of ``jarrn bag`` / ``python -m jarrn_deploy.runtime.bag`` (building the parser imports nothing heavy)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from jarrn.cli import command
-from jarrn.errors import UsageError
-from jarrn.options import ignored_option, repeated_options
+from jarrn_deploy.cli import command
+from jarrn_deploy.errors import UsageError
+from jarrn_deploy.options import ignored_option, repeated_options
 
 HELP_DESCRIPTION = """\
 Complete the depth of every camera frame of a ROS recording: the LiDAR sweep nearest in time is projected
@@ -44,10 +44,10 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from runtime.backends import BACKENDS
-    from runtime.bag.output import STORAGES
-    from runtime.bag.pipeline import BagOptions
-    from runtime.bag.tf import EXTRINSICS_FORMAT
+    from jarrn_deploy.runtime.backends import BACKENDS
+    from jarrn_deploy.runtime.bag.output import STORAGES
+    from jarrn_deploy.runtime.bag.pipeline import BagOptions
+    from jarrn_deploy.runtime.bag.tf import EXTRINSICS_FORMAT
 
     max_dt_s = BagOptions.max_dt_s  # the dataclass's defaults are its class attributes
     parser = argparse.ArgumentParser(prog="jarrn bag", description=HELP_DESCRIPTION,
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace):  # noqa: ANN202 - BagOptions, imported after parsing
-    from runtime.bag.pipeline import BagOptions
+    from jarrn_deploy.runtime.bag.pipeline import BagOptions
 
     if not args.max_dt > 0:
         raise UsageError(f"--max-dt: expected a positive number of seconds, got {args.max_dt}")
@@ -111,7 +111,7 @@ def _completer_factory(args: argparse.Namespace):  # noqa: ANN202
     read), the model loads when the run calls ``make_completer()``; ``caption[0]`` names what completed the frames
     (with the model's precision once it has loaded)."""
     if args.server:
-        from runtime.bag.remote import RemoteCompleter, parse_server
+        from jarrn_deploy.runtime.bag.remote import RemoteCompleter, parse_server
 
         parse_server(args.server)
         for flag, given in (("--cuda-graphs", args.cuda_graphs), ("--providers", args.providers),
@@ -119,9 +119,9 @@ def _completer_factory(args: argparse.Namespace):  # noqa: ANN202
             if given:
                 ignored_option(flag, f"the model of the jarrn serve at {args.server} runs the frames")
         return (lambda: RemoteCompleter(args.server)), [f"jarrn serve at {args.server}"]
-    from model.atomic import check_input_file
-    from runtime.infer import BUNDLED, build_completer, choose_backend, model_precision
-    from runtime.infer import warn_ignored_options
+    from jarrn_deploy.model.atomic import check_input_file
+    from jarrn_deploy.runtime.infer import BUNDLED, build_completer, choose_backend, model_precision
+    from jarrn_deploy.runtime.infer import warn_ignored_options
 
     if args.model is not None:
         check_input_file(Path(args.model), "--model", "a checkpoint, ONNX or engine file")
@@ -144,16 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     repeated_options(parser, argv)
-    from runtime.bag.output import DEPTH_TOPIC, check_out
-    from runtime.bag.pipeline import run_bag
-    from runtime.bag.source import import_rosbags
+    from jarrn_deploy.runtime.bag.output import DEPTH_TOPIC, check_out
+    from jarrn_deploy.runtime.bag.pipeline import run_bag
+    from jarrn_deploy.runtime.bag.source import import_rosbags
 
     options = _options(args)
     check_out(options.out, options.overwrite, options.input)  # before any work: OUT never replaces IN
     import_rosbags()
     make_completer, caption = _completer_factory(args)
     if args.preview is not None:
-        from model.atomic import check_writable_folder
+        from jarrn_deploy.model.atomic import check_writable_folder
 
         check_writable_folder(args.preview, "--preview", create=False)
     summary = run_bag(options, make_completer)
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {options.out}: {summary.completed} {DEPTH_TOPIC} images (32FC1 metres, NaN = no depth) from "
           f"{summary.topics.image} and {summary.topics.cloud}, {caption}")
     if args.preview and summary.previews:
-        from runtime.bag.preview import write_previews
+        from jarrn_deploy.runtime.bag.preview import write_previews
 
         written = write_previews(args.preview, summary.previews, caption, summary.topics.image)
         print("wrote " + ", ".join(str(path) for path in written))

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from jarrn.errors import InputError
+from jarrn_deploy.errors import InputError
 
 POINT_FIELD_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: "f8"}
 """``sensor_msgs/PointField`` datatype constants -> numpy type codes."""

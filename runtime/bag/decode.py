@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from jarrn.errors import InputError
+from jarrn_deploy.errors import InputError
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 """Raw encodings this module decodes -> bytes per pixel."""

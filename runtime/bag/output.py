@@ -1,7 +1,7 @@
 """OUT: a rosbag2 (MCAP by default, or sqlite3) written by rosbags, all or nothing.
 
 The bag is written inside a hidden staging folder beside OUT (``.<OUT name>.pid<PID>.<random>.tmp``, the naming of
-:mod:`model.atomic`, so a later run removes what a killed one left) and renamed to OUT when complete; an error or
+:mod:`jarrn_deploy.model.atomic`, so a later run removes what a killed one left) and renamed to OUT when complete; an error or
 Ctrl-C removes it, and an existing OUT is replaced only at that last step (and only with ``--overwrite``).
 
 Depth images follow REP 118: ``sensor_msgs/Image``, encoding ``32FC1``, metres, with the camera image's header
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from jarrn.errors import OutputError
-from model.atomic import refuse_overwriting_inputs, remove_stale_temp_files, temp_prefix, write_probe
-from runtime.bag.source import bag_paths, import_rosbags, typestore
+from jarrn_deploy.errors import OutputError
+from jarrn_deploy.model.atomic import refuse_overwriting_inputs, remove_stale_temp_files, temp_prefix, write_probe
+from jarrn_deploy.runtime.bag.source import bag_paths, import_rosbags, typestore
 
 STORAGES = ("mcap", "sqlite3")
 DEPTH_TOPIC = "/jarrn/depth"

@@ -21,15 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from jarrn.errors import InputError, UsageError
-from runtime.bag.cloud import cloud_xyz
-from runtime.bag.decode import decode_image
-from runtime.bag.output import DEPTH_TOPIC, SPARSE_TOPIC, OutputBag, depth_image, ros2_header
-from runtime.bag.pairing import NearestSweep
-from runtime.bag.projection import CameraModel, sparse_depth
-from runtime.bag.source import messages, open_bag
-from runtime.bag.tf import NoTransformAtTime, Transform, TransformBuffer, read_extrinsics
-from runtime.bag.topics import IMAGE, TF_TOPICS, TF_TYPE, find_topics
+from jarrn_deploy.errors import InputError, UsageError
+from jarrn_deploy.runtime.bag.cloud import cloud_xyz
+from jarrn_deploy.runtime.bag.decode import decode_image
+from jarrn_deploy.runtime.bag.output import DEPTH_TOPIC, SPARSE_TOPIC, OutputBag, depth_image, ros2_header
+from jarrn_deploy.runtime.bag.pairing import NearestSweep
+from jarrn_deploy.runtime.bag.projection import CameraModel, sparse_depth
+from jarrn_deploy.runtime.bag.source import messages, open_bag
+from jarrn_deploy.runtime.bag.tf import NoTransformAtTime, Transform, TransformBuffer, read_extrinsics
+from jarrn_deploy.runtime.bag.topics import IMAGE, TF_TOPICS, TF_TYPE, find_topics
 
 NS_PER_S = 1_000_000_000
 
@@ -85,7 +85,7 @@ class BagSummary:
     seconds: float = 0.0
     """Wall time of the frame loop."""
     topics: Any = None
-    """The :class:`runtime.bag.topics.Topics` read."""
+    """The :class:`jarrn_deploy.runtime.bag.topics.Topics` read."""
     previews: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]] = field(default_factory=list)
     """(rgb, sparse, depth, stamp in s) of the first completed frames, for --preview."""
 

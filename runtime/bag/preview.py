@@ -1,5 +1,5 @@
 """``--preview DIR``: a few panels (camera image | projected LiDAR points | completed depth, colour bar in metres)
-drawn by :func:`runtime.panel.make_panel`, written all together once the run has succeeded."""
+drawn by :func:`jarrn_deploy.runtime.panel.make_panel`, written all together once the run has succeeded."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model.atomic import staged_outputs
-from model.depth_io import write_rgb_png
-from runtime.panel import make_panel
+from jarrn_deploy.model.atomic import staged_outputs
+from jarrn_deploy.model.depth_io import write_rgb_png
+from jarrn_deploy.runtime.panel import make_panel
 
 
 def write_previews(folder: Path, frames: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], caption: str,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from jarrn.errors import InputError
+from jarrn_deploy.errors import InputError
 
 DISTORTION_MODELS = ("plumb_bob", "rational_polynomial")
 MIN_DEPTH_M = 1e-3

@@ -6,7 +6,7 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
-from jarrn.errors import InputError, UnavailableError
+from jarrn_deploy.errors import InputError, UnavailableError
 
 BAG_INSTALL_HINT = 'reading and writing ROS bags needs rosbags: pip install -e ".[bag]" (or pip install rosbags)'
 ROS2_TYPESTORE = "ROS2_HUMBLE"

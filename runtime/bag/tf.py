@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from jarrn.errors import InputError
+from jarrn_deploy.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,7 @@ extrinsics file (--extrinsics FILE, instead of /tf_static and /tf):
 def read_extrinsics(path: Path) -> Transform:
     """The cloud-to-camera transform of an ``--extrinsics`` file (format: :data:`EXTRINSICS_FORMAT`); a missing,
     unreadable or malformed file is an :class:`InputError` naming the option."""
-    from model.atomic import check_input_file
+    from jarrn_deploy.model.atomic import check_input_file
 
     check_input_file(path, "--extrinsics", "a JSON file (format in jarrn bag --help)")
     try:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from benchmarks.run import FULL_S, QUICK_S, build_parser, plan_line, resolve_args
-from jarrn.durations import about
+from jarrn_deploy.benchmarks.run import FULL_S, QUICK_S, build_parser, plan_line, resolve_args
+from jarrn_deploy.durations import about
 
 
 def _line(*argv: str) -> str:

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.arguments import ArgumentError, parse_choice_list, parse_size, parse_sizes
-from benchmarks.machine import describe_machine, machine_tag
-from benchmarks.rows import Row, applicable_rows
-from benchmarks.timing import CpuInterference, iteration_count, latency_stats, quiet_stats
+from jarrn_deploy.benchmarks.arguments import ArgumentError, parse_choice_list, parse_size, parse_sizes
+from jarrn_deploy.benchmarks.machine import describe_machine, machine_tag
+from jarrn_deploy.benchmarks.rows import Row, applicable_rows
+from jarrn_deploy.benchmarks.timing import CpuInterference, iteration_count, latency_stats, quiet_stats
 
 from tests.support import REPO, TINY_WIDTHS
 RUN = [sys.executable, str(REPO / "benchmarks" / "run.py")]
@@ -68,7 +68,7 @@ def test_quiet_stats_keep_only_calls_without_interference() -> None:
 
 
 def test_paired_runs_are_combined_by_their_median_ratio() -> None:
-    from benchmarks.run import combine_paired
+    from jarrn_deploy.benchmarks.run import combine_paired
 
     def fake(ratio: float) -> dict:
         lat = {"torch_forward": {"p50_ms": 100.0 * ratio}, "ort_e2e": {"p50_ms": 100.0}}
@@ -134,7 +134,7 @@ def test_help_works() -> None:
     ],
 )
 def test_bad_arguments_give_a_clear_error(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
-    from benchmarks import run
+    from jarrn_deploy.benchmarks import run
 
     with pytest.raises(SystemExit) as exc:
         run.main(args)
@@ -149,15 +149,15 @@ def test_bad_arguments_give_a_clear_error(args: list[str], message: str, capsys:
     (["--onnx", "/nonexistent/jarrn_fp32.onnx"], "error: --onnx: no such file"),
 ])
 def test_missing_input_files_are_input_errors(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
-    from benchmarks import run
+    from jarrn_deploy.benchmarks import run
 
-    assert run.main(args) == 3  # jarrn.errors.EXIT_INPUT: an input file, not a usage error
+    assert run.main(args) == 3  # jarrn_deploy.errors.EXIT_INPUT: an input file, not a usage error
     assert message in capsys.readouterr().err
 
 
 def test_settings_are_typed_and_recorded_as_json_lists() -> None:
-    from benchmarks import run
-    from benchmarks.settings import BenchmarkSettings
+    from jarrn_deploy.benchmarks import run
+    from jarrn_deploy.benchmarks.settings import BenchmarkSettings
 
     settings = run.resolve_args(run.build_parser().parse_args(["--quick", "--sizes", "64x96", "--threads", "1"]))
     assert isinstance(settings, BenchmarkSettings)
@@ -208,9 +208,9 @@ def test_machine_tag_formats() -> None:
 def tiny_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from benchmarks import run
-    from export.onnx_graph import ExportOptions, export_onnx
-    from model import Jarrn, JarrnConfig, save_model
+    from jarrn_deploy.benchmarks import run
+    from jarrn_deploy.export.onnx_graph import ExportOptions, export_onnx
+    from jarrn_deploy.model import Jarrn, JarrnConfig, save_model
 
     tmp = tmp_path_factory.mktemp("bench")
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""The device check (``python -m benchmarks.device_check``) without a GPU: the plan and its budgets, what is skipped and
+"""The device check (``python -m jarrn_deploy.benchmarks.device_check``) without a GPU: the plan and its budgets, what is skipped and
 why, the step loop (budgets, failures), and the measurement, training and report code run on the CPU with small sizes."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import device_check as dc
-from benchmarks import device_report, device_session
+from jarrn_deploy.benchmarks import device_check as dc
+from jarrn_deploy.benchmarks import device_report, device_session
 
 from tests.support import REPO
 
@@ -22,7 +22,7 @@ H200 = dc.Environment(device="cuda:0", gpu_name="NVIDIA H200", compute_capabilit
 
 
 def test_dry_run_prints_every_step_with_its_budget_and_exits_0() -> None:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.device_check", "--dry-run"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "jarrn_deploy.benchmarks.device_check", "--dry-run"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
@@ -148,7 +148,7 @@ def test_gpu_test_files_are_the_ones_with_gpu_marks() -> None:
 
 @pytest.fixture()
 def small_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from benchmarks import device_bench
+    from jarrn_deploy.benchmarks import device_bench
 
     monkeypatch.setattr(dc, "LATENCY_SIZES", ((64, 96),))
     monkeypatch.setattr(dc, "LATENCY_BATCHES", (1, 2))
@@ -159,7 +159,7 @@ def small_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def _keep_real_timing() -> None:
-    from benchmarks import device_bench
+    from jarrn_deploy.benchmarks import device_bench
 
     device_bench._RealTiming = device_bench.TimingSettings  # type: ignore[attr-defined]
 
@@ -198,8 +198,8 @@ def test_a_latency_row_is_measured_within_budget_and_reported(tmp_path: Path, sm
 
 
 def test_a_row_skips_what_its_budget_cannot_hold() -> None:
-    from benchmarks.bench_worker import Runner
-    from benchmarks.device_bench import TimingSettings, measure_row
+    from jarrn_deploy.benchmarks.bench_worker import Runner
+    from jarrn_deploy.benchmarks.device_bench import TimingSettings, measure_row
 
     now = [0.0]
 
@@ -220,7 +220,7 @@ def test_a_row_skips_what_its_budget_cannot_hold() -> None:
             now[0] += 0.1
             return None
 
-    from model.real_frames import evaluation_cases, load_real_frames
+    from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
 
     cases = [c for c in evaluation_cases(load_real_frames()) if c.name == "tum_desk@100"]
     result = measure_row(SlowFirstCall, row_key="torch-compile:fp16", configs=[(64, 64, 1), (96, 96, 1), (64, 64, 2)],
@@ -232,7 +232,7 @@ def test_a_row_skips_what_its_budget_cannot_hold() -> None:
 
 
 def test_training_checks_run_the_training_code_and_read_its_throughput() -> None:
-    from benchmarks.device_train import TrainingShape, step_throughput, training_smoke
+    from jarrn_deploy.benchmarks.device_train import TrainingShape, step_throughput, training_smoke
 
     shape = TrainingShape(config="small", crop=(64, 64), batch=2, amp=True)
     step = step_throughput("cpu", shape, seconds=0.5, log=lambda m: None)
@@ -244,7 +244,7 @@ def test_training_checks_run_the_training_code_and_read_its_throughput() -> None
 
 
 def test_a_training_run_that_does_not_stop_is_killed_at_its_timeout() -> None:
-    from benchmarks.device_train import run_streaming
+    from jarrn_deploy.benchmarks.device_train import run_streaming
 
     lines: list[str] = []
     code, out, timed_out, wall = run_streaming(
@@ -254,7 +254,7 @@ def test_a_training_run_that_does_not_stop_is_killed_at_its_timeout() -> None:
 
 
 def test_training_steps_report_the_rate_and_what_limits_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from benchmarks import device_train
+    from jarrn_deploy.benchmarks import device_train
 
     calls = {}
 

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("tritonclient.grpc", reason='needs the serve extra: pip install -e ".[serve]"')
 
-from benchmarks.serving_load import (  # noqa: E402
+from jarrn_deploy.benchmarks.serving_load import (  # noqa: E402
     LoadConfig,
     batch_histogram,
     main,

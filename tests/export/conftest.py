@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.onnx_graph import ExportOptions, ExportStats, export_onnx
-from model import Jarrn, load_model, save_model
+from jarrn_deploy.export.onnx_graph import ExportOptions, ExportStats, export_onnx
+from jarrn_deploy.model import Jarrn, load_model, save_model
 
 from tests.export.onnx_support import TINY
 from tests.support import tiny_network as build_tiny_network

@@ -9,8 +9,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from export.validate import random_cases
-from model import CONTRACT, Jarrn, JarrnConfig, MetricJarrn
+from jarrn_deploy.export.validate import random_cases
+from jarrn_deploy.model import CONTRACT, Jarrn, JarrnConfig, MetricJarrn
 
 TINY = JarrnConfig((16, 16, 16, 16, 8, 8, 8))
 """The export tests' network: wider than tests.support.TINY_WIDTHS so FP16/INT8 rounding has something to act on."""

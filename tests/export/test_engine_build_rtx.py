@@ -32,8 +32,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import model.metric_jarrn as in_graph
-from model import Jarrn, JarrnConfig
+import jarrn_deploy.model.metric_jarrn as in_graph
+from jarrn_deploy.model import Jarrn, JarrnConfig
 
 OFFICIAL_TINY = JarrnConfig((16, 16, 16, 16, 8, 8, 8))  # official defaults: sparse_fill='none', 'max', softmax_height
 KITTI_HW = (375, 1242)
@@ -93,7 +93,7 @@ class Exports:
     def network(self, model_name: str) -> Jarrn:
         if model_name not in self._networks:
             if model_name == "bundled":
-                from model.checkpoint import load_model
+                from jarrn_deploy.model.checkpoint import load_model
 
                 self._networks[model_name] = load_model()
             else:
@@ -116,7 +116,7 @@ class Exports:
     def get(self, model_name: str, precision: str, graph: str, calibration: str = "small") -> Path:
         """The exported graph; ``calibration`` "small" (a few random frames: enough to build) or "builtin" (the
         export's own set, for accuracy checks)."""
-        from export.onnx_graph import ExportOptions, export_onnx
+        from jarrn_deploy.export.onnx_graph import ExportOptions, export_onnx
 
         key = (model_name, precision, graph) + (() if calibration == "small" else (calibration,))
         if key not in self.paths:
@@ -212,8 +212,8 @@ def build_report(exports: Exports):
 
 def _build(onnx_path: Path, *extra: str) -> tuple[Path, dict]:
     """build_engine.py --flavour tensorrt-rtx in-process; the builder's own error fails the test."""
-    import export.build_engine as build_engine
-    from jarrn.errors import JarrnError
+    import jarrn_deploy.export.build_engine as build_engine
+    from jarrn_deploy.errors import JarrnError
 
     engine = onnx_path.with_suffix(".engine")
     args = ["--onnx", str(onnx_path), "--out", str(engine), "--flavour", "tensorrt-rtx", *extra]
@@ -273,9 +273,9 @@ def test_export_builds_in_tensorrt_rtx(exports: Exports, build_report: list, mod
 @needs_rtx
 def test_the_old_resize_fill_is_what_myelin_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pins the original failure and that its text reaches the user: the Resize-based fill does not build."""
-    import export.build_engine as build_engine
-    from export.onnx_graph import export_onnx
-    from jarrn.errors import CheckFailedError
+    import jarrn_deploy.export.build_engine as build_engine
+    from jarrn_deploy.export.onnx_graph import export_onnx
+    from jarrn_deploy.errors import CheckFailedError
 
     monkeypatch.setattr(in_graph, "upsample2x_bilinear", _resize_upsample)
     torch.manual_seed(0)
@@ -289,8 +289,8 @@ def test_the_old_resize_fill_is_what_myelin_refused(tmp_path: Path, monkeypatch:
 
 @needs_rtx
 def test_static_graph_with_a_profile_it_cannot_hold_is_refused(exports: Exports, tmp_path: Path) -> None:
-    import export.build_engine as build_engine
-    from jarrn.errors import UsageError
+    import jarrn_deploy.export.build_engine as build_engine
+    from jarrn_deploy.errors import UsageError
 
     onnx_path = exports.get("official-tiny", "fp32", "kitti")
     engine = tmp_path / "kitti.engine"
@@ -328,9 +328,9 @@ def test_full_size_official_config_builds(exports: Exports, build_report: list, 
 
 def _gpu_flavour() -> tuple[str | None, str]:
     """The flavour to test on this machine's GPU, or None and why not."""
-    from export.engine_flavours import is_installed, rtx_runs_on
-    from export.engine_flavours import RTX_PORTABLE_TARGETS
-    from export.gpu_probe import probe_gpu
+    from jarrn_deploy.export.engine_flavours import is_installed, rtx_runs_on
+    from jarrn_deploy.export.engine_flavours import RTX_PORTABLE_TARGETS
+    from jarrn_deploy.export.gpu_probe import probe_gpu
 
     found = probe_gpu(0)
     if found is None:
@@ -347,10 +347,10 @@ def _gpu_flavour() -> tuple[str | None, str]:
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_engine_depth_matches_pytorch_within_validation_bounds(exports: Exports, precision: str) -> None:
-    import export.build_engine as build_engine
-    from export.validate import Bounds, real_cases
-    from model import MetricJarrn
-    from runtime import DepthCompleter
+    import jarrn_deploy.export.build_engine as build_engine
+    from jarrn_deploy.export.validate import Bounds, real_cases
+    from jarrn_deploy.model import MetricJarrn
+    from jarrn_deploy.runtime import DepthCompleter
 
     flavour, why = _gpu_flavour()
     if flavour is None:

@@ -16,14 +16,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from export.engine_flavours import (
+from jarrn_deploy.export.engine_flavours import (
     TENSORRT_INSTALL_HINT,
     TENSORRT_RTX_INSTALL_HINT,
     network_creation_flags,
     parse_version,
 )
-from export.engine_graph import onnx_sha256, precision_from_onnx
-from export.engine_manifest import (
+from jarrn_deploy.export.engine_graph import onnx_sha256, precision_from_onnx
+from jarrn_deploy.export.engine_manifest import (
     DeviceInfo,
     EngineManifest,
     cache_key,
@@ -33,10 +33,10 @@ from export.engine_manifest import (
     rebuild_command,
     timing_cache_path,
 )
-from export.export_errors import EngineFileError, EngineMismatchError
-from export.engine_profile import BuildOptions, Profile, ProfileError, check_shape_in_range, parse_shape
-from export.engine_recipes import trtexec_command, trtexec_commands_text
-from runtime.backends.tensorrt_backend import preflight_engine
+from jarrn_deploy.export.export_errors import EngineFileError, EngineMismatchError
+from jarrn_deploy.export.engine_profile import BuildOptions, Profile, ProfileError, check_shape_in_range, parse_shape
+from jarrn_deploy.export.engine_recipes import trtexec_command, trtexec_commands_text
+from jarrn_deploy.runtime.backends.tensorrt_backend import preflight_engine
 
 from tests.support import REPO
 DEVICE = DeviceInfo("NVIDIA GeForce RTX 4090", "8.9", "10.8.0.43")
@@ -296,7 +296,7 @@ def test_other_gpu_or_tensorrt_asks_for_rebuild_with_exact_command(here: DeviceI
 
 
 def test_rebuild_command_parses_back_to_the_same_build() -> None:
-    from export.build_engine import parse_args
+    from jarrn_deploy.export.build_engine import parse_args
 
     args = parse_args(shlex.split(rebuild_command(_manifest(), "out.engine"))[2:])
     assert Profile.parse(args.min, args.opt, args.max) == PROFILE
@@ -479,7 +479,7 @@ def test_build_engine_unreadable_onnx_one_line(tmp_path: Path) -> None:
 
 
 def test_compute_capability_spellings_and_portable_default() -> None:
-    from export.engine_flavours import RTX_PORTABLE_TARGETS, parse_compute_capabilities
+    from jarrn_deploy.export.engine_flavours import RTX_PORTABLE_TARGETS, parse_compute_capabilities
 
     assert parse_compute_capabilities(None) == parse_compute_capabilities("portable") == RTX_PORTABLE_TARGETS
     assert parse_compute_capabilities("sm_120, 86,SM89,8.6") == ("8.6", "8.9", "12.0")
@@ -496,7 +496,7 @@ def test_compute_capability_spellings_and_portable_default() -> None:
     (("8.6",), "12.3", False),
 ])
 def test_rtx_engine_targets(targets: tuple[str, ...], cc: str, runs: bool) -> None:
-    from export.engine_flavours import rtx_runs_on
+    from jarrn_deploy.export.engine_flavours import rtx_runs_on
 
     assert rtx_runs_on(targets, cc) is runs
 
@@ -518,7 +518,7 @@ def test_rtx_manifest_checks_targets_not_gpu_model() -> None:
 
 
 def test_tensorrt_rtx_recipe() -> None:
-    from export.engine_recipes import tensorrt_rtx_command
+    from jarrn_deploy.export.engine_recipes import tensorrt_rtx_command
 
     argv = tensorrt_rtx_command("m.onnx", "m.engine", PROFILE, ("8.6",))
     assert argv[0] == "tensorrt_rtx" and "--computeCapabilities=86" in argv and "--skipInference" in argv

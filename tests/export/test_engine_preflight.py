@@ -20,10 +20,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-import export.build_engine as build_engine
-from export.engine_compression import ZSTD, compress, decompress, is_zstd
-from export.engine_manifest import EngineManifest, check_engine_file, manifest_path, rebuild_command
-from export.export_errors import EngineFileError
+import jarrn_deploy.export.build_engine as build_engine
+from jarrn_deploy.export.engine_compression import ZSTD, compress, decompress, is_zstd
+from jarrn_deploy.export.engine_manifest import EngineManifest, check_engine_file, manifest_path, rebuild_command
+from jarrn_deploy.export.export_errors import EngineFileError
 from tests.support import REPO
 
 needs_rtx = pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None, reason="tensorrt_rtx not installed")
@@ -52,8 +52,8 @@ def _build(folder: Path, name: str, *extra: str) -> Path:
 
 _LOADER = r"""
 import json, sys
-from jarrn.errors import InputError, UnavailableError
-from runtime import DepthCompleter
+from jarrn_deploy.errors import InputError, UnavailableError
+from jarrn_deploy.runtime import DepthCompleter
 report = []
 for path, kwargs in json.loads(sys.argv[1]):
     try:
@@ -76,7 +76,7 @@ def _load_in_child(cases: list[tuple[Path, dict]]) -> list[dict]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(__import__("export.gpu_probe").gpu_probe.probe_gpu(0) is not None,
+@pytest.mark.skipif(__import__("jarrn_deploy.export.gpu_probe").export.gpu_probe.probe_gpu(0) is not None,
                     reason="a GPU is visible: this pins what a machine without one reports")
 @needs_rtx
 def test_each_bad_engine_gets_its_own_message_before_any_cuda_import(tmp_path: Path) -> None:
@@ -175,8 +175,8 @@ def test_damaged_compressed_engine_is_refused_with_its_own_message(tmp_path: Pat
     ([("NVIDIA H100 80GB HBM3", "9.0"), ("NVIDIA GeForce RTX 4090", "8.9")], None),  # one GPU fits: CUDA decides
 ])
 def test_gpus_listed_by_nvidia_smi_are_checked_before_any_library_import(tmp_path: Path, monkeypatch, gpus, refused):
-    import runtime.backends.tensorrt_backend as backend
-    from export.export_errors import EngineMismatchError
+    import jarrn_deploy.runtime.backends.tensorrt_backend as backend
+    from jarrn_deploy.export.export_errors import EngineMismatchError
 
     engine = _build(tmp_path, "m")
     monkeypatch.setattr(backend, "visible_gpus", lambda: gpus)
@@ -194,9 +194,9 @@ def test_gpus_listed_by_nvidia_smi_are_checked_before_any_library_import(tmp_pat
 
 
 def test_installed_version_is_compared_before_the_import_even_when_spelled_shorter(monkeypatch) -> None:
-    import runtime.backends.tensorrt_backend as backend
-    from export.engine_manifest import EngineManifest
-    from export.export_errors import EngineMismatchError
+    import jarrn_deploy.runtime.backends.tensorrt_backend as backend
+    from jarrn_deploy.export.engine_manifest import EngineManifest
+    from jarrn_deploy.export.export_errors import EngineMismatchError
 
     manifest = EngineManifest(
         onnx_path="/m.onnx", onnx_sha256="0" * 64, precision="fp16", tensorrt_version="10.3.0.30", gpu_name="",

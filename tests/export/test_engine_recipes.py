@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import export.build_engine as build_engine
-from export.engine_profile import BuildOptions, Profile
-from export.engine_recipes import (
+import jarrn_deploy.export.build_engine as build_engine
+from jarrn_deploy.export.engine_profile import BuildOptions, Profile
+from jarrn_deploy.export.engine_recipes import (
     DOCUMENTED_OPTIONS,
     TENSORRT_RTX_CLI,
     TRTEXEC_CLI,
@@ -73,7 +73,7 @@ def test_tensorrt_rtx_recipe_says_when_it_cannot_carry_the_opt_level(opt_level: 
 
 def test_relative_runtime_cache_is_printed_where_the_runtime_looks_for_it(tmp_path: Path, capsys: pytest.CaptureFixture,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from runtime.backends.tensorrt_backend import runtime_cache_path
+    from jarrn_deploy.runtime.backends.tensorrt_backend import runtime_cache_path
 
     monkeypatch.chdir(tmp_path)
     engine = Path("engines") / "m.engine"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from export.engine_sources import HELPERS_END, find_sources
+from jarrn_deploy.export.engine_sources import HELPERS_END, find_sources
 
 
 def _source(*kernels: str) -> bytes:

@@ -20,10 +20,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-import export.build_engine as build_engine
-from export.engine_manifest import DeviceInfo, EngineManifest, manifest_path, timing_cache_path
-from export.export_errors import EngineMismatchError
-from export.engine_profile import ProfileError
+import jarrn_deploy.export.build_engine as build_engine
+from jarrn_deploy.export.engine_manifest import DeviceInfo, EngineManifest, manifest_path, timing_cache_path
+from jarrn_deploy.export.export_errors import EngineMismatchError
+from jarrn_deploy.export.engine_profile import ProfileError
 
 # ---------------------------------------------------------------------------------------------------------------------
 # skip logic for the real-TensorRT tests (kept here: tests/conftest.py belongs to the whole suite)
@@ -33,7 +33,7 @@ def _tensorrt_skip_reason() -> str | None:
     if importlib.util.find_spec("tensorrt") is None:
         return "tensorrt not installed"
     try:
-        from runtime.backends._cuda import load_cuda_api
+        from jarrn_deploy.runtime.backends._cuda import load_cuda_api
 
         load_cuda_api(0)
     except Exception:  # noqa: BLE001 - no bindings, no driver or no device: all mean no GPU for us
@@ -328,8 +328,8 @@ def fake_env(monkeypatch: pytest.MonkeyPatch):
 
     The runtime's checks before any CUDA import see the same: the fake's version as the installed package's, and the
     fake GPU as what nvidia-smi lists."""
-    import runtime.backends._cuda as cuda_module
-    import runtime.backends.tensorrt_backend as backend_module
+    import jarrn_deploy.runtime.backends._cuda as cuda_module
+    import jarrn_deploy.runtime.backends.tensorrt_backend as backend_module
 
     state = {}
 
@@ -445,7 +445,7 @@ def _expected(rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_engine_backend_runs_and_reuses_buffers(fake_engine: Path, fake_env, cuda_graphs: bool) -> None:
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
 
     trt, gpu = fake_env()
     completer = DepthCompleter.from_engine(fake_engine, cuda_graphs=cuda_graphs)
@@ -470,7 +470,7 @@ def test_engine_backend_runs_and_reuses_buffers(fake_engine: Path, fake_env, cud
 
 
 def test_engine_backend_reports_its_device_memory_and_profile(fake_engine: Path, fake_env) -> None:
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
 
     backend = DepthCompleter.from_engine(fake_engine).backend
     assert backend.engine_device_memory_bytes == 3 << 20
@@ -481,7 +481,7 @@ def test_engine_backend_reports_its_device_memory_and_profile(fake_engine: Path,
 
 
 def test_engine_shapes_outside_profile_name_input_and_range(fake_engine: Path, fake_env) -> None:
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
 
     completer = DepthCompleter.from_engine(fake_engine)
     rgb, sparse = _inputs(1, 128, 96)
@@ -493,7 +493,7 @@ def test_engine_shapes_outside_profile_name_input_and_range(fake_engine: Path, f
 
 
 def test_engine_for_other_gpu_is_refused_before_deserialising(fake_engine: Path, fake_env) -> None:
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
 
     trt, _ = fake_env(gpu=FakeGpu("Orin (nvgpu)", (8, 7)))
     with pytest.raises(EngineMismatchError, match="Orin.*jarrn build-engine --onnx .*m.onnx --out .*m.engine"):
@@ -505,7 +505,7 @@ def test_engine_for_other_gpu_is_refused_before_deserialising(fake_engine: Path,
 
 
 def test_truncated_engine_is_refused_before_deserialising(fake_engine: Path, fake_env) -> None:
-    from runtime import DepthCompleter, EngineFileError
+    from jarrn_deploy.runtime import DepthCompleter, EngineFileError
 
     trt, _ = fake_env()
     fake_engine.write_bytes(fake_engine.read_bytes()[:2048])
@@ -525,7 +525,7 @@ def _garbage_without_manifest(engine: Path) -> Path:
 
 def test_missing_tensorrt_gives_install_hint_after_the_engine_checks(fake_engine: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from runtime import BackendUnavailable, DepthCompleter
+    from jarrn_deploy.runtime import BackendUnavailable, DepthCompleter
 
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     with pytest.raises(BackendUnavailable, match=r"m\.engine: its manifest and file check out, but it cannot run here: "
@@ -548,7 +548,7 @@ def fake_rtx_engine(tmp_path: Path, fake_env) -> Path:
 
 
 def test_rtx_build_is_cpu_only_with_portable_targets_and_no_timing_cache(fake_rtx_engine: Path, fake_env) -> None:
-    from export.engine_flavours import RTX_PORTABLE_TARGETS
+    from jarrn_deploy.export.engine_flavours import RTX_PORTABLE_TARGETS
 
     record = json.loads(fake_rtx_engine.read_bytes()[8:].rstrip(b"\0"))
     assert record["targets"] == [] and record["flags"] == 2  # portable default: no target set; strongly typed
@@ -571,7 +571,7 @@ def test_rtx_build_sets_chosen_compute_capabilities(tmp_path: Path, fake_env) ->
 
 
 def test_unknown_compute_capability_is_one_usage_error_and_writes_nothing(tmp_path: Path, fake_env) -> None:
-    from jarrn.errors import UsageError
+    from jarrn_deploy.errors import UsageError
 
     trt, _ = fake_env(RTX_VERSION, rtx=True)
     _onnx(tmp_path / "m.onnx")
@@ -583,7 +583,7 @@ def test_unknown_compute_capability_is_one_usage_error_and_writes_nothing(tmp_pa
 @pytest.mark.parametrize("cuda_graphs", [False, True])
 def test_rtx_engine_runs_with_runtime_cache_and_builtin_cuda_graphs(fake_rtx_engine: Path, fake_env,
                                                                      cuda_graphs: bool) -> None:
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
 
     trt, gpu = fake_env(RTX_VERSION, FakeGpu("NVIDIA GeForce RTX 4090", (8, 9)), rtx=True)
     completer = DepthCompleter.from_engine(fake_rtx_engine, cuda_graphs=cuda_graphs)
@@ -620,7 +620,7 @@ def test_rtx_engine_runs_with_runtime_cache_and_builtin_cuda_graphs(fake_rtx_eng
 )
 def test_rtx_engine_is_refused_before_deserialising_on_a_gpu_it_does_not_target(fake_rtx_engine: Path, fake_env,
                                                                                 gpu: FakeGpu, says: str) -> None:
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
 
     trt, _ = fake_env(RTX_VERSION, gpu, rtx=True)
     with pytest.raises(EngineMismatchError, match=says) as err:
@@ -629,7 +629,7 @@ def test_rtx_engine_is_refused_before_deserialising_on_a_gpu_it_does_not_target(
 
 
 def test_rtx_engine_runs_on_every_portable_target_and_newer_blackwell(fake_rtx_engine: Path, fake_env) -> None:
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
 
     for name, cc in [("NVIDIA A100-SXM4-80GB", (8, 0)), ("NVIDIA GeForce RTX 3090", (8, 6)),
                      ("NVIDIA GeForce RTX 5090", (12, 0)), ("NVIDIA GB10", (12, 1))]:
@@ -638,7 +638,7 @@ def test_rtx_engine_runs_on_every_portable_target_and_newer_blackwell(fake_rtx_e
 
 
 def test_engine_of_the_other_flavour_is_refused(fake_rtx_engine: Path, fake_engine_factory) -> None:
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
 
     with pytest.raises(EngineMismatchError, match=r"TensorRT-RTX engine \(says m\.engine\.json\).*flavour='tensorrt-rtx'"):
         DepthCompleter.from_engine(fake_rtx_engine, flavour="tensorrt")
@@ -661,7 +661,7 @@ def fake_engine_factory(tmp_path: Path, fake_env):
 
 
 def test_rtx_build_failure_shows_the_builders_own_error_and_writes_nothing(tmp_path: Path, fake_env) -> None:
-    from jarrn.errors import CheckFailedError
+    from jarrn_deploy.errors import CheckFailedError
 
     trt, _ = fake_env(RTX_VERSION, rtx=True)
     _onnx(tmp_path / "m.onnx")
@@ -695,7 +695,7 @@ def test_static_graph_gets_its_own_shape_as_profile(tmp_path: Path, fake_env) ->
 ])
 def test_profile_that_cannot_hold_a_static_graph_is_refused_and_nothing_written(tmp_path: Path, fake_env, args,
                                                                                 says: str) -> None:
-    from jarrn.errors import UsageError
+    from jarrn_deploy.errors import UsageError
 
     trt, _ = fake_env(RTX_VERSION, rtx=True)
     onnx_path = _static_onnx(tmp_path / "kitti.onnx")
@@ -705,7 +705,7 @@ def test_profile_that_cannot_hold_a_static_graph_is_refused_and_nothing_written(
 
 
 def test_truncated_rtx_engine_is_refused_before_deserialising(fake_rtx_engine: Path, fake_env) -> None:
-    from runtime import DepthCompleter, EngineFileError
+    from jarrn_deploy.runtime import DepthCompleter, EngineFileError
 
     trt, _ = fake_env(RTX_VERSION, FakeGpu("NVIDIA GeForce RTX 4090", (8, 9)), rtx=True)
     fake_rtx_engine.write_bytes(fake_rtx_engine.read_bytes()[:3000])
@@ -717,8 +717,8 @@ def test_truncated_rtx_engine_is_refused_before_deserialising(fake_rtx_engine: P
 
 @pytest.mark.skipif(importlib.util.find_spec("zstandard") is None, reason="zstandard not installed")
 def test_compressed_engine_is_handed_to_tensorrt_decompressed(tmp_path: Path, fake_env) -> None:
-    from export.engine_compression import is_zstd
-    from runtime import DepthCompleter
+    from jarrn_deploy.export.engine_compression import is_zstd
+    from jarrn_deploy.runtime import DepthCompleter
 
     trt, _ = fake_env(RTX_VERSION, FakeGpu("NVIDIA GeForce RTX 4090", (8, 9)), rtx=True)
     _onnx(tmp_path / "m.onnx")
@@ -738,8 +738,8 @@ def test_compressed_engine_is_handed_to_tensorrt_decompressed(tmp_path: Path, fa
 def _tiny_onnx(folder: Path) -> Path:
     import torch
 
-    from export.onnx_graph import ExportOptions, export_onnx
-    from model import Jarrn, JarrnConfig
+    from jarrn_deploy.export.onnx_graph import ExportOptions, export_onnx
+    from jarrn_deploy.model import Jarrn, JarrnConfig
 
     torch.manual_seed(0)
     net = Jarrn(JarrnConfig((16, 16, 16, 16, 8, 8, 8))).eval()
@@ -755,7 +755,7 @@ def _tiny_onnx(folder: Path) -> Path:
 def test_real_engine_matches_onnxruntime(tmp_path: Path) -> None:
     import subprocess
 
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
 
     onnx_path = _tiny_onnx(tmp_path)
     engine = tmp_path / "tiny.engine"

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from jarrn.entry_guard import NOT_INSTALLED, module_name, project_installed, require_installed
-from jarrn.errors import EXIT_UNAVAILABLE
+from jarrn_deploy.entry_guard import NOT_INSTALLED, module_name, project_installed, require_installed
+from jarrn_deploy.errors import EXIT_UNAVAILABLE
 from tests.support import REPO
 
-PROJECT_PACKAGES = ("export", "benchmarks", "runtime", "model", "jarrn")
+PROJECT_PACKAGES = ("export", "benchmarks", "runtime", "model", "jarrn_deploy")
 SCRIPT_FOLDERS = ("export", "benchmarks")
 """The folders whose scripts have a path form: running one puts its folder first on ``sys.path``."""
 
@@ -75,6 +75,6 @@ def test_no_module_in_a_script_folder_shadows_another_module() -> None:
 def test_the_guard_lets_an_installed_project_through_and_names_the_module_form() -> None:
     assert project_installed()
     require_installed(REPO / "export" / "to_onnx.py")  # returns: the packages import here
-    assert module_name(REPO / "benchmarks" / "run.py") == "benchmarks.run"
+    assert module_name(REPO / "benchmarks" / "run.py") == "jarrn_deploy.benchmarks.run"
     assert "python scripts/install.py" in NOT_INSTALLED and "pip install -e ." in NOT_INSTALLED
 

@@ -11,11 +11,11 @@ from onnx import TensorProto
 
 from tests.reliability_support import GOOD_METADATA, contract_graph as _graph
 
-from export import graph_check
-from jarrn import memory
-from model.contract import CONTRACT, CONTRACT_VERSION
-from runtime import DepthCompleter
-from runtime.backends import GraphError
+from jarrn_deploy.export import graph_check
+from jarrn_deploy import memory
+from jarrn_deploy.model.contract import CONTRACT, CONTRACT_VERSION
+from jarrn_deploy.runtime import DepthCompleter
+from jarrn_deploy.runtime.backends import GraphError
 
 def _inputs(h=8, w=8, b=None):
     rgb = np.zeros((h, w, 3), np.uint8) if b is None else np.zeros((b, h, w, 3), np.uint8)

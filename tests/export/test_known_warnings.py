@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 
-from export.known_warnings import KNOWN_WARNINGS, quiet_known_warnings
+from jarrn_deploy.export.known_warnings import KNOWN_WARNINGS, quiet_known_warnings
 
 
 def test_pytest_config_hides_exactly_the_known_warnings(pytestconfig: pytest.Config) -> None:

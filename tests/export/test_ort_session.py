@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from export.graph_check import GraphError
-from export.ort_session import open_session
-from jarrn.errors import UnavailableError
+from jarrn_deploy.export.graph_check import GraphError
+from jarrn_deploy.export.ort_session import open_session
+from jarrn_deploy.errors import UnavailableError
 
 
 def test_a_file_onnx_runtime_cannot_load_is_a_one_line_graph_error(tmp_path: Path) -> None:

@@ -12,13 +12,13 @@ import onnx
 import pytest
 import torch
 
-from export.calibration import CalibrationSet, load_calibration
-from export.onnx_graph import ExportError, ExportOptions, export_onnx, file_sha256, read_metadata
-from export.precision import fp16_backend
-from export.to_onnx import main as to_onnx_main
-from export.validate import Bounds, ReferenceCache, random_cases, validate_onnx
-from model import CONTRACT, Jarrn, MetricJarrn, save_model
-from model.contract import CONTRACT_VERSION
+from jarrn_deploy.export.calibration import CalibrationSet, load_calibration
+from jarrn_deploy.export.onnx_graph import ExportError, ExportOptions, export_onnx, file_sha256, read_metadata
+from jarrn_deploy.export.precision import fp16_backend
+from jarrn_deploy.export.to_onnx import main as to_onnx_main
+from jarrn_deploy.export.validate import Bounds, ReferenceCache, random_cases, validate_onnx
+from jarrn_deploy.model import CONTRACT, Jarrn, MetricJarrn, save_model
+from jarrn_deploy.model.contract import CONTRACT_VERSION
 
 from tests.export.onnx_support import TINY, dims_of, io_is_float32, onnx_feeds, run_onnx, torch_depth
 from tests.support import REPO
@@ -143,7 +143,7 @@ def test_builtin_calibration_set_is_documented_and_well_formed():
 
 
 def test_validation_passes_for_fp32_and_reports(fp32_export, tiny_network, tmp_path):
-    from export.validate import markdown_table, write_reports
+    from jarrn_deploy.export.validate import markdown_table, write_reports
 
     report = validate_onnx(fp32_export[0], tiny_network, real_frames=False)
     assert report.passed and report.precision == "fp32"
@@ -196,7 +196,7 @@ def test_validate_cli_exit_status(fp32_export, tiny_checkpoint, tmp_path):
     script = REPO / "export" / "validate.py"
     args = [sys.executable, str(script), "--no-real-frames", "--checkpoint", str(tiny_checkpoint)]
     failed = subprocess.run([*args, str(bad)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert failed.returncode == 6, failed.stderr  # the check failed (jarrn.errors.EXIT_CHECK_FAILED)
+    assert failed.returncode == 6, failed.stderr  # the check failed (jarrn_deploy.errors.EXIT_CHECK_FAILED)
     assert "FAIL" in failed.stdout and (tmp_path / "bad.validation.md").exists()
 
 
@@ -229,7 +229,7 @@ def instant_export(monkeypatch):
     constant folding."""
     import warnings
 
-    import export.onnx_graph
+    import jarrn_deploy.export.onnx_graph
     from onnx import TensorProto, helper
 
     def fake_export(network, path, options, log=None, stats=None):
@@ -241,7 +241,7 @@ def instant_export(monkeypatch):
         onnx.save(helper.make_model(graph), path)
         return path
 
-    monkeypatch.setattr(export.onnx_graph, "export_onnx", fake_export)
+    monkeypatch.setattr(jarrn_deploy.export.onnx_graph, "export_onnx", fake_export)
 
 
 @pytest.mark.parametrize("kind", ["cpu", "gpu"])
@@ -268,7 +268,7 @@ def test_cli_says_first_what_it_will_do_how_long_and_how_to_skip(instant_export,
     first = capsys.readouterr().err.splitlines()[0]
     assert f"exporting {tiny_checkpoint} to {out} (fp32): 24 to 85 s on 2 CPU cores" in first
 
-    from export.to_onnx import build_parser, plan_line
+    from jarrn_deploy.export.to_onnx import build_parser, plan_line
 
     line = plan_line(build_parser().parse_args(["--validation", "full"]), out)
     assert "then a check against PyTorch (full: " in line and "--no-validate skips the check" in line
@@ -276,8 +276,8 @@ def test_cli_says_first_what_it_will_do_how_long_and_how_to_skip(instant_export,
 
 
 def test_export_estimate_spans_the_measured_runs_and_the_readme_quotes_it(tmp_path):
-    from export.estimates import MEASURED_S, about, total
-    from export.to_onnx import build_parser, plan_line
+    from jarrn_deploy.export.estimates import MEASURED_S, about, total
+    from jarrn_deploy.export.to_onnx import build_parser, plan_line
     from tests.support import REPO
 
     default = about(total(MEASURED_S["fp32"], MEASURED_S["quick"]))
@@ -301,8 +301,8 @@ def test_known_exporter_warnings_hidden_unless_verbose(instant_export, tiny_chec
 
 
 def test_quick_validation_is_one_frame_per_sensor_at_most_kitti_sized():
-    from export.to_onnx import VALIDATION_CHOICES
-    from export.validate import CASE_SETS, QUICK_MAX_PIXELS, real_cases
+    from jarrn_deploy.export.to_onnx import VALIDATION_CHOICES
+    from jarrn_deploy.export.validate import CASE_SETS, QUICK_MAX_PIXELS, real_cases
 
     assert VALIDATION_CHOICES == CASE_SETS
     quick, full = real_cases(case_set="quick"), real_cases(case_set="full")

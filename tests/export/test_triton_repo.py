@@ -14,11 +14,11 @@ from google.protobuf import text_format  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
-from export.engine_compression import ZSTD, compress, is_zstd
-from export.engine_manifest import EngineManifest, manifest_path
-from export.engine_profile import Profile
-from export.triton_repo import RepositoryOptions, main, write_repository  # noqa: E402
-from model.contract import CONTRACT  # noqa: E402
+from jarrn_deploy.export.engine_compression import ZSTD, compress, is_zstd
+from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
+from jarrn_deploy.export.engine_profile import Profile
+from jarrn_deploy.export.triton_repo import RepositoryOptions, main, write_repository  # noqa: E402
+from jarrn_deploy.model.contract import CONTRACT  # noqa: E402
 
 PROFILE = Profile.parse("1x64x64", "2x320x320", "4x384x1280")
 
@@ -179,9 +179,9 @@ def test_command_prints_the_docker_recipe_and_fails_in_one_line_on_bad_input(tmp
 @pytest.mark.parametrize(("gpus", "kind"), [([], "cpu"), ([("NVIDIA L4", "8.9")], "gpu")])
 def test_instance_kind_defaults_to_the_machine_and_the_docker_command_fits_it(tmp_path: Path, capsys, monkeypatch,
                                                                               gpus, kind) -> None:
-    import export.gpu_probe
+    import jarrn_deploy.export.gpu_probe
 
-    monkeypatch.setattr(export.gpu_probe, "visible_gpus", lambda: gpus)
+    monkeypatch.setattr(jarrn_deploy.export.gpu_probe, "visible_gpus", lambda: gpus)
     assert main(["--model", str(_onnx(tmp_path / "m.onnx")), "--out", str(tmp_path / "repo")]) == 0
     config = _parse(tmp_path / "repo" / "jarrn")
     group = model_config_pb2.ModelInstanceGroup
@@ -192,8 +192,8 @@ def test_instance_kind_defaults_to_the_machine_and_the_docker_command_fits_it(tm
 
 
 def test_a_plan_always_gets_gpu_instances_even_on_a_machine_without_one(tmp_path: Path, monkeypatch) -> None:
-    import export.gpu_probe
+    import jarrn_deploy.export.gpu_probe
 
-    monkeypatch.setattr(export.gpu_probe, "visible_gpus", lambda: [])
+    monkeypatch.setattr(jarrn_deploy.export.gpu_probe, "visible_gpus", lambda: [])
     config = _parse(write_repository(_engine(tmp_path), tmp_path / "repo", log=lambda m: None))
     assert config.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from jarrn.cli import VERBS
+from jarrn_deploy.cli import VERBS
 
 
 @pytest.mark.parametrize("verb", sorted(VERBS))

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from jarrn.errors import EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_OUTPUT, EXIT_UNAVAILABLE, EXIT_USAGE
-from model import Jarrn, JarrnConfig, save_model
-from model.checkpoint import save_training_checkpoint
+from jarrn_deploy.errors import EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_OUTPUT, EXIT_UNAVAILABLE, EXIT_USAGE
+from jarrn_deploy.model import Jarrn, JarrnConfig, save_model
+from jarrn_deploy.model.checkpoint import save_training_checkpoint
 from tests.reliability_support import REPO, run_command
 from tests.support import TINY_WIDTHS
 
@@ -120,7 +120,7 @@ def _train_rows():
 
 @pytest.mark.parametrize("extra,expected,needle", _train_rows(), ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_train_bad_arguments(files, tmp_path, capsys, extra, expected, needle):
-    from model.train import main
+    from jarrn_deploy.model.train import main
 
     extra = [e.format(**files) for e in extra]
     out = [] if "--out" in extra else ["--out", str(tmp_path / "run")]
@@ -141,7 +141,7 @@ def test_train_bad_arguments(files, tmp_path, capsys, extra, expected, needle):
     (["--model", "{huge}", "--no-panels"], EXIT_CHECK_FAILED, "huge.safetensors produces non-finite depth"),
 ])
 def test_evaluate_bad_arguments(files, tmp_path, capsys, extra, expected, needle):
-    from model.evaluate import main
+    from jarrn_deploy.model.evaluate import main
 
     extra = [e.format(**files) for e in extra]
     out = [] if "--out" in extra else ["--out", str(tmp_path / "eval")]
@@ -160,7 +160,7 @@ def test_evaluate_bad_arguments(files, tmp_path, capsys, extra, expected, needle
     (["--batch", "0"], EXIT_USAGE, "--batch"),
 ])
 def test_to_onnx_bad_arguments(files, tmp_path, capsys, extra, expected, needle):
-    from export.to_onnx import main
+    from jarrn_deploy.export.to_onnx import main
 
     extra = [e.format(**files) for e in extra]
     output = [] if "--output" in extra else ["--output", str(tmp_path / "m.onnx")]
@@ -184,7 +184,7 @@ def test_to_onnx_bad_arguments(files, tmp_path, capsys, extra, expected, needle)
     *([] if torch.cuda.is_available() else [(["--device", "cuda"], EXIT_UNAVAILABLE, "cuda")]),
 ])
 def test_benchmark_bad_arguments(files, tmp_path, capsys, extra, expected, needle):
-    from benchmarks.run import main
+    from jarrn_deploy.benchmarks.run import main
 
     extra = [e.format(**files) for e in extra]
     out = [] if "--out" in extra else ["--out", str(tmp_path / "bench")]
@@ -198,7 +198,7 @@ def test_benchmark_bad_arguments(files, tmp_path, capsys, extra, expected, needl
     (["--out", "{a_file}"], "--out"),
 ])
 def test_infer_bad_arguments(files, tmp_path, capsys, extra, needle):
-    from runtime.infer import main
+    from jarrn_deploy.runtime.infer import main
 
     rgb = files["mismatched"] / "rgb" / "a.png"
     np.save(tmp_path / "sparse.npy", np.zeros((64, 64), np.float32))
@@ -217,7 +217,7 @@ def test_python_forms_and_jarrn_verb_exit_with_one_line(files, tmp_path):
     results = {
         "to_onnx": run_command(["export/to_onnx.py", "--checkpoint", str(files["malformed"]), "--output",
                                 str(tmp_path / "m.onnx")], REPO),
-        "jarrn train": run_command(["-m", "jarrn.cli", "train", "--batch-size", "0"], tmp_path),
+        "jarrn train": run_command(["-m", "jarrn_deploy.cli", "train", "--batch-size", "0"], tmp_path),
     }
     expected = {"to_onnx": EXIT_INPUT, "jarrn train": EXIT_USAGE}
     for name, result in results.items():
@@ -226,7 +226,7 @@ def test_python_forms_and_jarrn_verb_exit_with_one_line(files, tmp_path):
 
 
 def test_unexpected_exception_prints_traceback_and_report_hint(capsys):
-    from jarrn.cli import REPORT_HINT, command
+    from jarrn_deploy.cli import REPORT_HINT, command
 
     @command
     def broken(argv):  # noqa: ANN001, ANN202
@@ -238,7 +238,7 @@ def test_unexpected_exception_prints_traceback_and_report_hint(capsys):
 
 
 def test_evaluate_unwritable_out_fails_before_the_work(files, tmp_path, capsys, monkeypatch):
-    import model.evaluate as evaluate
+    import jarrn_deploy.model.evaluate as evaluate
 
     monkeypatch.setattr(evaluate, "evaluate", lambda *a, **k: pytest.fail("evaluation ran before --out was checked"))
     code, err = invoke(evaluate.main, ["--model", str(files["good"]), "--out", str(files["a_file"])], capsys)
@@ -246,7 +246,7 @@ def test_evaluate_unwritable_out_fails_before_the_work(files, tmp_path, capsys, 
 
 
 def test_evaluate_writes_nothing_when_the_disk_fills(files, tmp_path, capsys, monkeypatch):
-    import model.evaluate as evaluate
+    import jarrn_deploy.model.evaluate as evaluate
 
     real_write = evaluate.atomic_write_bytes
     calls = {"n": 0}
@@ -266,7 +266,7 @@ def test_evaluate_writes_nothing_when_the_disk_fills(files, tmp_path, capsys, mo
 
 
 def _fake_evaluate(network, cases, log=None):  # noqa: ANN001, ANN202
-    from model.evaluate import METHODS, CaseResult
+    from jarrn_deploy.model.evaluate import METHODS, CaseResult
 
     metrics = {"rmse": 1.0, "mae": 1.0, "absrel": 0.1, "delta1": 0.9}
     results = [CaseResult(case.name, case.gt.shape, 10, {m: dict(metrics) for m in METHODS}, 0.1) for case in cases]
@@ -277,7 +277,7 @@ def _fake_evaluate(network, cases, log=None):  # noqa: ANN001, ANN202
 @pytest.mark.parametrize("which,needle", [("missing", "no such file"), ("not_onnx", "not a valid ONNX file"),
                                           ("no_metadata", "no jarrn.contract_version")])
 def test_validate_bad_graphs(files, tmp_path, capsys, which, needle):
-    from export.validate import main
+    from jarrn_deploy.export.validate import main
     from tests.reliability_support import contract_graph
 
     path = tmp_path / f"{which}.onnx"
@@ -294,7 +294,7 @@ def test_train_full_disk_is_one_output_error_line(tmp_path, capsys, monkeypatch,
     import safetensors.torch
     from safetensors import SafetensorError
 
-    from model.train import main
+    from jarrn_deploy.model.train import main
 
     if where == "last.pt":
         def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - torch's wording on a full disk
@@ -315,10 +315,10 @@ def test_train_full_disk_is_one_output_error_line(tmp_path, capsys, monkeypatch,
 def test_every_error_class_exits_with_a_code_of_the_one_table():
     import importlib
 
-    from jarrn.errors import EXIT_CODES, JarrnError
+    from jarrn_deploy.errors import EXIT_CODES, JarrnError
 
-    for module in ("model.contract", "model.checkpoint", "model.datasets", "jarrn.memory", "runtime.infer",
-                   "runtime.backends", "export.onnx_graph", "export.export_errors", "benchmarks.arguments"):
+    for module in ("jarrn_deploy.model.contract", "jarrn_deploy.model.checkpoint", "jarrn_deploy.model.datasets", "jarrn_deploy.memory", "jarrn_deploy.runtime.infer",
+                   "jarrn_deploy.runtime.backends", "jarrn_deploy.export.onnx_graph", "jarrn_deploy.export.export_errors", "jarrn_deploy.benchmarks.arguments"):
         importlib.import_module(module)
     seen, stack = [], [JarrnError]
     while stack:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from jarrn.devices import cuda_visible_devices, parse_device, resolve_device
-from jarrn.errors import EXIT_UNAVAILABLE, EXIT_USAGE, UnavailableError, UsageError
+from jarrn_deploy.devices import cuda_visible_devices, parse_device, resolve_device
+from jarrn_deploy.errors import EXIT_UNAVAILABLE, EXIT_USAGE, UnavailableError, UsageError
 
 from tests.support import REPO, TINY_WIDTHS
 
@@ -40,7 +40,7 @@ def test_parse_rejects_other_strings_in_one_line_naming_the_option(text: str) ->
 
 
 def test_parse_does_not_import_torch() -> None:
-    code = ("import sys; from jarrn.devices import parse_device; parse_device('cuda:1'); "
+    code = ("import sys; from jarrn_deploy.devices import parse_device; parse_device('cuda:1'); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
@@ -96,14 +96,14 @@ def test_cuda_visible_devices_maps_the_index_through_an_existing_mask() -> None:
 # the commands
 
 
-@pytest.mark.parametrize("module", ["model.train", "model.evaluate"])
+@pytest.mark.parametrize("module", ["jarrn_deploy.model.train", "jarrn_deploy.model.evaluate"])
 def test_training_and_evaluation_refuse_a_bad_device_in_one_line(module: str, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     import importlib
 
     main = importlib.import_module(module).main
-    extra = ["--out", str(tmp_path / "out")] + (["--epoch-samples", "4"] if module == "model.train" else [])
+    extra = ["--out", str(tmp_path / "out")] + (["--epoch-samples", "4"] if module == "jarrn_deploy.model.train" else [])
     assert main(["--device", "mps", *extra]) == EXIT_USAGE
     err = capsys.readouterr().err.strip()
     assert err == "error: --device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'mps'"
@@ -117,7 +117,7 @@ def test_training_and_evaluation_refuse_a_bad_device_in_one_line(module: str, tm
 
 
 def test_training_runs_on_an_explicit_cpu_device_with_channels_last(tmp_path: Path) -> None:
-    from model import train
+    from jarrn_deploy.model import train
 
     out = tmp_path / "run"
     rc = train.main(["--out", str(out), "--device", "cpu", "--channels-last", "--widths", "8,8,8,8,8,8,8",
@@ -132,8 +132,8 @@ def test_training_runs_on_an_explicit_cpu_device_with_channels_last(tmp_path: Pa
 
 
 def test_channels_last_training_step_matches_the_default_layout() -> None:
-    from model.network import Jarrn, JarrnConfig
-    from model.training.step import train_step
+    from jarrn_deploy.model.network import Jarrn, JarrnConfig
+    from jarrn_deploy.model.training.step import train_step
 
     torch.manual_seed(0)
     batch = {"rgb": torch.rand(2, 3, 64, 64), "sparse": torch.rand(2, 1, 64, 64) * (torch.rand(2, 1, 64, 64) > 0.9),
@@ -154,7 +154,7 @@ def test_channels_last_training_step_matches_the_default_layout() -> None:
 
 
 def test_runtime_backend_resolves_the_device_and_refuses_a_missing_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from runtime import DepthCompleter
+    from jarrn_deploy.runtime import DepthCompleter
 
     with pytest.raises(UsageError, match=r"^device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got 'mps'$"):
         DepthCompleter.from_checkpoint(device="mps")
@@ -167,7 +167,7 @@ def test_runtime_backend_resolves_the_device_and_refuses_a_missing_gpu(monkeypat
 
 def test_benchmark_refuses_a_bad_or_missing_device(monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from benchmarks import run
+    from jarrn_deploy.benchmarks import run
 
     with pytest.raises(SystemExit) as info:
         run.main(["--device", "cuda:x"])
@@ -187,7 +187,7 @@ def test_torchrun_gives_each_process_its_device_and_trains(tmp_path: Path) -> No
 
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29541", "-m",
-           "model.train", "--widths", "8,8,8,8,8,8,8", "--crop", "64x64", "--batch-size", "2", "--epoch-samples", "8",
+           "jarrn_deploy.model.train", "--widths", "8,8,8,8,8,8,8", "--crop", "64x64", "--batch-size", "2", "--epoch-samples", "8",
            "--epochs", "1", "--val-every", "-1", "--no-progress", "--threads", "1", "--log-every", "1",
            "--out", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
@@ -206,7 +206,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.mark.parametrize("device", ["cuda", "auto"])
 def test_training_runs_on_the_gpu_with_a_bare_cuda_device(device: str, tmp_path: Path) -> None:
     """The README's GPU recipe: a bare 'cuda' once failed in torch.cuda.set_device."""
-    from model import train
+    from jarrn_deploy.model import train
 
     out = tmp_path / "run"
     rc = train.main(["--out", str(out), "--device", device, "--widths", "8,8,8,8,8,8,8", "--crop", "64x64",
@@ -223,7 +223,7 @@ def test_training_runs_on_the_gpu_with_a_bare_cuda_device(device: str, tmp_path:
 @pytest.mark.gpu
 @needs_cuda
 def test_evaluation_runs_on_the_gpu(tmp_path: Path) -> None:
-    from model import evaluate
+    from jarrn_deploy.model import evaluate
 
     assert evaluate.main(["--device", "cuda:0", "--no-panels", "--out", str(tmp_path / "eval")]) == 0
     import json

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jarrn.durations import about, total
+from jarrn_deploy.durations import about, total
 
 
 def test_single_times_round_to_seconds_then_minutes() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jarrn.cli import VERBS
+from jarrn_deploy.cli import VERBS
 
 from tests.support import REPO
 TUM = REPO / "data" / "real" / "tum_desk"
@@ -23,13 +23,13 @@ KITTI = REPO / "data" / "real" / "kitti_2011_09_26_drive_0001_f5"
 
 # Every command a user types: each `jarrn` verb, and the direct forms the README shows.
 HELP_COMMANDS = [
-    ["-m", "jarrn.cli"],
-    *[["-m", "jarrn.cli", verb] for verb in VERBS],
+    ["-m", "jarrn_deploy.cli"],
+    *[["-m", "jarrn_deploy.cli", verb] for verb in VERBS],
     ["export/to_onnx.py"],
     ["export/build_engine.py"],
-    ["-m", "runtime.infer"],
-    ["-m", "model.train"],
-    ["-m", "model.evaluate"],
+    ["-m", "jarrn_deploy.runtime.infer"],
+    ["-m", "jarrn_deploy.model.train"],
+    ["-m", "jarrn_deploy.model.evaluate"],
     ["benchmarks/run.py"],
     ["scripts/install.py"],
 ]
@@ -58,10 +58,10 @@ def test_help_is_plain_words_and_ends_with_examples(command: list[str]) -> None:
 @pytest.mark.parametrize(
     ("module", "argv"),
     [
-        ("runtime.infer", ["--rgb", "a.png", "--sparse", "b.png", "--out", "o"]),
-        ("export.to_onnx", ["--precision", "int8"]),
-        ("benchmarks.run", ["--quick"]),
-        ("model.train_options", ["--epochs", "1", "--data", "synthetic"]),
+        ("jarrn_deploy.runtime.infer", ["--rgb", "a.png", "--sparse", "b.png", "--out", "o"]),
+        ("jarrn_deploy.export.to_onnx", ["--precision", "int8"]),
+        ("jarrn_deploy.benchmarks.run", ["--quick"]),
+        ("jarrn_deploy.model.train_options", ["--epochs", "1", "--data", "synthetic"]),
     ],
 )
 def test_parsing_arguments_loads_no_heavy_library(module: str, argv: list[str]) -> None:
@@ -80,12 +80,12 @@ def test_parsing_arguments_loads_no_heavy_library(module: str, argv: list[str]) 
 
 
 def test_constants_spelled_for_fast_help_match_their_owners() -> None:
-    import export.to_onnx as to_onnx
-    import runtime.infer as infer
-    from export.onnx_graph import PRECISIONS
-    from model.checkpoint import DEFAULT_CHECKPOINT
-    from model.depth_io import KITTI_DEPTH_SCALE
-    from runtime.default_model import bundled_checkpoint
+    import jarrn_deploy.export.to_onnx as to_onnx
+    import jarrn_deploy.runtime.infer as infer
+    from jarrn_deploy.export.onnx_graph import PRECISIONS
+    from jarrn_deploy.model.checkpoint import DEFAULT_CHECKPOINT
+    from jarrn_deploy.model.depth_io import KITTI_DEPTH_SCALE
+    from jarrn_deploy.runtime.default_model import bundled_checkpoint
 
     assert to_onnx.PRECISION_CHOICES == PRECISIONS
     assert infer.KITTI_SCALE == KITTI_DEPTH_SCALE
@@ -97,7 +97,7 @@ def test_constants_spelled_for_fast_help_match_their_owners() -> None:
 
 
 def test_tum_frame_read_with_the_kitti_scale_warns_once_and_suggests_5000(monkeypatch: pytest.MonkeyPatch) -> None:
-    from model import depth_io
+    from jarrn_deploy.model import depth_io
 
     monkeypatch.setattr(depth_io, "_SCALES_WARNED", set())
     with pytest.warns(depth_io.DepthScaleWarning, match=r"Try scale 5000 \(TUM RGB-D") as caught:
@@ -114,7 +114,7 @@ def test_tum_frame_read_with_the_kitti_scale_warns_once_and_suggests_5000(monkey
 def test_correctly_scaled_real_frames_give_no_warning(path: Path, scale: float) -> None:
     import warnings
 
-    from model.depth_io import read_depth_png
+    from jarrn_deploy.model.depth_io import read_depth_png
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -122,7 +122,7 @@ def test_correctly_scaled_real_frames_give_no_warning(path: Path, scale: float) 
 
 
 def test_scale_warning_for_points_mostly_too_near_or_too_far() -> None:
-    from model.depth_io import depth_scale_warning
+    from jarrn_deploy.model.depth_io import depth_scale_warning
 
     sparse = np.zeros((100, 100), np.float32)
     sparse[::10, ::10] = np.linspace(0.01, 0.05, 100).reshape(10, 10)  # sensible depths read 100x too small
@@ -142,7 +142,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny network saved like the bundled one: exporting it takes a second, not fifteen."""
 
     from tests.support import tiny_network as build_tiny_network
-    from model import save_model
+    from jarrn_deploy.model import save_model
 
     network = build_tiny_network()
     return save_model(network, tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
@@ -162,7 +162,7 @@ def tum_crop(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture()
 def bundled_is_tiny(tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The runtime's bundled model replaced by the tiny one, with a fresh export cache."""
-    from runtime import default_model
+    from jarrn_deploy.runtime import default_model
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(default_model, "bundled_checkpoint", lambda: tiny_checkpoint)
@@ -171,7 +171,7 @@ def bundled_is_tiny(tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.M
 
 def test_onnxruntime_runs_the_bundled_model_without_model_exported_once_then_cached(
         bundled_is_tiny: Path, tum_crop: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from runtime.infer import main as infer_main
+    from jarrn_deploy.runtime.infer import main as infer_main
 
     argv = ["--rgb", str(tum_crop["rgb"]), "--sparse", str(tum_crop["sparse"]), "--sparse-scale", "5000",
             "--backend", "onnxruntime"]
@@ -192,7 +192,7 @@ def test_onnxruntime_runs_the_bundled_model_without_model_exported_once_then_cac
 
 
 def test_export_cache_key_follows_the_checkpoint_content(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from runtime.default_model import cached_onnx_path
+    from jarrn_deploy.runtime.default_model import cached_onnx_path
 
     copy = tmp_path / "same.safetensors"
     copy.write_bytes(tiny_checkpoint.read_bytes())
@@ -206,7 +206,7 @@ def test_export_cache_key_follows_the_checkpoint_content(tiny_checkpoint: Path, 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 def test_tensorrt_without_tensorrt_says_so_in_one_line(tum_crop: dict[str, Path], tmp_path: Path) -> None:
-    result = _run(["-m", "runtime.infer", "--rgb", str(tum_crop["rgb"]), "--sparse", str(tum_crop["sparse"]),
+    result = _run(["-m", "jarrn_deploy.runtime.infer", "--rgb", str(tum_crop["rgb"]), "--sparse", str(tum_crop["sparse"]),
                    "--sparse-scale", "5000", "--backend", "tensorrt", "--out", str(tmp_path / "o")])
     assert result.returncode == 5
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
@@ -215,7 +215,7 @@ def test_tensorrt_without_tensorrt_says_so_in_one_line(tum_crop: dict[str, Path]
 
 def test_infer_warns_once_when_a_tum_file_is_read_with_the_kitti_scale(
         tiny_checkpoint: Path, tum_crop: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from runtime.infer import main as infer_main
+    from jarrn_deploy.runtime.infer import main as infer_main
 
     out = tmp_path / "out"
     assert infer_main(["--rgb", str(tum_crop["rgb"]), "--sparse", str(tum_crop["sparse"]), "--model",
@@ -231,7 +231,7 @@ def test_infer_warns_once_when_a_tum_file_is_read_with_the_kitti_scale(
 
 def test_infer_pictures_have_a_colour_bar_and_say_what_made_them(
         tiny_checkpoint: Path, tum_crop: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from runtime.infer import main as infer_main
+    from jarrn_deploy.runtime.infer import main as infer_main
 
     out = tmp_path / "out"
     assert infer_main(["--rgb", str(tum_crop["rgb"]), "--sparse", str(tum_crop["sparse"]), "--sparse-scale", "5000",
@@ -246,8 +246,8 @@ def test_infer_pictures_have_a_colour_bar_and_say_what_made_them(
 def test_depth_with_colorbar_draws_the_turbo_ramp_from_near_to_far() -> None:
     from matplotlib import colormaps
 
-    from model.visualize import DEPTH_SPAN
-    from runtime.panel import depth_with_colorbar
+    from jarrn_deploy.model.visualize import DEPTH_SPAN
+    from jarrn_deploy.runtime.panel import depth_with_colorbar
 
     depth = np.tile(np.linspace(1.0, 5.0, 200, dtype=np.float32), (100, 1))
     image = depth_with_colorbar(depth, title="onnxruntime FP32, model m.onnx", value_range=(1.0, 5.0))
@@ -263,7 +263,7 @@ def test_depth_with_colorbar_draws_the_turbo_ramp_from_near_to_far() -> None:
 
 
 def test_panel_caption_adds_a_line_above_the_tiles() -> None:
-    from runtime.panel import make_panel
+    from jarrn_deploy.runtime.panel import make_panel
 
     rgb = np.zeros((64, 64, 3), np.uint8)
     depth = np.full((64, 64), 2.0, np.float32)
@@ -280,7 +280,7 @@ def test_export_summary_reads_opset_and_precision_from_the_written_file(tmp_path
     import onnx
     from onnx import TensorProto, helper
 
-    from export.to_onnx import written_graph_facts
+    from jarrn_deploy.export.to_onnx import written_graph_facts
 
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
@@ -292,7 +292,7 @@ def test_export_summary_reads_opset_and_precision_from_the_written_file(tmp_path
 
 
 def test_heartbeat_reports_a_long_silent_step() -> None:
-    from export.onnx_graph import heartbeat
+    from jarrn_deploy.export.onnx_graph import heartbeat
 
     lines: list[str] = []
     with heartbeat(lines.append, "FP16 conversion", every_s=0.05):

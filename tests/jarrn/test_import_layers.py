@@ -6,18 +6,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from tests.support import REPO
-
-PACKAGES = ("jarrn", "model", "export", "runtime", "benchmarks")
+from jarrn_deploy.layout import source_modules
 
 
 def _module_files() -> dict[str, Path]:
-    files = {}
-    for package in PACKAGES:
-        for path in (REPO / package).rglob("*.py"):
-            parts = path.relative_to(REPO).with_suffix("").parts
-            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return files
+    return source_modules()
 
 
 def _imports(module: str, path: Path, known: set[str]) -> set[str]:
@@ -75,9 +68,9 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_import_graph_reads_the_known_edges() -> None:
     files = _module_files()
     graph = {module: _imports(module, path, set(files)) for module, path in files.items()}
-    assert "model.metric_jarrn" in graph["model.network"]  # module level
-    assert "model.heldout_eval" in graph["model.evaluate"]  # inside a function
-    assert "export.export_errors" in graph["export.calibration"]
+    assert "jarrn_deploy.model.metric_jarrn" in graph["jarrn_deploy.model.network"]  # module level
+    assert "jarrn_deploy.model.heldout_eval" in graph["jarrn_deploy.model.evaluate"]  # inside a function
+    assert "jarrn_deploy.export.export_errors" in graph["jarrn_deploy.export.calibration"]
 
 
 def test_no_two_project_modules_import_each_other() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jarrn.errors import EXIT_USAGE, UsageError
-from jarrn.memory import ENV_SWITCH, MemoryGuard, available_host_bytes, cgroup_room_bytes, guard_disabled
+from jarrn_deploy.errors import EXIT_USAGE, UsageError
+from jarrn_deploy.memory import ENV_SWITCH, MemoryGuard, available_host_bytes, cgroup_room_bytes, guard_disabled
 
 GIB = 2**30
 
@@ -63,11 +63,11 @@ def test_no_limit_anywhere_leaves_mem_available(tmp_path):
 
 
 def test_guard_refuses_what_the_cgroup_limit_would_kill(tmp_path, monkeypatch):
-    import jarrn.memory
+    import jarrn_deploy.memory
 
     root = _tree(tmp_path, "0::/job", {"cgroup.controllers": "memory", "job/memory.max": str(GIB),
                                         "job/memory.current": "0"})
-    monkeypatch.setattr(jarrn.memory, "available_host_bytes", lambda: available_host_bytes(root))
+    monkeypatch.setattr(jarrn_deploy.memory, "available_host_bytes", lambda: available_host_bytes(root))
     with pytest.raises(MemoryError, match=r"input 4000x4000 \(batch 1\).*1.0 GiB of host memory available"):
         MemoryGuard("torch", (128, 128, 96, 64, 48, 32, 16)).check((1, 3, 4000, 4000))
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import re
 
-from jarrn.progress import progress_logger
+from jarrn_deploy.progress import progress_logger
 
 
 def test_progress_lines_go_to_stderr_with_the_tool_and_elapsed_seconds(capsys) -> None:

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import Jarrn, JarrnConfig, save_model
-from model.atomic import pid_alive, remove_stale_temp_files, staged_outputs
+from jarrn_deploy.model import Jarrn, JarrnConfig, save_model
+from jarrn_deploy.model.atomic import pid_alive, remove_stale_temp_files, staged_outputs
 from tests.reliability_support import REPO, leftovers, run_command
 
 from tests.support import TINY_WIDTHS  # noqa: E402
 
 TINY = JarrnConfig(TINY_WIDTHS)
-TRAIN = ["-m", "model.train", "--widths", "8,8,8,8,8,8,8", "--crop", "64x64", "--epoch-samples", "2",
+TRAIN = ["-m", "jarrn_deploy.model.train", "--widths", "8,8,8,8,8,8,8", "--crop", "64x64", "--epoch-samples", "2",
          "--batch-size", "1", "--val-every", "-1", "--no-progress", "--render-scale", "0.5,0.5", "--log-every", "1",
          "--checkpoint-every", "1", "--threads", "1"]
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from model.baselines import linear_interpolation, nearest_interpolation
-from model.sparse import random_points
+from jarrn_deploy.model.baselines import linear_interpolation, nearest_interpolation
+from jarrn_deploy.model.sparse import random_points
 
 
 def _plane(height: int = 40, width: int = 50) -> np.ndarray:

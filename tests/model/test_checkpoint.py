@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import CheckpointError, Jarrn, JarrnConfig, load_model, save_model
-from model.checkpoint import infer_widths, save_training_checkpoint, strip_prefixes
+from jarrn_deploy.model import CheckpointError, Jarrn, JarrnConfig, load_model, save_model
+from jarrn_deploy.model.checkpoint import infer_widths, save_training_checkpoint, strip_prefixes
 from tests.support import TINY_WIDTHS
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from jarrn.errors import EXIT_INPUT, EXIT_UNAVAILABLE, InputError, UnavailableError
-from model import CheckpointError, Jarrn, JarrnConfig, load_model, save_model
-from model.checkpoint import (
+from jarrn_deploy.errors import EXIT_INPUT, EXIT_UNAVAILABLE, InputError, UnavailableError
+from jarrn_deploy.model import CheckpointError, Jarrn, JarrnConfig, load_model, save_model
+from jarrn_deploy.model.checkpoint import (
     CheckpointNotFoundError,
     read_training_checkpoint,
     save_training_checkpoint,
@@ -132,7 +132,7 @@ def test_training_checkpoint_reader_refuses_truncated_and_foreign_files(tmp_path
 
 
 def test_a_failed_save_is_one_output_error_and_keeps_the_previous_file(tmp_path, monkeypatch, tiny_state):
-    from jarrn.errors import OutputError
+    from jarrn_deploy.errors import OutputError
 
     path = save_training_checkpoint(tmp_path / "last.pt", {"network_state_dict": tiny_state, "step": 1})
     before = path.read_bytes()
@@ -150,7 +150,7 @@ def test_a_failed_save_is_one_output_error_and_keeps_the_previous_file(tmp_path,
                                      "PytorchStreamWriter failed writing file data/3: file write failed"])
 def test_a_full_disk_in_torch_save_is_an_output_error_whatever_its_wording(tmp_path, monkeypatch, tiny_state,
                                                                            message):
-    from jarrn.errors import OutputError
+    from jarrn_deploy.errors import OutputError
 
     def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError(message)
@@ -165,7 +165,7 @@ def test_a_full_disk_in_save_model_is_an_output_error(tmp_path, monkeypatch):
     import safetensors.torch
     from safetensors import SafetensorError
 
-    from jarrn.errors import OutputError
+    from jarrn_deploy.errors import OutputError
 
     def full(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")

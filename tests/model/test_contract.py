@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from tests.support import tiny_network as build_tiny_network
-from model import CONTRACT, Jarrn, JarrnConfig, MetricJarrn, prepare_inputs
-from jarrn.errors import EXIT_CHECK_FAILED, EXIT_INPUT
-from jarrn.memory import MemoryGuardError
-from model.contract import EmptySparseDepthError, NonFiniteDepthError, depth_to_user
-from model.metric_jarrn import normalise_sparse, pushpull_fill
+from jarrn_deploy.model import CONTRACT, Jarrn, JarrnConfig, MetricJarrn, prepare_inputs
+from jarrn_deploy.errors import EXIT_CHECK_FAILED, EXIT_INPUT
+from jarrn_deploy.memory import MemoryGuardError
+from jarrn_deploy.model.contract import EmptySparseDepthError, NonFiniteDepthError, depth_to_user
+from jarrn_deploy.model.metric_jarrn import normalise_sparse, pushpull_fill
 
 TINY = JarrnConfig((16, 16, 16, 16, 8, 8, 8))
 
@@ -132,11 +132,11 @@ def test_non_finite_depth_is_an_error_naming_the_model_file(tiny_network):
 
 
 def test_model_complete_has_the_memory_guard(tiny_network, monkeypatch):
-    import jarrn.memory
-    import model.metric_jarrn
+    import jarrn_deploy.memory
+    import jarrn_deploy.model.metric_jarrn
 
-    monkeypatch.setattr(jarrn.memory, "available_host_bytes", lambda: 2**20)
-    monkeypatch.setattr(model.metric_jarrn, "_GUARDS", type(model.metric_jarrn._GUARDS)())
+    monkeypatch.setattr(jarrn_deploy.memory, "available_host_bytes", lambda: 2**20)
+    monkeypatch.setattr(jarrn_deploy.model.metric_jarrn, "_GUARDS", type(jarrn_deploy.model.metric_jarrn._GUARDS)())
     huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (6000, 6000, 3))  # no memory for the test itself
     with pytest.raises(MemoryGuardError, match="input 6000x6000"):
         tiny_network.complete(huge, np.broadcast_to(np.float32(1.0), (6000, 6000)))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model.crop import crop_or_pad
+from jarrn_deploy.model.crop import crop_or_pad
 
 
 def test_larger_frames_are_centre_cropped_and_smaller_ones_padded_at_the_bottom_right():

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from model.datasets import DatasetError, DepthFolder, Diode, KittiDepthCompletion, NyuV2
+from jarrn_deploy.model.datasets import DatasetError, DepthFolder, Diode, KittiDepthCompletion, NyuV2
 
 H, W = 12, 20
 
@@ -177,7 +177,7 @@ def test_kitti_missing_tree_and_corrupt_file(tmp_path: Path) -> None:
 
 
 def test_adapters_feed_the_training_pipeline(tmp_path: Path) -> None:
-    from model.training.samples import TrainingSamples
+    from jarrn_deploy.model.training.samples import TrainingSamples
 
     _kitti_tree(tmp_path)
     samples = TrainingSamples(KittiDepthCompletion(tmp_path), (64, 64), mix="official", normalisation="max",

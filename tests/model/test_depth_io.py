@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.depth_io import (
+from jarrn_deploy.model.depth_io import (
     read_depth_png,
     read_kitti_depth,
     read_millimetre_depth,

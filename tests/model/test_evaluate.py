@@ -1,4 +1,4 @@
-"""python -m model.evaluate: the real-frame table of the model against nearest and linear interpolation."""
+"""python -m jarrn_deploy.model.evaluate: the real-frame table of the model against nearest and linear interpolation."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import evaluate
-from model.checkpoint import save_model
-from model.network import Jarrn, JarrnConfig
-from model.training.network_setup import start_as_fill
+from jarrn_deploy.model import evaluate
+from jarrn_deploy.model.checkpoint import save_model
+from jarrn_deploy.model.network import Jarrn, JarrnConfig
+from jarrn_deploy.model.training.network_setup import start_as_fill
 from tests.support import TINY_WIDTHS
 
 
@@ -40,13 +40,13 @@ def test_report_has_every_case_and_method_and_the_fill_row_matches_an_identity_n
     assert linear["kitti_02"] == pytest.approx(1.353, abs=1e-3)
     assert linear["kinect2_lounge@500"] == pytest.approx(0.685, abs=1e-3)
     table = (out / "evaluation.md").read_text()
-    assert "| tum_desk@100 |" in table and "linear RMSE" in table and "python -m model.evaluate" in table
+    assert "| tum_desk@100 |" in table and "linear RMSE" in table and "python -m jarrn_deploy.model.evaluate" in table
     assert (out / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
     assert not list(out.glob(".*"))
 
 
 def test_panel_is_a_png(fill_checkpoint):
-    from model.real_frames import evaluation_cases, load_real_frames
+    from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
 
     case = evaluation_cases(load_real_frames(), seed=0)[2]
     assert evaluate.panel(case, case.gt, case.gt)[:4] == b"\x89PNG"

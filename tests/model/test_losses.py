@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.losses import gradient_loss, jarrn_loss, standardise
+from jarrn_deploy.model.losses import gradient_loss, jarrn_loss, standardise
 
 
 def _scene(batch: int = 2, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

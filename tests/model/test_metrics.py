@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from model.metrics import PRED_FLOOR_FOR_INVERSE_M, DepthMetrics, depth_metrics
+from jarrn_deploy.model.metrics import PRED_FLOOR_FOR_INVERSE_M, DepthMetrics, depth_metrics
 
 # Hand-computed case. Valid gt pixels: 1, 2, 4, 2 (the 0 is ignored).
 #   errors pred - gt:         0.5, 0, -2, 1.6

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from model import Jarrn, JarrnConfig, load_model
-from model.checkpoint import save_training_checkpoint
-from model.network import count_parameters
+from jarrn_deploy.model import Jarrn, JarrnConfig, load_model
+from jarrn_deploy.model.checkpoint import save_training_checkpoint
+from jarrn_deploy.model.network import count_parameters
 
 GOLDEN_SIZES = ("64x128", "128x192")
 OUTPUT_TO_GOLDEN = {"depth": "depth", "coarse": "dense_depth", "scale": "scale", "offset": "offset", "prob": "prob"}
@@ -53,7 +53,7 @@ def test_sigmoid_prob_is_per_pixel_and_in_unit_range():
 
 
 def test_rectification_combines_coarse_with_scale_offset_and_prob():
-    from model.rectification import Rectification
+    from jarrn_deploy.model.rectification import Rectification
 
     coarse = torch.full((1, 1, 2, 2), 0.5)
     maps = torch.zeros(1, 3, 2, 2)

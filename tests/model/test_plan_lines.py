@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from model.evaluate import EVALUATE_S, plan_line as evaluate_line
-from model.train_options import CPU_SAMPLES_PER_S, CPU_VALIDATION_S, build_parser, plan_line as train_line
-from jarrn.durations import about
+from jarrn_deploy.model.evaluate import EVALUATE_S, plan_line as evaluate_line
+from jarrn_deploy.model.train_options import CPU_SAMPLES_PER_S, CPU_VALIDATION_S, build_parser, plan_line as train_line
+from jarrn_deploy.durations import about
 
 
 def _evaluate_args(**changes) -> argparse.Namespace:

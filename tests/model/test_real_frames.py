@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from model.baselines import linear_interpolation
-from model.metrics import depth_metrics
-from model.real_frames import DEFAULT_ROOT, EvalCase, RealFrame, evaluation_cases, load_real_frames
+from jarrn_deploy.model.baselines import linear_interpolation
+from jarrn_deploy.model.metrics import depth_metrics
+from jarrn_deploy.model.real_frames import DEFAULT_ROOT, EvalCase, RealFrame, evaluation_cases, load_real_frames
 
 from tests.support import REPO as REPO_ROOT
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.datasets import DatasetError
-from model.rgbd_extra import (
+from jarrn_deploy.model.datasets import DatasetError
+from jarrn_deploy.model.rgbd_extra import (
     HELD_OUT_SETS, discover_sets, frame_cases, held_out_cases, load_frame, split_lidar, split_sets,
 )
-from model.training.rgbd_extra_samples import MixedSamples, RgbdExtraSamples, mixed_training_samples
+from jarrn_deploy.model.training.rgbd_extra_samples import MixedSamples, RgbdExtraSamples, mixed_training_samples
 
 from tests.support import SHARED  # noqa: E402
 
@@ -185,7 +185,7 @@ def test_missing_root_and_empty_root_are_clear_errors(tmp_path: Path) -> None:
 
 
 def test_train_cli_runs_on_rgbd_extra_and_validates_on_held_out_sets(tiny_root: Path, tmp_path: Path) -> None:
-    from model.train import main
+    from jarrn_deploy.model.train import main
 
     out = tmp_path / "run"
     rc = main(["--data", "rgbd_extra", "--data-root", str(tiny_root), "--real-fraction", "0.5", "--out", str(out),
@@ -199,9 +199,9 @@ def test_train_cli_runs_on_rgbd_extra_and_validates_on_held_out_sets(tiny_root: 
 
 def test_held_out_report_has_a_row_per_set_and_pattern_with_the_gain_over_fill(tiny_root: Path,
                                                                                  tmp_path: Path) -> None:
-    from model.heldout_eval import evaluate_held_out, gain_over_fill, write_report
-    from model.network import Jarrn, JarrnConfig
-    from model.training.network_setup import start_as_fill
+    from jarrn_deploy.model.heldout_eval import evaluate_held_out, gain_over_fill, write_report
+    from jarrn_deploy.model.network import Jarrn, JarrnConfig
+    from jarrn_deploy.model.training.network_setup import start_as_fill
 
     network = start_as_fill(Jarrn(JarrnConfig((16, 16, 12, 8, 8, 4, 4), depth_normalisation="minmax",
                                               sparse_fill="pushpull")))

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from model.sparse import add_noise, add_outliers, lidar_scanlines, random_points
+from jarrn_deploy.model.sparse import add_noise, add_outliers, lidar_scanlines, random_points
 
 
 def _depth(height: int = 60, width: int = 80, invalid_share: float = 0.3, seed: int = 0) -> np.ndarray:

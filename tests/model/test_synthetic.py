@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.synthetic import (
+from jarrn_deploy.model.synthetic import (
     SceneConfig,
     SyntheticSample,
     generate_batch,
@@ -203,7 +203,7 @@ def test_generate_batch_rejects_bad_seeds(seeds: object) -> None:
 def test_training_source_items_are_generated_scenes_as_tensors() -> None:
     # The training loop's synthetic source is what production uses; its items must be the generator's output as
     # float tensors (rgb /255 in [3,H,W], depth [1,H,W] metres) with the scene's intrinsics.
-    from model.training.samples import SyntheticSource
+    from jarrn_deploy.model.training.samples import SyntheticSource
 
     source = SyntheticSource(3, (32, 40), seed=5, render_scale=(1.0, 1.0), kind="indoor")
     item = source[1]

@@ -7,18 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from model import train
-from model.checkpoint import load_model
-from model.train_options import SPARSE_MIXES, build_parser
-from model.training import loop
-from model.training.network_setup import start_as_fill
-from model.training.samples import SyntheticSource, TrainingSamples, normalise_sample
-from model.training.schedule import learning_rate
-from model.training.sparse_sampling import sample_sparse
-from model.training.step import train_step
-from model.training.validation import downscale_case
-from model.metric_jarrn import normalise_sparse
-from model.network import Jarrn, JarrnConfig
+from jarrn_deploy.model import train
+from jarrn_deploy.model.checkpoint import load_model
+from jarrn_deploy.model.train_options import SPARSE_MIXES, build_parser
+from jarrn_deploy.model.training import loop
+from jarrn_deploy.model.training.network_setup import start_as_fill
+from jarrn_deploy.model.training.samples import SyntheticSource, TrainingSamples, normalise_sample
+from jarrn_deploy.model.training.schedule import learning_rate
+from jarrn_deploy.model.training.sparse_sampling import sample_sparse
+from jarrn_deploy.model.training.step import train_step
+from jarrn_deploy.model.training.validation import downscale_case
+from jarrn_deploy.model.metric_jarrn import normalise_sparse
+from jarrn_deploy.model.network import Jarrn, JarrnConfig
 from tests.support import TINY_WIDTHS
 
 TINY = "8,8,8,8,8,8,8"
@@ -130,7 +130,7 @@ def test_training_overfits_a_fixed_batch() -> None:
 
 
 def test_start_as_fill_network_returns_the_filled_sparse_input_before_training() -> None:
-    from model.metric_jarrn import MetricJarrn, pushpull_fill
+    from jarrn_deploy.model.metric_jarrn import MetricJarrn, pushpull_fill
 
     torch.manual_seed(0)
     config = JarrnConfig((16, 16, 16, 16, 8, 8, 8), depth_normalisation="minmax", sparse_fill="pushpull")
@@ -187,7 +187,7 @@ def test_learning_rate_schedule() -> None:
 
 @pytest.mark.parametrize("mix", sorted(SPARSE_MIXES))
 def test_sparse_mixes_only_keep_valid_pixels_and_cover_their_regimes(mix: str) -> None:
-    from model.synthetic import generate_scene
+    from jarrn_deploy.model.synthetic import generate_scene
 
     scene = generate_scene(5, 96, 128)
     depth = scene.depth
@@ -246,7 +246,7 @@ def test_downscale_case_keeps_every_point_once() -> None:
 
 
 def test_outlier_option_corrupts_points_and_is_off_by_default() -> None:
-    from model.synthetic import generate_scene
+    from jarrn_deploy.model.synthetic import generate_scene
 
     scene = generate_scene(1, 96, 128)
     mix = {"points": 1.0}

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from model import train
-from model.train_options import SPARSE_MIXES
-from model.training.device_batches import DeviceBatchSettings, DeviceSyntheticBatches, draw_sparse
-from model.training.samples import SyntheticSource, TrainingSamples
+from jarrn_deploy.model import train
+from jarrn_deploy.model.train_options import SPARSE_MIXES
+from jarrn_deploy.model.training.device_batches import DeviceBatchSettings, DeviceSyntheticBatches, draw_sparse
+from jarrn_deploy.model.training.samples import SyntheticSource, TrainingSamples
 
 CROP = (64, 64)
 TINY = "8,8,8,8,8,8,8"
@@ -65,7 +65,7 @@ def test_device_batches_shard_an_epoch_over_processes() -> None:
 
 @pytest.mark.parametrize("regime", sorted(set(SPARSE_MIXES["official"]) | set(SPARSE_MIXES["eval"])))
 def test_every_sparse_regime_keeps_only_valid_pixels(regime: str) -> None:
-    from model.synthetic import generate_batch
+    from jarrn_deploy.model.synthetic import generate_batch
 
     scenes = generate_batch([5, 6, 7], 80, 112)
     depth = scenes.depth
@@ -88,7 +88,7 @@ def test_every_sparse_regime_keeps_only_valid_pixels(regime: str) -> None:
 
 def test_random_points_keep_exactly_the_drawn_count_before_holes() -> None:
     """Without holes (all samples' hole coins come up tails), a points pattern keeps exactly its log-uniform count."""
-    from model.training import device_batches
+    from jarrn_deploy.model.training import device_batches
 
     depth = torch.full((4, 1, 48, 64), 5.0)
     depth[:, :, :, :8] = 0.0
@@ -138,8 +138,8 @@ def test_device_batches_are_refused_for_datasets_on_disk(tmp_path: Path, capsys:
 
 
 def test_auto_makes_synthetic_batches_on_cuda_only() -> None:
-    from model.train_options import build_parser
-    from model.training.data import synthetic_on_device
+    from jarrn_deploy.model.train_options import build_parser
+    from jarrn_deploy.model.training.data import synthetic_on_device
 
     def chosen(device: str, *extra: str) -> bool:
         return synthetic_on_device(build_parser().parse_args(list(extra)), torch.device(device))
@@ -170,8 +170,8 @@ def test_render_workers_give_the_batches_of_in_process_rendering() -> None:
 @pytest.mark.parametrize("regime", ["lidar", "points", "ratio_low", "ratio_high", "dense"])
 def test_device_regimes_keep_as_many_points_as_the_host_ones(regime: str) -> None:
     """Same scene, same regime: the device patterns keep about as many points as the host's, on average."""
-    from model.synthetic import generate_batch, generate_scene
-    from model.training.sparse_sampling import sample_sparse
+    from jarrn_deploy.model.synthetic import generate_batch, generate_scene
+    from jarrn_deploy.model.training.sparse_sampling import sample_sparse
 
     scene, batch = generate_scene(5, 96, 144), generate_batch([5], 96, 144)
     generator = torch.Generator().manual_seed(0)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import train
-from model.training import scene_pool
-from model.training.device_batches import DeviceBatchSettings, DeviceSyntheticBatches
+from jarrn_deploy.model import train
+from jarrn_deploy.model.training import scene_pool
+from jarrn_deploy.model.training.device_batches import DeviceBatchSettings, DeviceSyntheticBatches
 
 CROP = (64, 64)
 
@@ -104,8 +104,8 @@ def test_render_workers_fill_the_pool_with_the_same_scenes() -> None:
 
 
 def test_the_pool_size_defaults_to_512_on_cuda_fewer_for_short_runs_and_off_on_the_cpu() -> None:
-    from model.train_options import build_parser
-    from model.training.data import pool_scenes
+    from jarrn_deploy.model.train_options import build_parser
+    from jarrn_deploy.model.training.data import pool_scenes
 
     def scenes(device: str, *extra: str) -> int:
         return pool_scenes(build_parser().parse_args(list(extra)), torch.device(device), 1)
@@ -145,7 +145,7 @@ def test_bad_pool_values_are_one_line_usage_errors(extra: list[str], message: st
 
 
 def test_scene_pool_flags_parse_auto_and_numbers() -> None:
-    from model.train_options import build_parser
+    from jarrn_deploy.model.train_options import build_parser
 
     assert build_parser().parse_args([]).scene_pool == "auto"
     assert build_parser().parse_args(["--scene-pool", "256"]).scene_pool == 256

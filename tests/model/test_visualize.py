@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.visualize import Tile, colorize_depth, dilate_points, display_range, tile_grid_png
+from jarrn_deploy.model.visualize import Tile, colorize_depth, dilate_points, display_range, tile_grid_png
 
 
 def test_colorize_depth_paints_invalid_black_and_valid_non_black():
@@ -78,7 +78,7 @@ def _text_width(text: str) -> float:
 
 
 def test_colour_bar_labels_both_ends_with_their_values_and_round_ticks_between():
-    from model.visualize import colorbar_labels
+    from jarrn_deploy.model.visualize import colorbar_labels
 
     labels = colorbar_labels(5.3, 78.3, 880, _text_width)
     assert labels[0] == (0.0, "5.3") and labels[-1] == (880.0, "78.3")
@@ -94,7 +94,7 @@ def test_colour_bar_labels_both_ends_with_their_values_and_round_ticks_between()
 
 
 def test_near_depth_is_bright_and_only_holes_are_black():
-    from model.visualize import NO_DEPTH_RGB
+    from jarrn_deploy.model.visualize import NO_DEPTH_RGB
 
     depth = np.array([[5.3, 78.3, 0.0]], np.float32)
     img = colorize_depth(depth, 5.3, 78.3)
@@ -105,7 +105,7 @@ def test_near_depth_is_bright_and_only_holes_are_black():
 
 
 def test_legend_explains_black_only_for_pictures_with_holes_and_names_the_fade_radius():
-    from model.visualize import depth_legend
+    from jarrn_deploy.model.visualize import depth_legend
 
     assert depth_legend(holes=False, far_radius_px=None) == "depth (m)"
     assert depth_legend(holes=True, far_radius_px=None) == "depth (m); black = no depth"
@@ -113,7 +113,7 @@ def test_legend_explains_black_only_for_pictures_with_holes_and_names_the_fade_r
 
 
 def test_legend_gives_the_depth_span_only_when_it_reaches_past_the_colour_bar():
-    from model.visualize import depth_legend, display_range, span_beyond
+    from jarrn_deploy.model.visualize import depth_legend, display_range, span_beyond
 
     depth = np.linspace(5.33, 78.28, 10_000, dtype=np.float32).reshape(100, 100)
     lo, hi = display_range(depth)  # 1st..99th percentile: the bar's ends lie inside the depth's span
@@ -124,7 +124,7 @@ def test_legend_gives_the_depth_span_only_when_it_reaches_past_the_colour_bar():
 
 
 def test_pictures_pass_their_own_holes_and_fading_to_the_legend(monkeypatch):
-    import model.visualize as visualize
+    import jarrn_deploy.model.visualize as visualize
 
     seen = []
     real = visualize.depth_legend
@@ -144,7 +144,7 @@ def test_pictures_pass_their_own_holes_and_fading_to_the_legend(monkeypatch):
 
 
 def test_far_from_points_marks_pixels_beyond_the_radius_of_every_point():
-    from model.visualize import far_from_points
+    from jarrn_deploy.model.visualize import far_from_points
 
     sparse = np.zeros((21, 21), np.float32)
     sparse[10, 10], sparse[0, 20] = 4.0, 9.0
@@ -159,7 +159,7 @@ def test_far_from_points_marks_pixels_beyond_the_radius_of_every_point():
 
 
 def test_far_pixels_are_drawn_faded_and_only_they_change():
-    from model.visualize import depth_with_colorbar, far_from_points
+    from jarrn_deploy.model.visualize import depth_with_colorbar, far_from_points
 
     depth = np.tile(np.linspace(5.0, 50.0, 40, dtype=np.float32), (30, 1))
     sparse = np.zeros_like(depth)

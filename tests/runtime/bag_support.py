@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from model.depth_io import read_kitti_depth, read_rgb
-from model.real_frames import DEFAULT_ROOT, KITTI_DIR, _read_kitti_intrinsics
+from jarrn_deploy.model.depth_io import read_kitti_depth, read_rgb
+from jarrn_deploy.model.real_frames import DEFAULT_ROOT, KITTI_DIR, _read_kitti_intrinsics
 
 NS = 1_000_000_000
 CAMERA_FRAME = "camera_optical"

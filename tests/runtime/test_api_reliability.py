@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from jarrn.errors import EXIT_UNAVAILABLE, UnavailableError, UsageError
-from model import Jarrn, JarrnConfig, save_model
-from model.contract import prepare_inputs
-from runtime import DepthCompleter
-from runtime.memory_guard import ENV_SWITCH, MemoryGuard, MemoryGuardError
+from jarrn_deploy.errors import EXIT_UNAVAILABLE, UnavailableError, UsageError
+from jarrn_deploy.model import Jarrn, JarrnConfig, save_model
+from jarrn_deploy.model.contract import prepare_inputs
+from jarrn_deploy.runtime import DepthCompleter
+from jarrn_deploy.runtime.memory_guard import ENV_SWITCH, MemoryGuard, MemoryGuardError
 from tests.reliability_support import contract_graph
 
 from tests.support import TINY_WIDTHS  # noqa: E402
@@ -122,14 +122,14 @@ def test_completer_refuses_a_size_that_cannot_fit_before_running(completers, mon
 def test_export_refuses_static_sizes_that_cannot_be_built(monkeypatch):
     import argparse
 
-    from export.onnx_graph import ExportMemoryError, ExportOptions, check_static_size_fits
-    from export.to_onnx import parse_static
+    from jarrn_deploy.export.onnx_graph import ExportMemoryError, ExportOptions, check_static_size_fits
+    from jarrn_deploy.export.to_onnx import parse_static
 
     with pytest.raises(argparse.ArgumentTypeError, match="too large"):
         parse_static("100000x100000")
-    import jarrn.memory
+    import jarrn_deploy.memory
 
-    monkeypatch.setattr(jarrn.memory, "available_host_bytes", lambda: 2**30)
+    monkeypatch.setattr(jarrn_deploy.memory, "available_host_bytes", lambda: 2**30)
     with pytest.raises(ExportMemoryError, match=r"exporting at 8000x8000 .* needs about .* GiB"):
         check_static_size_fits(ExportOptions(static_hw=(8000, 8000)), TINY.widths)
     check_static_size_fits(ExportOptions(static_hw=(64, 64)), TINY.widths)
@@ -146,11 +146,11 @@ def test_memory_guard_does_not_refuse_a_size_that_already_ran(monkeypatch):
 
 
 def test_memory_guard_refuses_before_converting_the_arrays(completers, monkeypatch):
-    import runtime.completer
+    import jarrn_deploy.runtime.completer
 
     completer = completers["torch"]
     monkeypatch.setattr(completer.memory_guard, "free_bytes", lambda: 2**20)
-    monkeypatch.setattr(runtime.completer, "prepare_inputs", lambda *a: pytest.fail("converted before the guard"))
+    monkeypatch.setattr(jarrn_deploy.runtime.completer, "prepare_inputs", lambda *a: pytest.fail("converted before the guard"))
     huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (6000, 6000, 3))  # no memory for the test itself
     with pytest.raises(MemoryGuardError, match="input 6000x6000"):
         completer.complete(huge, np.broadcast_to(np.float32(0), (6000, 6000)))

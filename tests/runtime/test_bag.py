@@ -12,17 +12,17 @@ import pytest
 
 pytest.importorskip("rosbags")
 
-from jarrn.errors import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_UNAVAILABLE, EXIT_USAGE  # noqa: E402
-from runtime import DepthCompleter  # noqa: E402
-from runtime.bag.cli import main as bag_main  # noqa: E402
-from runtime.bag.output import DEPTH_TOPIC, SPARSE_TOPIC  # noqa: E402
+from jarrn_deploy.errors import EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_UNAVAILABLE, EXIT_USAGE  # noqa: E402
+from jarrn_deploy.runtime import DepthCompleter  # noqa: E402
+from jarrn_deploy.runtime.bag.cli import main as bag_main  # noqa: E402
+from jarrn_deploy.runtime.bag.output import DEPTH_TOPIC, SPARSE_TOPIC  # noqa: E402
 from tests.runtime.bag_support import CAMERA_FRAME, BagSpec, kitti_frame, write_bag  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def model_onnx() -> Path:
     """The bundled model's ONNX export, cached by content (exported once per machine, then reused)."""
-    from runtime.default_model import bundled_onnx
+    from jarrn_deploy.runtime.default_model import bundled_onnx
 
     return bundled_onnx(lambda message: None)
 
@@ -224,9 +224,9 @@ def test_empty_truncated_or_foreign_bag_exits_3_with_one_line_and_no_out(make, s
     bag = make(tmp_path, frame, storage)
     capsys.readouterr()
     if make is not _truncated:  # refused from what the bag holds, before any model loads
-        import runtime.infer
+        import jarrn_deploy.runtime.infer
 
-        monkeypatch.setattr(runtime.infer, "build_completer", lambda *args: pytest.fail("the model was loaded"))
+        monkeypatch.setattr(jarrn_deploy.runtime.infer, "build_completer", lambda *args: pytest.fail("the model was loaded"))
     assert run(model_onnx, bag, tmp_path / "out") == EXIT_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: IN: ")
@@ -253,9 +253,9 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 def _no_model(monkeypatch) -> None:
-    import runtime.infer
+    import jarrn_deploy.runtime.infer
 
-    monkeypatch.setattr(runtime.infer, "build_completer", lambda *args: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(jarrn_deploy.runtime.infer, "build_completer", lambda *args: pytest.fail("the model was loaded"))
 
 
 # (storage of IN, IN relative to tmp_path, OUT relative to tmp_path, what the one line says)
@@ -326,7 +326,7 @@ IGNORED_OPTIONS = {  # extra arguments -> the warning lines, worded as jarrn inf
 @pytest.mark.parametrize("case", sorted(IGNORED_OPTIONS))
 def test_options_that_do_nothing_warn_like_infer_and_a_missing_in_is_one_plain_line(
         case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from runtime.infer import parse_args, warn_ignored_options
+    from jarrn_deploy.runtime.infer import parse_args, warn_ignored_options
 
     extra, warnings = IGNORED_OPTIONS[case]
     missing = tmp_path / "nope"
@@ -340,7 +340,7 @@ def test_options_that_do_nothing_warn_like_infer_and_a_missing_in_is_one_plain_l
 
 
 def test_interrupted_run_leaves_no_out(tmp_path: Path, model_onnx: Path, frame, monkeypatch) -> None:
-    from runtime.bag import pipeline
+    from jarrn_deploy.runtime.bag import pipeline
 
     bag = write_bag(tmp_path / "in", BagSpec(), frame)
 
@@ -368,8 +368,8 @@ def test_ambiguous_or_unknown_topic_is_a_usage_error(tmp_path: Path, model_onnx:
 
 def test_frames_completed_by_jarrn_serve_equal_depth_completer(tmp_path: Path, model_onnx: Path, frame) -> None:
     pytest.importorskip("tritonclient.grpc")
-    from runtime.serve import RunningServer, ServeOptions
-    from runtime.serving_model import CompleterSettings
+    from jarrn_deploy.runtime.serve import RunningServer, ServeOptions
+    from jarrn_deploy.runtime.serving_model import CompleterSettings
 
     bag = write_bag(tmp_path / "in", BagSpec(images_at=(1.0, 1.1), sweeps_at=(1.0, 1.1)), frame)
     settings = CompleterSettings(backend="onnxruntime", model=str(model_onnx), threads=1)
@@ -390,7 +390,7 @@ def test_frames_completed_by_jarrn_serve_equal_depth_completer(tmp_path: Path, m
 def test_no_server_at_the_address_is_one_line_exit_5_and_no_out(tmp_path: Path, frame,
                                                                  capsys: pytest.CaptureFixture) -> None:
     pytest.importorskip("tritonclient.grpc")
-    from runtime.serve import free_port
+    from jarrn_deploy.runtime.serve import free_port
 
     bag = write_bag(tmp_path / "in", BagSpec(), frame)
     capsys.readouterr()
@@ -402,7 +402,7 @@ def test_no_server_at_the_address_is_one_line_exit_5_and_no_out(tmp_path: Path, 
 
 
 def test_jarrn_cli_lists_and_runs_the_bag_verb(capsys: pytest.CaptureFixture) -> None:
-    from jarrn.cli import main as jarrn_main
+    from jarrn_deploy.cli import main as jarrn_main
 
     assert jarrn_main(["--help"]) == 0
     assert "  bag " in capsys.readouterr().out

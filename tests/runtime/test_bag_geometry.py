@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from jarrn.errors import InputError
-from runtime.bag.cloud import cloud_xyz
-from runtime.bag.decode import decode_image
-from runtime.bag.pairing import NearestSweep
-from runtime.bag.projection import CameraModel, sparse_depth
-from runtime.bag.tf import NoTransformAtTime, NoTransformPath, Transform, TransformBuffer, read_extrinsics
+from jarrn_deploy.errors import InputError
+from jarrn_deploy.runtime.bag.cloud import cloud_xyz
+from jarrn_deploy.runtime.bag.decode import decode_image
+from jarrn_deploy.runtime.bag.pairing import NearestSweep
+from jarrn_deploy.runtime.bag.projection import CameraModel, sparse_depth
+from jarrn_deploy.runtime.bag.tf import NoTransformAtTime, NoTransformPath, Transform, TransformBuffer, read_extrinsics
 
 S = 1_000_000_000
 
@@ -185,7 +185,7 @@ def test_images_pair_with_the_nearest_sweep_within_max_dt_in_one_pass() -> None:
 
 
 def test_images_do_not_wait_for_a_lidar_that_stopped_publishing() -> None:
-    from runtime.bag.pairing import MAX_RECORD_LAG_NS
+    from jarrn_deploy.runtime.bag.pairing import MAX_RECORD_LAG_NS
 
     pairing: NearestSweep[str, str] = NearestSweep(max_dt_ns=50)
     assert pairing.add_sweep(0, "s0") == [] and pairing.add_image(10, "i10") == []

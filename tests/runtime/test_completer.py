@@ -12,15 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from jarrn.errors import UnavailableError
-from model import save_model
-from model.checkpoint import DEFAULT_CHECKPOINT
-from model.depth_io import read_depth_png, read_rgb
-from model.real_frames import evaluation_cases, load_real_frames
-from runtime import BackendUnavailable, DepthCompleter
-from runtime.backends import GraphError
-from runtime.backends.onnxruntime_backend import resolve_providers, tensorrt_provider_options
-from runtime.infer import InferError, choose_backend, main as infer_main
+from jarrn_deploy.errors import UnavailableError
+from jarrn_deploy.model import save_model
+from jarrn_deploy.model.checkpoint import DEFAULT_CHECKPOINT
+from jarrn_deploy.model.depth_io import read_depth_png, read_rgb
+from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
+from jarrn_deploy.runtime import BackendUnavailable, DepthCompleter
+from jarrn_deploy.runtime.backends import GraphError
+from jarrn_deploy.runtime.backends.onnxruntime_backend import resolve_providers, tensorrt_provider_options
+from jarrn_deploy.runtime.infer import InferError, choose_backend, main as infer_main
 
 from tests.support import tiny_network as build_tiny_network
 
@@ -39,11 +39,11 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
     checkpoint = save_model(net, folder / "tiny.safetensors")
     onnx_path = folder / "tiny.onnx"
     try:
-        from export.onnx_graph import ExportOptions, export_onnx
+        from jarrn_deploy.export.onnx_graph import ExportOptions, export_onnx
 
         export_onnx(net, onnx_path, ExportOptions())
     except ImportError:  # exporter not available: the plain TorchScript export of the same graph
-        from model import MetricJarrn
+        from jarrn_deploy.model import MetricJarrn
 
         names = ("rgb", "sparse_depth", "depth")
         torch.onnx.export(MetricJarrn(net), (torch.rand(1, 3, 100, 130), torch.rand(1, 1, 100, 130)), str(onnx_path),
@@ -96,8 +96,8 @@ def test_batches_match_single_images_and_backends(tiny: dict) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="bundled default model not trained yet")
 def test_bundled_model_backends_agree_within_a_millimetre(tmp_path: Path) -> None:
-    from export.onnx_graph import ExportOptions, export_onnx
-    from model import load_model
+    from jarrn_deploy.export.onnx_graph import ExportOptions, export_onnx
+    from jarrn_deploy.model import load_model
 
     net = load_model()
     reference = DepthCompleter.from_network(net)
@@ -184,7 +184,7 @@ def test_provider_resolution() -> None:
 
 
 def test_tensorrt_provider_options_pin_the_profile(tmp_path: Path) -> None:
-    from export.engine_profile import Profile
+    from jarrn_deploy.export.engine_profile import Profile
 
     options = tensorrt_provider_options(tmp_path, Profile.parse("1x64x64", "1x320x320", "2x480x640"))
     assert options["trt_engine_cache_path"] == str(tmp_path) and options["trt_timing_cache_enable"] == "True"
@@ -303,7 +303,7 @@ def test_infer_cli_bad_input_one_line(tiny: dict, kitti_crop: dict, tmp_path: Pa
 
 def test_infer_cli_subprocess_error_has_no_traceback(kitti_crop: dict, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "runtime.infer", "--rgb", str(kitti_crop["narrow"]), "--sparse",
+        [sys.executable, "-m", "jarrn_deploy.runtime.infer", "--rgb", str(kitti_crop["narrow"]), "--sparse",
          str(kitti_crop["sparse"]), "--out", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
@@ -312,8 +312,8 @@ def test_infer_cli_subprocess_error_has_no_traceback(kitti_crop: dict, tmp_path:
 
 
 def test_default_backend_rule(tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import runtime.infer as infer
-    from export.engine_manifest import EngineManifest, manifest_path
+    import jarrn_deploy.runtime.infer as infer
+    from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
 
     assert choose_backend(None, None)[:2] == ("torch", None)
     assert choose_backend("m.safetensors", None)[0] == "torch"
@@ -337,8 +337,8 @@ def test_default_backend_rule(tiny: dict, tmp_path: Path, monkeypatch: pytest.Mo
 def test_infer_looks_for_the_library_the_engine_manifest_names(tmp_path: Path, flavour: str) -> None:
     import importlib.util
 
-    from export.engine_manifest import EngineManifest, manifest_path
-    from runtime import infer
+    from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
+    from jarrn_deploy.runtime import infer
 
     engine = tmp_path / "m.engine"
     EngineManifest(onnx_path="m.onnx", onnx_sha256="", precision="fp32", tensorrt_version="1.7.1",
@@ -349,8 +349,8 @@ def test_infer_looks_for_the_library_the_engine_manifest_names(tmp_path: Path, f
 
 
 def test_infer_outputs_appear_all_together_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import model.depth_io as depth_io
-    from runtime.infer import write_outputs
+    import jarrn_deploy.model.depth_io as depth_io
+    from jarrn_deploy.runtime.infer import write_outputs
 
     rgb = np.zeros((64, 96, 3), np.uint8)
     sparse = np.zeros((64, 96), np.float32)

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from jarrn.errors import JarrnError
-from model import CheckpointError, Jarrn, JarrnConfig, load_model, save_model
-from model.checkpoint import save_training_checkpoint
+from jarrn_deploy.errors import JarrnError
+from jarrn_deploy.model import CheckpointError, Jarrn, JarrnConfig, load_model, save_model
+from jarrn_deploy.model.checkpoint import save_training_checkpoint
 from tests.reliability_support import GOOD_METADATA, contract_graph, nan_graph
-from runtime import DepthCompleter
-from runtime.backends import GraphError
+from jarrn_deploy.runtime import DepthCompleter
+from jarrn_deploy.runtime.backends import GraphError
 
 from tests.support import TINY_WIDTHS  # noqa: E402
 
@@ -238,7 +238,7 @@ CLI_MATRIX = list(itertools.product(NUMERIC_FLAGS, BAD_VALUES))
 
 
 def _check_train_value(tmp_path, capsys, flag: str, value: str) -> None:  # noqa: ANN001
-    from model.train import main
+    from jarrn_deploy.model.train import main
 
     try:
         code = main(TRAIN_BASE + ["--out", str(tmp_path / "run"), flag, value, "--export", str(tmp_path / "m.st")])
@@ -263,12 +263,12 @@ def test_fuzz_train_values_full(tmp_path, capsys):
 
 
 def test_every_documented_error_is_a_jarrn_error():
-    from export.onnx_graph import ExportError
-    from model.datasets import DatasetError
-    from runtime.backends import BackendUnavailable
-    from runtime.memory_guard import MemoryGuardError
+    from jarrn_deploy.export.onnx_graph import ExportError
+    from jarrn_deploy.model.datasets import DatasetError
+    from jarrn_deploy.runtime.backends import BackendUnavailable
+    from jarrn_deploy.runtime.memory_guard import MemoryGuardError
 
-    from model.contract import EmptySparseDepthError, InputTypeError, NonFiniteDepthError
+    from jarrn_deploy.model.contract import EmptySparseDepthError, InputTypeError, NonFiniteDepthError
 
     for cls in (CheckpointError, GraphError, ExportError, DatasetError, BackendUnavailable, MemoryGuardError,
                 EmptySparseDepthError, NonFiniteDepthError, InputTypeError):
@@ -341,7 +341,7 @@ def test_fuzz_round3_one_rule_full(round3):
 
 @pytest.mark.slow
 def test_fuzz_round3_infer_rows_through_the_real_entry_point(tmp_path):
-    """Every row of tests/runtime/test_infer_reliability.py through ``python -m jarrn.cli infer``: the exit status of
+    """Every row of tests/runtime/test_infer_reliability.py through ``python -m jarrn_deploy.cli infer``: the exit status of
     the table, one ``error:`` line, no traceback."""
     import importlib.util
     import re
@@ -360,7 +360,7 @@ def test_fuzz_round3_infer_rows_through_the_real_entry_point(tmp_path):
                 options.pop("--" + flag.replace("_", "-"), None)
             else:
                 options["--" + flag.replace("_", "-")] = value.format(**files, tmp=tmp_path)
-        argv = ["-m", "jarrn.cli", "infer", *[item for pair in options.items() for item in pair]]
+        argv = ["-m", "jarrn_deploy.cli", "infer", *[item for pair in options.items() for item in pair]]
         result = run_command(argv, REPO)
         lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("warning:")]
         assert result.returncode == expected, (overrides, result.stderr)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jarrn.errors import EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_UNAVAILABLE, EXIT_USAGE
-from model import Jarrn, JarrnConfig, save_model
+from jarrn_deploy.errors import EXIT_CHECK_FAILED, EXIT_INPUT, EXIT_OK, EXIT_OUTPUT, EXIT_UNAVAILABLE, EXIT_USAGE
+from jarrn_deploy.model import Jarrn, JarrnConfig, save_model
 from tests.reliability_support import nan_graph
 from tests.support import TINY_WIDTHS
 
@@ -49,7 +49,7 @@ def make_files(root: Path) -> dict[str, Path]:
 
 
 def _infer(files: dict, tmp_path: Path, capsys, **overrides: str | None) -> tuple[int, str, str]:
-    from runtime.infer import main
+    from jarrn_deploy.runtime.infer import main
 
     options = {"--rgb": str(files["rgb"]), "--sparse": str(files["npy"]), "--out": str(tmp_path / "out"),
                "--model": str(files["model"])}
@@ -119,7 +119,7 @@ def test_infer_refuses_to_write_over_its_own_input(files, tmp_path, capsys, name
 
 
 def test_infer_full_disk_is_one_line_and_leaves_nothing(files, tmp_path, capsys, monkeypatch):
-    import runtime.infer as infer
+    import jarrn_deploy.runtime.infer as infer
 
     def full_disk(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise OSError(28, "No space left on device")
@@ -130,12 +130,12 @@ def test_infer_full_disk_is_one_line_and_leaves_nothing(files, tmp_path, capsys,
 
 
 def test_infer_memory_guard_reads_only_the_header(files, tmp_path, capsys, monkeypatch):
-    import jarrn.memory
-    import model.depth_io
+    import jarrn_deploy.memory
+    import jarrn_deploy.model.depth_io
 
-    monkeypatch.setattr(jarrn.memory, "available_host_bytes", lambda: 2**20)
-    monkeypatch.setattr(jarrn.memory, "SMALL_CALL_BYTES", 0)
-    monkeypatch.setattr(model.depth_io, "read_rgb", lambda *a: pytest.fail("pixels read before the memory guard"))
+    monkeypatch.setattr(jarrn_deploy.memory, "available_host_bytes", lambda: 2**20)
+    monkeypatch.setattr(jarrn_deploy.memory, "SMALL_CALL_BYTES", 0)
+    monkeypatch.setattr(jarrn_deploy.model.depth_io, "read_rgb", lambda *a: pytest.fail("pixels read before the memory guard"))
     code, _, err = _infer(files, tmp_path, capsys)
     assert code == EXIT_UNAVAILABLE and "input 64x64 (batch 1)" in err, err
 
@@ -159,8 +159,8 @@ def test_options_that_do_nothing_warn_with_one_wording(files, tmp_path, capsys, 
 
 
 def test_repeated_flag_warns_that_the_last_wins(files, tmp_path, capsys):
-    from jarrn.options import repeated_options
-    from runtime.infer import build_parser
+    from jarrn_deploy.options import repeated_options
+    from jarrn_deploy.runtime.infer import build_parser
 
     lines = repeated_options(build_parser(), ["--rgb", "a", "--rgb=b", "--sparse", "c", "--out", "d"])
     assert lines == ["--rgb given 2 times; only the last one is used"]
@@ -168,7 +168,7 @@ def test_repeated_flag_warns_that_the_last_wins(files, tmp_path, capsys):
 
 
 def test_junk_memory_guard_switch_is_a_usage_error_before_the_model_loads(files, tmp_path, capsys, monkeypatch):
-    import runtime.infer as infer
+    import jarrn_deploy.runtime.infer as infer
 
     monkeypatch.setenv("JARRN_MEMORY_GUARD", "maybe")
     monkeypatch.setattr(infer, "build_completer", lambda *a: pytest.fail("the model loaded first"))

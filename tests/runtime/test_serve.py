@@ -17,8 +17,8 @@ from google.protobuf import text_format  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from model.contract import CONTRACT  # noqa: E402
-from runtime.serve import (  # noqa: E402
+from jarrn_deploy.model.contract import CONTRACT  # noqa: E402
+from jarrn_deploy.runtime.serve import (  # noqa: E402
     RunningServer,
     ServeOptions,
     exposure_warning,
@@ -28,7 +28,7 @@ from runtime.serve import (  # noqa: E402
     server_environment,
     triton_arguments,
 )
-from runtime.serving_model import (  # noqa: E402
+from jarrn_deploy.runtime.serving_model import (  # noqa: E402
     DEFAULT_MAX_PIXELS,
     CompleterSettings,
     RequestError,
@@ -136,7 +136,7 @@ def _model(monkeypatch, completer: _RecordingCompleter, max_pixels: int):  # noq
     import sys
     import threading
 
-    from runtime.serving_model import TritonPythonModel
+    from jarrn_deploy.runtime.serving_model import TritonPythonModel
 
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakeBackendUtils)
     model = TritonPythonModel()
@@ -200,8 +200,8 @@ class _CancelledLater(_Request):
 
 
 def test_a_running_onnx_runtime_batch_stops_once_every_client_has_cancelled(monkeypatch) -> None:
-    from runtime.serve import resolve_completer
-    from runtime.serving_model import build_completer
+    from jarrn_deploy.runtime.serve import resolve_completer
+    from jarrn_deploy.runtime.serving_model import build_completer
 
     settings = resolve_completer(CompleterSettings(backend="onnxruntime", threads=1), log=lambda message: None)
     completer = build_completer(settings)
@@ -250,11 +250,11 @@ def test_stub_environment_puts_this_interpreters_libpython_first_and_the_repo_on
     if libdir is not None:
         assert env["LD_LIBRARY_PATH"].split(os.pathsep) == [str(libdir), "/usr/lib/x86_64-linux-gnu"]
     first, rest = env["PYTHONPATH"].split(os.pathsep, 1)
-    assert (os.path.isdir(os.path.join(first, "runtime"))) and rest == "/elsewhere"
+    assert os.path.isfile(os.path.join(first, "jarrn_deploy", "__init__.py")) and rest == "/elsewhere"
 
 
 def test_generated_model_config_bounds_the_queue_and_shows_no_server_paths(tmp_path) -> None:
-    from runtime.serve import write_python_model_repository
+    from jarrn_deploy.runtime.serve import write_python_model_repository
 
     settings = CompleterSettings(backend="onnxruntime", model="/srv/secret/models/jarrn.onnx", max_pixels=1234,
                                  threads=2)
@@ -317,8 +317,8 @@ def test_batches_run_in_parts_of_at_most_max_pixels() -> None:
 
 
 def test_run_errors_map_by_type_and_name_the_servers_limits_not_its_environment() -> None:
-    from jarrn.errors import InputError
-    from runtime.memory_guard import MemoryGuardError
+    from jarrn_deploy.errors import InputError
+    from jarrn_deploy.runtime.memory_guard import MemoryGuardError
 
     codes = _FakeBackendUtils.TritonError
     message, code = _client_error(MemoryGuardError("needs 9 GiB; override with JARRN_MEMORY_GUARD=off"), (2048, 2048),
@@ -388,7 +388,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def reference(server):
-    from runtime.serving_model import build_completer
+    from jarrn_deploy.runtime.serving_model import build_completer
 
     completer = build_completer(server.options.completer)  # the backend and model file the server chose
     yield completer
@@ -556,7 +556,7 @@ def test_an_image_over_max_pixels_is_refused_by_the_gate_before_triton_sees_it(s
 def test_a_body_over_the_byte_limit_is_refused_from_its_length_unread_and_the_connection_is_answered(server) -> None:
     import http.client
 
-    from runtime.serving_gate import request_byte_limit
+    from jarrn_deploy.runtime.serving_gate import request_byte_limit
 
     limit = request_byte_limit(MAX_PIXELS, 4)
     host, port = server.http_url.split(":")

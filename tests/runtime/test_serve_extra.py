@@ -57,7 +57,7 @@ def test_the_installed_environment_kept_numpy_2_so_the_server_stub_gets_its_own_
     then runs with the cached stub environment (the served answers are checked in test_serve.py)."""
     import numpy
 
-    from runtime.serving_server import numpy_needs_stub_env
+    from jarrn_deploy.runtime.serving_server import numpy_needs_stub_env
 
     assert int(numpy.__version__.split(".")[0]) >= 2 and numpy_needs_stub_env()
 
@@ -65,8 +65,8 @@ def test_the_installed_environment_kept_numpy_2_so_the_server_stub_gets_its_own_
 def test_first_use_offline_fails_in_one_line_naming_the_commands_to_run(tmp_path: Path, monkeypatch) -> None:
     import subprocess
 
-    from jarrn.errors import UnavailableError
-    from runtime import serving_server
+    from jarrn_deploy.errors import UnavailableError
+    from jarrn_deploy.runtime import serving_server
 
     def offline(command, **kwargs):  # noqa: ANN001, ANN003, ANN202 - pip as it answers without a network
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution found for nvidia-pytriton")

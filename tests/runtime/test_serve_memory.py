@@ -17,9 +17,9 @@ tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
 
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from model.contract import CONTRACT  # noqa: E402
-from runtime.serve import free_port, rss_bytes, server_process_ids  # noqa: E402
-from runtime.serving_server import TEMP_PREFIX  # noqa: E402
+from jarrn_deploy.model.contract import CONTRACT  # noqa: E402
+from jarrn_deploy.runtime.serve import free_port, rss_bytes, server_process_ids  # noqa: E402
+from jarrn_deploy.runtime.serving_server import TEMP_PREFIX  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 GIB, MIB = 1 << 30, 1 << 20
@@ -66,7 +66,7 @@ def _inputs(module, height: int, width: int) -> list:
 def default_server():
     """``jarrn serve`` as a process with its default limits (2048x2048 pixels, batch 8) on free loopback ports."""
     http, grpc = free_port(), free_port()
-    process = subprocess.Popen([sys.executable, "-m", "runtime.serve", "--http-port", str(http), "--grpc-port",
+    process = subprocess.Popen([sys.executable, "-m", "jarrn_deploy.runtime.serve", "--http-port", str(http), "--grpc-port",
                                 str(grpc), "--metrics-port", "0", "--threads", "1"], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from runtime.serve import server_process_ids
-from runtime.serving_server import TEMP_PREFIX, exit_reason, remove_stale_leftovers
+from jarrn_deploy.runtime.serve import server_process_ids
+from jarrn_deploy.runtime.serving_server import TEMP_PREFIX, exit_reason, remove_stale_leftovers
 
 pytest.importorskip("tritonclient.http", reason='needs the serve extra: pip install -e ".[serve]"')
 
 REPO = Path(__file__).resolve().parents[2]
-SERVE = [sys.executable, "-m", "runtime.serve", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
+SERVE = [sys.executable, "-m", "jarrn_deploy.runtime.serve", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0",
          "--threads", "1", "--max-pixels", "16384"]
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from jarrn.errors import UsageError
-from runtime import DepthCompleter
-from runtime.backends.torch_backend import TorchBackend, TorchBackendOptions
+from jarrn_deploy.errors import UsageError
+from jarrn_deploy.runtime import DepthCompleter
+from jarrn_deploy.runtime.backends.torch_backend import TorchBackend, TorchBackendOptions
 from tests.support import TINY_WIDTHS
 
 
@@ -46,25 +46,25 @@ def test_bad_option_values_are_refused_naming_the_field(kwargs: dict, message: s
 ])
 def test_gpu_only_options_are_refused_on_the_cpu_before_loading(options: TorchBackendOptions, message: str,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import model.checkpoint
+    import jarrn_deploy.model.checkpoint
 
     def no_load(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("weights were read before the options were checked")
 
-    monkeypatch.setattr(model.checkpoint, "load_model", no_load)
+    monkeypatch.setattr(jarrn_deploy.model.checkpoint, "load_model", no_load)
     with pytest.raises(UsageError, match=message):
         DepthCompleter.from_checkpoint(device="cpu", options=options)
 
 
 def test_options_of_the_wrong_type_are_refused() -> None:
-    from model.network import Jarrn, JarrnConfig
+    from jarrn_deploy.model.network import Jarrn, JarrnConfig
 
     with pytest.raises(UsageError, match="options: expected a TorchBackendOptions, got dict"):
         TorchBackend(Jarrn(JarrnConfig(TINY_WIDTHS)), "cpu", {"precision": "fp16"})  # type: ignore[arg-type]
 
 
 def test_module_and_device_are_read_only_and_the_module_goes_with_close() -> None:
-    from model import Jarrn, JarrnConfig, MetricJarrn
+    from jarrn_deploy.model import Jarrn, JarrnConfig, MetricJarrn
 
     backend = TorchBackend(Jarrn(JarrnConfig(TINY_WIDTHS)), "cpu")
     assert isinstance(backend.module, MetricJarrn) and backend.device == torch.device("cpu")
@@ -103,8 +103,8 @@ COMPILED_CASES = ("kitti_02", "kitti_03")
 
 @pytest.fixture(scope="module")
 def gpu_reference():  # noqa: ANN201
-    from model.metrics import depth_metrics
-    from model.real_frames import evaluation_cases, load_real_frames
+    from jarrn_deploy.model.metrics import depth_metrics
+    from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
 
     cases = evaluation_cases(load_real_frames())
     completer = DepthCompleter.from_checkpoint(device="cuda")
@@ -117,8 +117,8 @@ def gpu_reference():  # noqa: ANN201
 @needs_cuda
 @pytest.mark.parametrize("options", GPU_OPTIONS, ids=lambda o: o.label)
 def test_fast_gpu_paths_stay_within_the_export_fp16_bound(options: TorchBackendOptions, gpu_reference) -> None:  # noqa: ANN001
-    from export.validate import Bounds
-    from model.metrics import depth_metrics
+    from jarrn_deploy.export.validate import Bounds
+    from jarrn_deploy.model.metrics import depth_metrics
 
     bound = Bounds().fp16_rmse_rel  # the bound every exported FP16 graph must meet
     cases, reference, reference_rmse = gpu_reference

@@ -37,7 +37,7 @@ def torch_free_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_runtime_completes_a_real_frame_without_torch(torch_free_python: Path, tmp_path: Path) -> None:
-    from export.onnx_graph import ExportOptions, export_onnx
+    from jarrn_deploy.export.onnx_graph import ExportOptions, export_onnx
 
     network = build_tiny_network()
     graph = export_onnx(network, tmp_path / "tiny.onnx", ExportOptions(simplify=False))
@@ -46,8 +46,8 @@ def test_runtime_completes_a_real_frame_without_torch(torch_free_python: Path, t
         import sys
         import numpy as np
         from PIL import Image
-        from runtime import DepthCompleter
-        from model.depth_io import read_kitti_depth, read_rgb
+        from jarrn_deploy.runtime import DepthCompleter
+        from jarrn_deploy.model.depth_io import read_kitti_depth, read_rgb
         rgb = read_rgb({str(KITTI / "image_02.png")!r})[-128:, :256]
         sparse = read_kitti_depth({str(KITTI / "velodyne_raw_02.png")!r})[-128:, :256]  # the LiDAR covers the lower rows
         with DepthCompleter.from_onnx({str(graph)!r}) as completer:

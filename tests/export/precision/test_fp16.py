@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
-from export.onnx_graph import ExportOptions, ExportStats, export_onnx, read_metadata
-from export.precision import fp16_backend, is_unet_node
+from jarrn_deploy.export.onnx_graph import ExportOptions, ExportStats, export_onnx, read_metadata
+from jarrn_deploy.export.precision import fp16_backend, is_unet_node
 
 from tests.export.onnx_support import TINY, io_is_float32, onnx_feeds, run_onnx, torch_depth
 from tests.support import tiny_network as build_tiny_network

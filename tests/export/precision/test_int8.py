@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import pytest
 
-from export.onnx_graph import ExportOptions, ExportStats, export_onnx, read_metadata
-from export.precision import is_unet_node, quantized_convs
+from jarrn_deploy.export.onnx_graph import ExportOptions, ExportStats, export_onnx, read_metadata
+from jarrn_deploy.export.precision import is_unet_node, quantized_convs
 
 from tests.export.onnx_support import io_is_float32, onnx_feeds, run_onnx, torch_depth
 from tests.support import REPO

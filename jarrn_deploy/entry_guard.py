@@ -1,15 +1,15 @@
 """A script run by its path (``python export/to_onnx.py``) takes the packages from the installed project, or says so.
 
-Run by its path, a script has only its own folder on ``sys.path``; ``jarrn``, ``model``, ``export`` ... come from the
+Run by its path, a script has only its own folder on ``sys.path``; ``jarrn_deploy`` and its packages (``jarrn_deploy.model``, ``jarrn_deploy.export`` ...) come from the
 installed project (``python scripts/install.py`` or ``pip install -e .``), and no script edits ``sys.path``. When the
 project is not installed, the script stops with one ``error:`` line and the exit status of a missing dependency instead
 of a ``ModuleNotFoundError`` traceback. Every script with a path form runs this file first, before any import outside
 the standard library (it cannot be imported then: the package is what is missing, hence ``runpy.run_path``)::
 
-    if not __package__:  # run by its path: the packages come from the installed project (jarrn/entry_guard.py)
+    if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
         import runpy
 
-        runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn" / "entry_guard.py"))
+        runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
 Standard library only.
 """
@@ -29,19 +29,19 @@ NOT_INSTALLED = (
 
 
 def project_installed() -> bool:
-    """Whether the project's packages import from here (``jarrn`` stands for them all: one install brings them all)."""
-    return importlib.util.find_spec("jarrn") is not None
+    """Whether the project's packages import from here (``jarrn_deploy`` holds them all: one install brings them all)."""
+    return importlib.util.find_spec("jarrn_deploy") is not None
 
 
 def module_name(script: str | Path) -> str:
-    """``export/to_onnx.py`` -> ``export.to_onnx`` (the ``python -m`` form of a script in a package folder)."""
+    """``export/to_onnx.py`` -> ``jarrn_deploy.export.to_onnx`` (the ``python -m`` form of a script in a package folder)."""
     path = Path(script).resolve()
-    return f"{path.parent.name}.{path.stem}"
+    return f"jarrn_deploy.{path.parent.name}.{path.stem}"
 
 
 def require_installed(script: str | Path | None = None) -> None:
     """Return when the project is importable; otherwise print one ``error:`` line and exit with
-    ``jarrn.errors.EXIT_UNAVAILABLE`` (read from errors.py by path: the package itself is what is missing)."""
+    ``jarrn_deploy.errors.EXIT_UNAVAILABLE`` (read from errors.py by path: the package itself is what is missing)."""
     if project_installed():
         return
     exit_unavailable = runpy.run_path(str(Path(__file__).with_name("errors.py")))["EXIT_UNAVAILABLE"]

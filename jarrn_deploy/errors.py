@@ -21,7 +21,7 @@ EXIT_OUTPUT = 4
 that would replace one of the command's own inputs), checked before the work where it can be."""
 EXIT_UNAVAILABLE = 5
 """A dependency or device that is not there (package not installed, no GPU, engine built for another GPU, an input
-size whose estimated memory does not fit: jarrn.memory.MemoryGuardError)."""
+size whose estimated memory does not fit: jarrn_deploy.memory.MemoryGuardError)."""
 EXIT_CHECK_FAILED = 6
 """The work ran but its result failed a check (export validation outside its bounds, a failed build, a model whose
 output is NaN or inf: model.contract.NonFiniteDepthError, naming the model file)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from jarrn.errors import UnavailableError, UsageError
+from jarrn_deploy.errors import UnavailableError, UsageError
 
 DEVICE_CHOICES = "'auto', 'cpu', 'cuda' or 'cuda:N'"
 DEVICE_HELP = ("'auto' (the first CUDA GPU when PyTorch sees one, else the CPU; default), 'cpu', 'cuda' (= cuda:0) "

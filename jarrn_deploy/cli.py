@@ -1,7 +1,7 @@
 """``jarrn <verb> ...``: one command for every step; each verb is a module with ``main(argv) -> int``.
 
 The verb modules are imported only when their verb is called, so ``jarrn --help`` and a verb's ``--help`` stay fast.
-The older forms (``python export/to_onnx.py``, ``python -m runtime.infer`` ...) run the same ``main`` functions.
+The older forms (``python export/to_onnx.py``, ``python -m jarrn_deploy.runtime.infer`` ...) run the same ``main`` functions.
 """
 
 from __future__ import annotations
@@ -13,20 +13,20 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from jarrn.errors import EXIT_BUG, EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, JarrnError
+from jarrn_deploy.errors import EXIT_BUG, EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, JarrnError
 
 REPORT_HINT = "this is a bug in jarrn-deploy: please report it with the traceback above"
 
 VERBS: dict[str, tuple[str, str]] = {
-    "export": ("export.to_onnx", "export the model to ONNX (FP32/FP16/INT8), validated against PyTorch"),
-    "build-engine": ("export.build_engine", "build a TensorRT or TensorRT-RTX engine from an exported ONNX"),
-    "infer": ("runtime.infer", "complete one RGB + sparse depth pair with any backend; writes depth PNGs"),
-    "serve": ("runtime.serve", "serve the model with NVIDIA Triton: HTTP, gRPC, dynamic batching, queue limits"),
-    "bag": ("runtime.bag.cli", "complete the depth of every frame of a ROS bag (camera + LiDAR + tf in, depth out)"),
-    "bench": ("benchmarks.run", "latency and accuracy report for this machine"),
-    "train": ("model.train", "train a model (synthetic scenes, real RGB-D frames, KITTI/NYUv2/DIODE)"),
-    "evaluate": ("model.evaluate", "accuracy table of a model against interpolation on real frames"),
-    "device-check": ("benchmarks.device_check", "a few minutes of checks and benchmarks on a CUDA machine"),
+    "export": ("jarrn_deploy.export.to_onnx", "export the model to ONNX (FP32/FP16/INT8), validated against PyTorch"),
+    "build-engine": ("jarrn_deploy.export.build_engine", "build a TensorRT or TensorRT-RTX engine from an exported ONNX"),
+    "infer": ("jarrn_deploy.runtime.infer", "complete one RGB + sparse depth pair with any backend; writes depth PNGs"),
+    "serve": ("jarrn_deploy.runtime.serve", "serve the model with NVIDIA Triton: HTTP, gRPC, dynamic batching, queue limits"),
+    "bag": ("jarrn_deploy.runtime.bag.cli", "complete the depth of every frame of a ROS bag (camera + LiDAR + tf in, depth out)"),
+    "bench": ("jarrn_deploy.benchmarks.run", "latency and accuracy report for this machine"),
+    "train": ("jarrn_deploy.model.train", "train a model (synthetic scenes, real RGB-D frames, KITTI/NYUv2/DIODE)"),
+    "evaluate": ("jarrn_deploy.model.evaluate", "accuracy table of a model against interpolation on real frames"),
+    "device-check": ("jarrn_deploy.benchmarks.device_check", "a few minutes of checks and benchmarks on a CUDA machine"),
 }
 """Verb -> (module whose ``main(argv)`` runs it, one-line summary)."""
 

@@ -1,6 +1,6 @@
 """How much memory one JARRN inference needs, before it runs, and the guard that refuses what cannot fit: pure Python
 (no numpy; torch imported only to ask a CUDA device for its free memory), shared by the model's own ``complete()``,
-the runtime's completers (:mod:`runtime.memory_guard`), ``jarrn infer`` (from the image header, before any pixel is
+the runtime's completers (:mod:`jarrn_deploy.runtime.memory_guard`), ``jarrn infer`` (from the image header, before any pixel is
 read) and the exporter's static-size check.
 
 The budget is what this process may still allocate: Linux MemAvailable, capped by the room under every memory limit
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jarrn.errors import UnavailableError, UsageError
+from jarrn_deploy.errors import UnavailableError, UsageError
 
 PAD_MULTIPLE = 64
 """The graph pads height and width to this multiple (model.contract.CONTRACT.pad_multiple; pinned by a test)."""
@@ -169,7 +169,7 @@ def gib(n_bytes: float) -> str:
 
 ENV_SWITCH = "JARRN_MEMORY_GUARD"
 """Set to 'off' (or 0/false/no) to disable the guard for every call in the process; 'on' (1/true/yes) or unset
-keeps it; anything else is a :class:`jarrn.errors.UsageError`."""
+keeps it; anything else is a :class:`jarrn_deploy.errors.UsageError`."""
 _OFF = ("off", "0", "false", "no")
 _ON = ("", "on", "1", "true", "yes")
 SMALL_CALL_BYTES = 256 * 2**20
