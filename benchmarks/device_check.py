@@ -122,7 +122,7 @@ def package_environment(device: str | None = None, gpu_name: str | None = None,
 def rtx_unsupported(compute_capability: str, gpu_name: str) -> str | None:
     """Why TensorRT-RTX cannot run on a GPU of this compute capability, or None when it can."""
     try:
-        from jarrn_deploy.export.engine_flavours import NOT_RTX_GPUS, RTX_COMPUTE_CAPABILITIES
+        from jarrn_deploy.export.engine.flavours import NOT_RTX_GPUS, RTX_COMPUTE_CAPABILITIES
     except ImportError:  # the flavour table is pure Python; without it, only Hopper is known to be refused
         NOT_RTX_GPUS, RTX_COMPUTE_CAPABILITIES = {"9.0": "Hopper: use standard TensorRT"}, {}  # noqa: N806
     if compute_capability in NOT_RTX_GPUS or (RTX_COMPUTE_CAPABILITIES and

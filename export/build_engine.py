@@ -49,7 +49,7 @@ if not __package__:  # run by its path: the packages come from the installed pro
 
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
-from jarrn_deploy.export.engine_flavours import (  # noqa: E402
+from jarrn_deploy.export.engine.flavours import (  # noqa: E402
     FLAVOURS,
     FLAVOUR_TITLES,
     PORTABLE,
@@ -63,14 +63,14 @@ from jarrn_deploy.export.engine_flavours import (  # noqa: E402
     network_creation_flags,
     parse_compute_capabilities,
 )
-from jarrn_deploy.export.engine_graph import (  # noqa: E402
+from jarrn_deploy.export.engine.graph import (  # noqa: E402
     check_profile_fits_graph,
     fixed_profile,
     onnx_input_shapes,
     onnx_sha256,
     precision_from_onnx,
 )
-from jarrn_deploy.export.engine_manifest import (  # noqa: E402
+from jarrn_deploy.export.engine.manifest import (  # noqa: E402
     DeviceInfo,
     EngineManifest,
     cache_key,
@@ -79,9 +79,9 @@ from jarrn_deploy.export.engine_manifest import (  # noqa: E402
     manifest_path,
     timing_cache_path,
 )
-from jarrn_deploy.export.engine_compression import ZSTD, compress, zstandard_module  # noqa: E402
+from jarrn_deploy.export.engine.compression import ZSTD, compress, zstandard_module  # noqa: E402
 from jarrn_deploy.export.export_errors import EngineFileError  # noqa: E402
-from jarrn_deploy.export.engine_profile import (  # noqa: E402
+from jarrn_deploy.export.engine.profile import (  # noqa: E402
     DEFAULT_MAX,
     DEFAULT_MIN,
     DEFAULT_OPT,
@@ -93,7 +93,7 @@ from jarrn_deploy.export.engine_profile import (  # noqa: E402
     Profile,
     ProfileError,
 )
-from jarrn_deploy.export.engine_recipes import tensorrt_rtx_commands_text, trtexec_commands_text  # noqa: E402
+from jarrn_deploy.export.engine.recipes import tensorrt_rtx_commands_text, trtexec_commands_text  # noqa: E402
 from jarrn_deploy.model.atomic import atomic_write_bytes  # noqa: E402
 from jarrn_deploy.export.gpu_probe import probe_gpu  # noqa: E402
 from jarrn_deploy.cli import command  # noqa: E402

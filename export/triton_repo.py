@@ -105,7 +105,7 @@ def _pb2():  # noqa: ANN202
 
 
 def _contract_tensors() -> tuple[tuple[str, int], tuple[str, int], str]:
-    from jarrn_deploy.export.engine_profile import INPUT_CHANNELS, OUTPUT_NAME
+    from jarrn_deploy.export.engine.profile import INPUT_CHANNELS, OUTPUT_NAME
 
     (rgb, rgb_channels), (sparse, sparse_channels) = INPUT_CHANNELS.items()
     return (rgb, rgb_channels), (sparse, sparse_channels), OUTPUT_NAME
@@ -153,7 +153,7 @@ def config_text(config) -> str:  # noqa: ANN001
 
 def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
     """``(config, notes, plan)``: the plan bytes checked against the manifest and decompressed when stored zstd."""
-    from jarrn_deploy.export.engine_manifest import EngineManifest, check_engine_file, manifest_path
+    from jarrn_deploy.export.engine.manifest import EngineManifest, check_engine_file, manifest_path
     from jarrn_deploy.export.export_errors import EngineFileError
 
     if options.instance_kind != "gpu":
@@ -191,9 +191,9 @@ def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
 
 
 def _onnx_accelerator(onnx_path: Path, options: RepositoryOptions, max_batch: int) -> tuple[dict[str, str], str]:
-    from jarrn_deploy.export.engine_graph import precision_from_onnx
+    from jarrn_deploy.export.engine.graph import precision_from_onnx
     from jarrn_deploy.export.export_errors import EngineFileError
-    from jarrn_deploy.export.engine_profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT, INPUT_CHANNELS, Profile, ProfileError
+    from jarrn_deploy.export.engine.profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT, INPUT_CHANNELS, Profile, ProfileError
 
     try:
         profile = Profile.parse(*(options.profile_text or (DEFAULT_MIN, DEFAULT_OPT, DEFAULT_MAX)))
@@ -225,7 +225,7 @@ def _onnx_input_hw(onnx_path: Path) -> tuple[int, int]:
     """``(H, W)`` of the graph's rgb input, -1 where dynamic; refuses a fixed batch (Triton owns the batch dimension)."""
     import onnx
 
-    from jarrn_deploy.export.engine_profile import INPUT_CHANNELS
+    from jarrn_deploy.export.engine.profile import INPUT_CHANNELS
 
     rgb_name = next(iter(INPUT_CHANNELS))
     graph = onnx.load(str(onnx_path), load_external_data=False).graph

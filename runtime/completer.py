@@ -83,7 +83,7 @@ class DepthCompleter:
     ) -> "DepthCompleter":
         """ONNX Runtime session; ``providers`` in priority order: "cpu", "cuda", "tensorrt" (or full provider names,
         or ``(name, options)`` pairs). For "tensorrt", ``trt_cache_dir`` keeps its engines between runs and
-        ``profile`` (:class:`jarrn_deploy.export.engine_profile.Profile`) fixes the shape range it builds for.
+        ``profile`` (:class:`jarrn_deploy.export.engine.profile.Profile`) fixes the shape range it builds for.
 
         The graph is checked before it is trusted (:func:`jarrn_deploy.runtime.backends.onnxruntime_backend.check_graph`): the
         contract's inputs and ``depth`` output, and the ``jarrn.*`` metadata of ``export/to_onnx.py`` (skip the

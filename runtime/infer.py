@@ -60,11 +60,11 @@ def model_kind(model: str | None) -> str:
 def _tensorrt_available(engine: str | None = None) -> bool:
     """Whether the library that runs ``engine`` is installed: the flavour its manifest records (TensorRT or
     TensorRT-RTX); standard TensorRT when there is no engine or no readable manifest."""
-    from jarrn_deploy.export.engine_flavours import TENSORRT, is_installed
+    from jarrn_deploy.export.engine.flavours import TENSORRT, is_installed
 
     flavour = TENSORRT
     if engine is not None:
-        from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
+        from jarrn_deploy.export.engine.manifest import EngineManifest, manifest_path
         from jarrn_deploy.export.export_errors import EngineFileError
 
         try:
@@ -107,8 +107,8 @@ def choose_backend(model: str | None, backend: str | None) -> tuple[str, str | N
     if kind == "engine":
         if _tensorrt_available(model):
             return "tensorrt", model, "TensorRT engine given and its TensorRT library installed"
-        from jarrn_deploy.export.engine_flavours import TENSORRT_INSTALL_HINT
-        from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
+        from jarrn_deploy.export.engine.flavours import TENSORRT_INSTALL_HINT
+        from jarrn_deploy.export.engine.manifest import EngineManifest, manifest_path
         from jarrn_deploy.export.export_errors import EngineFileError
 
         try:
@@ -268,7 +268,7 @@ def model_precision(backend: str, model: str | None) -> str:
         return "fp32"
     try:
         if model_kind(model) == "engine":
-            from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
+            from jarrn_deploy.export.engine.manifest import EngineManifest, manifest_path
 
             return str(EngineManifest.load(manifest_path(model)).precision)
         try:

@@ -35,7 +35,7 @@ def tensorrt_provider_options(
     fp16: bool = False,
 ) -> dict[str, str]:
     """Options for ONNX Runtime's TensorRT execution provider: engine and timing caches in ``cache_dir`` and, when an
-    :class:`jarrn_deploy.export.engine_profile.Profile` is given, explicit min/opt/max shapes so the EP does not rebuild its engine
+    :class:`jarrn_deploy.export.engine.profile.Profile` is given, explicit min/opt/max shapes so the EP does not rebuild its engine
     whenever a new input size arrives. Precision stays the graph's (``fp16`` only for TensorRT 10 weak typing)."""
     options = {
         "trt_engine_cache_enable": "True",
@@ -132,7 +132,7 @@ class OnnxRuntimeBackend:
         if any((p[0] if isinstance(p, tuple) else p) == "TensorrtExecutionProvider" for p in resolved):
             # The TensorRT EP builds engines on first use (minutes for the full model): cache them on disk, and pin
             # the shape range when a profile is given so new input sizes do not trigger rebuilds.
-            from jarrn_deploy.export.engine_manifest import default_cache_dir
+            from jarrn_deploy.export.engine.manifest import default_cache_dir
 
             cache = Path(trt_cache_dir) if trt_cache_dir is not None else default_cache_dir() / "ort_trt_ep"
             cache.mkdir(parents=True, exist_ok=True)

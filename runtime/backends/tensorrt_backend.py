@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from jarrn_deploy.export.engine_flavours import (
+from jarrn_deploy.export.engine.flavours import (
     FLAVOURS,
     FLAVOUR_TITLES,
     TENSORRT,
@@ -41,7 +41,7 @@ from jarrn_deploy.export.engine_flavours import (
     installed_version,
     same_release,
 )
-from jarrn_deploy.export.engine_manifest import (
+from jarrn_deploy.export.engine.manifest import (
     DeviceInfo,
     EngineManifest,
     beside_engine,
@@ -51,7 +51,7 @@ from jarrn_deploy.export.engine_manifest import (
 )
 from jarrn_deploy.export.gpu_probe import visible_gpus
 from jarrn_deploy.export.export_errors import EngineFileError, EngineMismatchError
-from jarrn_deploy.export.engine_profile import BUILD_COMMAND, INPUT_CHANNELS, OUTPUT_NAME, check_shape_in_range
+from jarrn_deploy.export.engine.profile import BUILD_COMMAND, INPUT_CHANNELS, OUTPUT_NAME, check_shape_in_range
 from jarrn_deploy.model.atomic import atomic_write_bytes
 from jarrn_deploy.errors import UnavailableError
 from jarrn_deploy.runtime.backends import BackendUnavailable

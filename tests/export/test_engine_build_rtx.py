@@ -328,8 +328,8 @@ def test_full_size_official_config_builds(exports: Exports, build_report: list, 
 
 def _gpu_flavour() -> tuple[str | None, str]:
     """The flavour to test on this machine's GPU, or None and why not."""
-    from jarrn_deploy.export.engine_flavours import is_installed, rtx_runs_on
-    from jarrn_deploy.export.engine_flavours import RTX_PORTABLE_TARGETS
+    from jarrn_deploy.export.engine.flavours import is_installed, rtx_runs_on
+    from jarrn_deploy.export.engine.flavours import RTX_PORTABLE_TARGETS
     from jarrn_deploy.export.gpu_probe import probe_gpu
 
     found = probe_gpu(0)

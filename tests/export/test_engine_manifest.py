@@ -16,14 +16,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from jarrn_deploy.export.engine_flavours import (
+from jarrn_deploy.export.engine.flavours import (
     TENSORRT_INSTALL_HINT,
     TENSORRT_RTX_INSTALL_HINT,
     network_creation_flags,
     parse_version,
 )
-from jarrn_deploy.export.engine_graph import onnx_sha256, precision_from_onnx
-from jarrn_deploy.export.engine_manifest import (
+from jarrn_deploy.export.engine.graph import onnx_sha256, precision_from_onnx
+from jarrn_deploy.export.engine.manifest import (
     DeviceInfo,
     EngineManifest,
     cache_key,
@@ -34,8 +34,8 @@ from jarrn_deploy.export.engine_manifest import (
     timing_cache_path,
 )
 from jarrn_deploy.export.export_errors import EngineFileError, EngineMismatchError
-from jarrn_deploy.export.engine_profile import BuildOptions, Profile, ProfileError, check_shape_in_range, parse_shape
-from jarrn_deploy.export.engine_recipes import trtexec_command, trtexec_commands_text
+from jarrn_deploy.export.engine.profile import BuildOptions, Profile, ProfileError, check_shape_in_range, parse_shape
+from jarrn_deploy.export.engine.recipes import trtexec_command, trtexec_commands_text
 from jarrn_deploy.runtime.backends.tensorrt_backend import preflight_engine
 
 from tests.support import REPO
@@ -479,7 +479,7 @@ def test_build_engine_unreadable_onnx_one_line(tmp_path: Path) -> None:
 
 
 def test_compute_capability_spellings_and_portable_default() -> None:
-    from jarrn_deploy.export.engine_flavours import RTX_PORTABLE_TARGETS, parse_compute_capabilities
+    from jarrn_deploy.export.engine.flavours import RTX_PORTABLE_TARGETS, parse_compute_capabilities
 
     assert parse_compute_capabilities(None) == parse_compute_capabilities("portable") == RTX_PORTABLE_TARGETS
     assert parse_compute_capabilities("sm_120, 86,SM89,8.6") == ("8.6", "8.9", "12.0")
@@ -496,7 +496,7 @@ def test_compute_capability_spellings_and_portable_default() -> None:
     (("8.6",), "12.3", False),
 ])
 def test_rtx_engine_targets(targets: tuple[str, ...], cc: str, runs: bool) -> None:
-    from jarrn_deploy.export.engine_flavours import rtx_runs_on
+    from jarrn_deploy.export.engine.flavours import rtx_runs_on
 
     assert rtx_runs_on(targets, cc) is runs
 
@@ -518,7 +518,7 @@ def test_rtx_manifest_checks_targets_not_gpu_model() -> None:
 
 
 def test_tensorrt_rtx_recipe() -> None:
-    from jarrn_deploy.export.engine_recipes import tensorrt_rtx_command
+    from jarrn_deploy.export.engine.recipes import tensorrt_rtx_command
 
     argv = tensorrt_rtx_command("m.onnx", "m.engine", PROFILE, ("8.6",))
     assert argv[0] == "tensorrt_rtx" and "--computeCapabilities=86" in argv and "--skipInference" in argv

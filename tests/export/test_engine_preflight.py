@@ -21,8 +21,8 @@ import pytest
 from onnx import TensorProto, helper
 
 import jarrn_deploy.export.build_engine as build_engine
-from jarrn_deploy.export.engine_compression import ZSTD, compress, decompress, is_zstd
-from jarrn_deploy.export.engine_manifest import EngineManifest, check_engine_file, manifest_path, rebuild_command
+from jarrn_deploy.export.engine.compression import ZSTD, compress, decompress, is_zstd
+from jarrn_deploy.export.engine.manifest import EngineManifest, check_engine_file, manifest_path, rebuild_command
 from jarrn_deploy.export.export_errors import EngineFileError
 from tests.support import REPO
 
@@ -195,7 +195,7 @@ def test_gpus_listed_by_nvidia_smi_are_checked_before_any_library_import(tmp_pat
 
 def test_installed_version_is_compared_before_the_import_even_when_spelled_shorter(monkeypatch) -> None:
     import jarrn_deploy.runtime.backends.tensorrt_backend as backend
-    from jarrn_deploy.export.engine_manifest import EngineManifest
+    from jarrn_deploy.export.engine.manifest import EngineManifest
     from jarrn_deploy.export.export_errors import EngineMismatchError
 
     manifest = EngineManifest(

@@ -1,4 +1,4 @@
-"""The printed trtexec / tensorrt_rtx recipes use only flags their tools document (export.engine_recipes's one table),
+"""The printed trtexec / tensorrt_rtx recipes use only flags their tools document (jarrn_deploy.export.engine.recipes's one table),
 carry every build option or say why not, and point at the same runtime cache file as the runtime."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import jarrn_deploy.export.build_engine as build_engine
-from jarrn_deploy.export.engine_profile import BuildOptions, Profile
-from jarrn_deploy.export.engine_recipes import (
+from jarrn_deploy.export.engine.profile import BuildOptions, Profile
+from jarrn_deploy.export.engine.recipes import (
     DOCUMENTED_OPTIONS,
     TENSORRT_RTX_CLI,
     TRTEXEC_CLI,

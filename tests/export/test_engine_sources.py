@@ -1,4 +1,4 @@
-"""export/engine_sources.py finds the kernel sources a CPU-built TensorRT-RTX engine stores, and tells standalone
+"""export/engine/sources.py finds the kernel sources a CPU-built TensorRT-RTX engine stores, and tells standalone
 re-quantisation kernels from the rest."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jarrn_deploy.export.engine_sources import HELPERS_END, find_sources
+from jarrn_deploy.export.engine.sources import HELPERS_END, find_sources
 
 
 def _source(*kernels: str) -> bytes:

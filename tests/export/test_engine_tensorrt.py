@@ -21,9 +21,9 @@ import pytest
 from onnx import TensorProto, helper
 
 import jarrn_deploy.export.build_engine as build_engine
-from jarrn_deploy.export.engine_manifest import DeviceInfo, EngineManifest, manifest_path, timing_cache_path
+from jarrn_deploy.export.engine.manifest import DeviceInfo, EngineManifest, manifest_path, timing_cache_path
 from jarrn_deploy.export.export_errors import EngineMismatchError
-from jarrn_deploy.export.engine_profile import ProfileError
+from jarrn_deploy.export.engine.profile import ProfileError
 
 # ---------------------------------------------------------------------------------------------------------------------
 # skip logic for the real-TensorRT tests (kept here: tests/conftest.py belongs to the whole suite)
@@ -548,7 +548,7 @@ def fake_rtx_engine(tmp_path: Path, fake_env) -> Path:
 
 
 def test_rtx_build_is_cpu_only_with_portable_targets_and_no_timing_cache(fake_rtx_engine: Path, fake_env) -> None:
-    from jarrn_deploy.export.engine_flavours import RTX_PORTABLE_TARGETS
+    from jarrn_deploy.export.engine.flavours import RTX_PORTABLE_TARGETS
 
     record = json.loads(fake_rtx_engine.read_bytes()[8:].rstrip(b"\0"))
     assert record["targets"] == [] and record["flags"] == 2  # portable default: no target set; strongly typed
@@ -717,7 +717,7 @@ def test_truncated_rtx_engine_is_refused_before_deserialising(fake_rtx_engine: P
 
 @pytest.mark.skipif(importlib.util.find_spec("zstandard") is None, reason="zstandard not installed")
 def test_compressed_engine_is_handed_to_tensorrt_decompressed(tmp_path: Path, fake_env) -> None:
-    from jarrn_deploy.export.engine_compression import is_zstd
+    from jarrn_deploy.export.engine.compression import is_zstd
     from jarrn_deploy.runtime import DepthCompleter
 
     trt, _ = fake_env(RTX_VERSION, FakeGpu("NVIDIA GeForce RTX 4090", (8, 9)), rtx=True)

@@ -14,9 +14,9 @@ from google.protobuf import text_format  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 from tritonclient.grpc import model_config_pb2  # noqa: E402
 
-from jarrn_deploy.export.engine_compression import ZSTD, compress, is_zstd
-from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
-from jarrn_deploy.export.engine_profile import Profile
+from jarrn_deploy.export.engine.compression import ZSTD, compress, is_zstd
+from jarrn_deploy.export.engine.manifest import EngineManifest, manifest_path
+from jarrn_deploy.export.engine.profile import Profile
 from jarrn_deploy.export.triton_repo import RepositoryOptions, main, write_repository  # noqa: E402
 from jarrn_deploy.model.contract import CONTRACT  # noqa: E402
 

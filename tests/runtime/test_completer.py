@@ -184,7 +184,7 @@ def test_provider_resolution() -> None:
 
 
 def test_tensorrt_provider_options_pin_the_profile(tmp_path: Path) -> None:
-    from jarrn_deploy.export.engine_profile import Profile
+    from jarrn_deploy.export.engine.profile import Profile
 
     options = tensorrt_provider_options(tmp_path, Profile.parse("1x64x64", "1x320x320", "2x480x640"))
     assert options["trt_engine_cache_path"] == str(tmp_path) and options["trt_timing_cache_enable"] == "True"
@@ -313,7 +313,7 @@ def test_infer_cli_subprocess_error_has_no_traceback(kitti_crop: dict, tmp_path:
 
 def test_default_backend_rule(tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import jarrn_deploy.runtime.infer as infer
-    from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
+    from jarrn_deploy.export.engine.manifest import EngineManifest, manifest_path
 
     assert choose_backend(None, None)[:2] == ("torch", None)
     assert choose_backend("m.safetensors", None)[0] == "torch"
@@ -337,7 +337,7 @@ def test_default_backend_rule(tiny: dict, tmp_path: Path, monkeypatch: pytest.Mo
 def test_infer_looks_for_the_library_the_engine_manifest_names(tmp_path: Path, flavour: str) -> None:
     import importlib.util
 
-    from jarrn_deploy.export.engine_manifest import EngineManifest, manifest_path
+    from jarrn_deploy.export.engine.manifest import EngineManifest, manifest_path
     from jarrn_deploy.runtime import infer
 
     engine = tmp_path / "m.engine"

@@ -3,7 +3,7 @@
 TensorRT-RTX engines built on a CPU carry the CUDA source of every generated kernel for the just-in-time compiler, and
 text compresses well (export/README.md, "Engine size"). The compressed file is one zstd frame holding the serialized
 plan; the manifest records the codec and the size and sha256 of both the file on disk and the plan inside it, so
-:func:`jarrn_deploy.export.engine_manifest.check_engine_file` checks the file, decompresses it and checks the plan before TensorRT
+:func:`jarrn_deploy.export.engine.manifest.check_engine_file` checks the file, decompresses it and checks the plan before TensorRT
 sees a byte. Engines without a manifest are recognised by the zstd frame's magic number.
 
 Needs the ``zstandard`` package (``pip install zstandard``; part of the ``trt-rtx`` extra), imported only when a

@@ -11,9 +11,9 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from jarrn_deploy.export.engine_flavours import PORTABLE, RTX_PORTABLE_TARGETS, network_creation_flags
-from jarrn_deploy.export.engine_manifest import beside_engine
-from jarrn_deploy.export.engine_profile import DEFAULT_OPT_LEVEL, INPUT_CHANNELS, BuildOptions, Profile, Shape
+from jarrn_deploy.export.engine.flavours import PORTABLE, RTX_PORTABLE_TARGETS, network_creation_flags
+from jarrn_deploy.export.engine.manifest import beside_engine
+from jarrn_deploy.export.engine.profile import DEFAULT_OPT_LEVEL, INPUT_CHANNELS, BuildOptions, Profile, Shape
 
 JETSON_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 TRTEXEC_CLI = "trtexec"

@@ -1,7 +1,7 @@
 """What a TensorRT-RTX engine built on a CPU is made of: the CUDA C++ kernel sources it stores for NVRTC, their size
 and share of the file, and what the file compresses to (export/README.md, "Engine size").
 
-    python -m jarrn_deploy.export.engine_sources artifacts/jarrn_fp32.engine artifacts/jarrn_int8.engine
+    python -m jarrn_deploy.export.engine.sources artifacts/jarrn_fp32.engine artifacts/jarrn_int8.engine
 
 A CPU-only build compiles no GPU code; each generated kernel's source is stored as plain text, starting with a block of
 shared helpers that ends in the marker :data:`HELPERS_END`. Sources are found as runs of printable text holding a
@@ -71,7 +71,7 @@ def _mib(count: int) -> str:
 def describe(path: Path) -> str:
     """One Markdown table row: engine size, sources, their size and share, kernels, re-quantise-only sources, helper
     block, zlib -6 and zstd -19 sizes."""
-    from jarrn_deploy.export.engine_compression import compress
+    from jarrn_deploy.export.engine.compression import compress
 
     data = path.read_bytes()
     found = find_sources(data)
@@ -82,7 +82,7 @@ def describe(path: Path) -> str:
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jarrn_deploy.export.engine_sources", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m jarrn_deploy.export.engine.sources", description=__doc__.split("\n\n")[0])
     parser.add_argument("engines", nargs="+", type=Path, help="engine files (uncompressed)")
     args = parser.parse_args(argv)
     missing = [str(path) for path in args.engines if not path.is_file()]

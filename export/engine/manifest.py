@@ -1,12 +1,12 @@
 """Engine bookkeeping that needs no TensorRT: the sidecar manifest, cache keys and the checks made before an engine is
 deserialised. The smaller ``export/engine_*`` modules own the rest (import their names from them):
 
-- :mod:`jarrn_deploy.export.engine_graph`: what the build reads from the ONNX (hash, precision, input shapes vs the profile).
-- :mod:`jarrn_deploy.export.engine_profile`: optimization profiles (``--min/--opt/--max``) and build options.
-- :mod:`jarrn_deploy.export.engine_flavours`: TensorRT vs TensorRT-RTX (modules, install hints, network flags, compute capabilities).
-- :mod:`jarrn_deploy.export.engine_recipes`: the equivalent ``trtexec`` and ``tensorrt_rtx`` command lines.
-- :mod:`jarrn_deploy.export.engine_compression`: zstd-compressed engine files (``--compress``).
-- :mod:`jarrn_deploy.export.engine_sources`: the kernel sources a CPU-built TensorRT-RTX engine stores (size analysis).
+- :mod:`jarrn_deploy.export.engine.graph`: what the build reads from the ONNX (hash, precision, input shapes vs the profile).
+- :mod:`jarrn_deploy.export.engine.profile`: optimization profiles (``--min/--opt/--max``) and build options.
+- :mod:`jarrn_deploy.export.engine.flavours`: TensorRT vs TensorRT-RTX (modules, install hints, network flags, compute capabilities).
+- :mod:`jarrn_deploy.export.engine.recipes`: the equivalent ``trtexec`` and ``tensorrt_rtx`` command lines.
+- :mod:`jarrn_deploy.export.engine.compression`: zstd-compressed engine files (``--compress``).
+- :mod:`jarrn_deploy.export.engine.sources`: the kernel sources a CPU-built TensorRT-RTX engine stores (size analysis).
 - :mod:`jarrn_deploy.export.gpu_probe`: name and compute capability of the local GPU (no torch, no numpy).
 
 Everything here is pure Python (plus ``onnx`` to read an ONNX file's precision) so it is tested on machines without a
@@ -16,7 +16,7 @@ that touch TensorRT and CUDA.
 An engine ``model.engine`` always travels with ``model.engine.json`` (:class:`EngineManifest`): the ONNX it came from
 (sha256), its precision, the flavour and its version, the GPU and compute capability it was built for (TensorRT) or the
 compute capabilities it targets (TensorRT-RTX), the optimization profile, the build options, and the size and sha256
-of the plan (and of the file on disk when it is stored zstd-compressed, :mod:`jarrn_deploy.export.engine_compression`). The runtime
+of the plan (and of the file on disk when it is stored zstd-compressed, :mod:`jarrn_deploy.export.engine.compression`). The runtime
 reads it *before* anything CUDA or TensorRT is imported: an engine of another flavour, built for another GPU or
 library version, is refused with what to do instead (the exact rebuild command), and a truncated or altered file is
 refused instead of crashing inside TensorRT.
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from jarrn_deploy.export.engine_flavours import (
+from jarrn_deploy.export.engine.flavours import (
     FLAVOUR_TITLES,
     FLAVOURS,
     RTX_COMPUTE_CAPABILITIES,
@@ -45,8 +45,8 @@ from jarrn_deploy.export.engine_flavours import (
     network_creation_flags,
     rtx_runs_on,
 )
-from jarrn_deploy.export.engine_compression import CODECS, ZSTD, CompressionError, decompress, is_zstd
-from jarrn_deploy.export.engine_profile import (
+from jarrn_deploy.export.engine.compression import CODECS, ZSTD, CompressionError, decompress, is_zstd
+from jarrn_deploy.export.engine.profile import (
     BUILD_COMMAND,
     DEFAULT_OPT_LEVEL,
     INPUT_CHANNELS,
@@ -55,7 +55,7 @@ from jarrn_deploy.export.engine_profile import (
     Profile,
 )
 from jarrn_deploy.model.atomic import atomic_write_text
-from jarrn_deploy.export.engine_graph import check_precision
+from jarrn_deploy.export.engine.graph import check_precision
 from jarrn_deploy.export.export_errors import EngineFileError, EngineMismatchError
 
 MANIFEST_FORMAT = "jarrn-tensorrt-engine"
@@ -175,7 +175,7 @@ class EngineManifest:
     # ``tensorrt_version``); TensorRT: the build GPU (``gpu_name``, ``compute_capability``); TensorRT-RTX: the target
     # compute capabilities (``compute_capabilities``; the GPU fields are "" for a CPU-only build); the profile, the
     # build options, the cache key, the engine file (name; sha256 and bytes of the plan TensorRT deserialises), I/O
-    # names, contract version, creation time; ``compression`` ("" or "zstd", :mod:`jarrn_deploy.export.engine_compression`) with
+    # names, contract version, creation time; ``compression`` ("" or "zstd", :mod:`jarrn_deploy.export.engine.compression`) with
     # ``file_bytes``/``file_sha256`` of the compressed file on disk (0 and "" for an uncompressed engine).
 
     @property

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from jarrn_deploy.export.engine_profile import INPUT_CHANNELS, Profile, ProfileError, Shape
+from jarrn_deploy.export.engine.profile import INPUT_CHANNELS, Profile, ProfileError, Shape
 from jarrn_deploy.export.export_errors import EngineFileError
 from jarrn_deploy.export.precision_choices import PRECISIONS
 from jarrn_deploy.model.atomic import file_sha256
