@@ -13,7 +13,8 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from jarrn_deploy.errors import EXIT_BUG, EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, JarrnError
+from jarrn_deploy.dependencies import missing_module_message
+from jarrn_deploy.errors import EXIT_BUG, EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, JarrnError
 
 REPORT_HINT = "this is a bug in jarrn-deploy: please report it with the traceback above"
 
@@ -65,8 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def command(main_function: Callable[..., int | None]) -> Callable[..., int]:
-    """Decorate a verb's ``main(argv)``: a :class:`JarrnError` becomes one ``error:`` line and its exit code,
-    Ctrl-C exits 130, anything else prints its traceback with a hint to report it and exits 1."""
+    """Decorate a verb's ``main(argv)``: a :class:`JarrnError` becomes one ``error:`` line and its exit code, a
+    third-party package the command imports but this machine lacks one line with its install command (exit 5), Ctrl-C
+    exits 130, anything else prints its traceback with a hint to report it and exits 1."""
 
     @functools.wraps(main_function)
     def guarded(*args, **kwargs) -> int:
@@ -75,6 +77,11 @@ def command(main_function: Callable[..., int | None]) -> Callable[..., int]:
         except JarrnError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code
+        except ModuleNotFoundError as exc:
+            if not exc.name or exc.name.split(".")[0] == "jarrn_deploy":  # a broken install or a bug: shown as one
+                return _report_bug()
+            print(f"error: {missing_module_message(exc.name)}", file=sys.stderr)
+            return EXIT_UNAVAILABLE
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
@@ -84,11 +91,15 @@ def command(main_function: Callable[..., int | None]) -> Callable[..., int]:
         except SystemExit:
             raise
         except Exception:  # noqa: BLE001 - the last line of defence: a bug, shown as one
-            traceback.print_exc()
-            print(REPORT_HINT, file=sys.stderr)
-            return EXIT_BUG
+            return _report_bug()
 
     return guarded
+
+
+def _report_bug() -> int:
+    traceback.print_exc()
+    print(REPORT_HINT, file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -328,3 +328,38 @@ def test_every_error_class_exits_with_a_code_of_the_one_table():
     assert len(seen) > 10
     for cls in seen:
         assert cls.exit_code in EXIT_CODES and cls.exit_code not in (0, 1, 130), cls
+
+
+def test_a_missing_optional_package_exits_5_with_its_install_command(capsys):
+    from jarrn_deploy.cli import command
+
+    @command
+    def needs_pictures(argv):  # noqa: ANN001, ANN202
+        import jarrn_deploy_absent_plotting_package  # noqa: F401
+
+    assert needs_pictures([]) == EXIT_UNAVAILABLE
+    assert capsys.readouterr().err.strip() == ("error: this command needs the Python package "
+                                               "'jarrn_deploy_absent_plotting_package', not installed here: "
+                                               "pip install jarrn-deploy-absent-plotting-package")
+
+
+def test_infer_without_matplotlib_names_the_requirement_not_a_traceback(tmp_path):
+    frame = REPO / "data" / "real" / "kitti_2011_09_26_drive_0001_f5"
+    code = ("import sys; sys.modules['matplotlib'] = None; from jarrn_deploy.cli import main; "
+            f"sys.exit(main(['infer', '--rgb', {str(frame / 'image_02.png')!r}, '--sparse', "
+            f"{str(frame / 'velodyne_raw_02.png')!r}, '--out', {str(tmp_path / 'out')!r}, '--backend', 'onnxruntime']))")
+    result = run_command(["-c", code], tmp_path)
+    assert result.returncode == EXIT_UNAVAILABLE, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == ("error: this command needs the Python package 'matplotlib', "
+                                                      'not installed here: pip install "matplotlib>=3.7"')
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_missing_module_of_the_project_itself_is_reported_as_a_bug(capsys):
+    from jarrn_deploy.cli import REPORT_HINT, command
+
+    @command
+    def broken_install(argv):  # noqa: ANN001, ANN202
+        import jarrn_deploy.no_such_module  # noqa: F401
+
+    assert broken_install([]) == 1 and REPORT_HINT in capsys.readouterr().err
