@@ -20,12 +20,10 @@ import hashlib
 import io
 import json
 import os
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import onnx
 import torch
@@ -34,14 +32,14 @@ from jarrn_deploy.model import CONTRACT, Jarrn, MetricJarrn
 from jarrn_deploy.model.contract import CONTRACT_VERSION
 from jarrn_deploy.model.atomic import atomic_write_bytes, file_sha256  # noqa: F401 - re-exported for export/ callers
 from jarrn_deploy.export.export_errors import ExportError, ExportMemoryError, ExportOutputError  # noqa: F401 - re-exported
-from jarrn_deploy.export.precision_choices import PRECISIONS  # noqa: F401 - re-exported: callers import it from here
+from jarrn_deploy.export.precisions import PRECISION_SPECS, PRECISIONS, load_function, precision_spec  # noqa: F401 - PRECISIONS re-exported
+from jarrn_deploy.progress import Log, progress_logger, quiet
 
 MIN_STATIC_SIZE = CONTRACT.pad_multiple
 METADATA_PREFIX = "jarrn."
 # onnx.save refuses single-file protobufs above 2 GiB; the full model is ~145 MB in FP32.
 _PROTOBUF_LIMIT = 2**31 - 1
 
-Log = Callable[[str], None]
 
 
 MAX_STATIC_SIDE = 16384
@@ -50,12 +48,20 @@ above which the graph's int32 index arithmetic and the export's memory make no s
 ENV_SKIP_MEMORY_CHECK = "JARRN_MEMORY_GUARD"
 
 
+def _calibrated_precisions() -> str:
+    """The precisions that take calibration data, as the ``calibration`` error names them."""
+    always = [f"'{n}'" for n, spec in PRECISION_SPECS.items() if spec.needs_calibration]
+    with_modelopt = [f"'{n}'" for n, spec in PRECISION_SPECS.items() if spec.converter and not spec.needs_calibration]
+    return " or ".join(always) + (f" (or {' or '.join(with_modelopt)} with Model Optimizer)" if with_modelopt else "")
+
+
 def check_static_size_fits(options: "ExportOptions", widths: tuple[int, ...] | None = None) -> None:
     """Refuse a static size that cannot be built: above :data:`MAX_STATIC_SIDE`, or whose tracing and validation
     at that size need more memory than this machine has free (override with ``JARRN_MEMORY_GUARD=off``)."""
     if options.static_hw is None:
         return
-    from jarrn_deploy.memory import HEADROOM, available_host_bytes, estimate_peak_bytes, gib
+    from jarrn_deploy.memory import (EXPORT_BYTES_PER_PIXEL_CHANNEL, HEADROOM, available_host_bytes,
+                                     estimate_peak_bytes, gib)
 
     height, width = options.static_hw
     if max(height, width) > MAX_STATIC_SIDE:
@@ -63,7 +69,8 @@ def check_static_size_fits(options: "ExportOptions", widths: tuple[int, ...] | N
                           f"{MAX_STATIC_SIDE}")
     if os.environ.get(ENV_SKIP_MEMORY_CHECK, "").strip().lower() in ("off", "0", "false", "no"):
         return
-    needed = estimate_peak_bytes(height, width, options.static_batch or 1, widths=widths, backend="export")
+    needed = estimate_peak_bytes(height, width, options.static_batch or 1, widths=widths,
+                                 bytes_per_pixel_channel=EXPORT_BYTES_PER_PIXEL_CHANNEL)
     free = available_host_bytes()
     if free is not None and needed > free * HEADROOM:
         raise ExportMemoryError(
@@ -86,7 +93,8 @@ class ExportOptions:
     static_batch: int | None = None
     """Fix the batch size; None keeps it dynamic (the batch stays dynamic unless set here, even with ``static_hw``)."""
     precision: str = "fp32"
-    """'fp32'; 'fp16' (U-Nets in FP16, contract ops in FP32, FP32 I/O); 'int8' (U-Net convs with explicit Q/DQ)."""
+    """One of :data:`jarrn_deploy.export.precisions.PRECISIONS`: 'fp32'; 'fp16' (U-Nets in FP16, contract ops in FP32,
+    FP32 I/O); 'int8' (U-Net convs with explicit Q/DQ)."""
     calibration: str | None = None
     """Representative inputs (.npz or a folder of them) for INT8 calibration and AutoCast; None = the built-in set."""
     int8_exclude: tuple[str, ...] | None = None
@@ -99,6 +107,7 @@ class ExportOptions:
             raise ExportError(f"opset: expected an integer in 13..20 (17 recommended for TensorRT), got {self.opset!r}")
         if self.precision not in PRECISIONS:
             raise ExportError(f"precision: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        spec = precision_spec(self.precision)
         if self.static_hw is not None:
             hw = tuple(self.static_hw)
             if len(hw) != 2 or any(isinstance(v, bool) or not isinstance(v, int) for v in hw):
@@ -113,8 +122,8 @@ class ExportOptions:
             isinstance(self.static_batch, bool) or not isinstance(self.static_batch, int) or self.static_batch < 1
         ):
             raise ExportError(f"static_batch: expected a positive integer or None, got {self.static_batch!r}")
-        if self.calibration is not None and self.precision == "fp32":
-            raise ExportError("calibration: only used with precision 'int8' (or 'fp16' with Model Optimizer)")
+        if self.calibration is not None and spec.converter is None:
+            raise ExportError(f"calibration: only used with precision {_calibrated_precisions()}")
         if self.int8_exclude is not None:
             if self.precision != "int8":
                 raise ExportError("int8_exclude: only used with precision 'int8'")
@@ -154,12 +163,8 @@ class ExportStats:
     file_bytes: int = 0
 
 
-def stderr_log(message: str) -> None:
-    print(f"[export] {message}", file=sys.stderr, flush=True)
-
-
-def _quiet(message: str) -> None:
-    pass
+stderr_log: Log = progress_logger("export")
+"""The exporter's progress lines on stderr, ``[export] ...``."""
 
 
 HEARTBEAT_SECONDS = 15.0
@@ -170,7 +175,7 @@ HEARTBEAT_SECONDS = 15.0
 def heartbeat(log: Log, what: str, every_s: float = HEARTBEAT_SECONDS):
     """Log ``<what>: still working (N s)`` every ``every_s`` seconds until the block ends: the libraries print nothing
     for minutes, and silence looks like a hang."""
-    if log is _quiet:
+    if log is quiet:
         yield
         return
     import threading
@@ -346,7 +351,8 @@ def build_metadata(network: Jarrn, options: ExportOptions, stats: ExportStats) -
 
 
 def read_metadata(path_or_model: str | os.PathLike | onnx.ModelProto) -> dict[str, str]:
-    """The graph's ``jarrn.*`` metadata without the prefix (JSON values left as strings)."""
+    """The graph's ``jarrn.*`` metadata without the prefix (JSON values left as strings). For its precision use
+    :func:`jarrn_deploy.export.precisions.artifact_precision` (or ``onnx_precision``): it has the one default."""
     if isinstance(path_or_model, onnx.ModelProto):
         model = path_or_model
     else:
@@ -385,7 +391,7 @@ def export_onnx(
     nothing is left at ``output_path`` (or beside it) when it fails.
     """
     options = options or ExportOptions()
-    log = log or _quiet
+    log = log or quiet
     stats = stats if stats is not None else ExportStats()
     output_path = check_output_path(output_path)
     if not isinstance(network, Jarrn):
@@ -393,12 +399,13 @@ def export_onnx(
     check_static_size_fits(options, network.config.widths)
     network = network.eval()
     calibration = None
-    if options.precision != "fp32":
+    spec = precision_spec(options.precision, "precision")
+    if spec.converter is not None:
         from jarrn_deploy.export import precision as precision_mod
         from jarrn_deploy.export.calibration import load_calibration
 
         backend = precision_mod.require_backend(options.precision)  # fail before the slow work when no library
-        if options.precision == "int8" or backend == "modelopt":
+        if spec.needs_calibration or backend == "modelopt":  # Model Optimizer's conversions all run calibration data
             with _stage("loading calibration data", stats, log):
                 calibration = load_calibration(options.calibration, static_hw=options.static_hw,
                                                static_batch=options.static_batch)
@@ -412,18 +419,10 @@ def export_onnx(
         stats.nodes["simplified"] = count_nodes(model)
         log(f"nodes: {stats.nodes['exported']} exported -> {stats.nodes['simplified']} after onnxslim")
 
-    if options.precision == "fp16":
-        from jarrn_deploy.export.precision import to_fp16
-
-        with _stage("converting to FP16 mixed precision", stats, log):
-            model, stats.precision_info = to_fp16(model, calibration, log=log)
-        stats.nodes["fp16"] = count_nodes(model)
-    elif options.precision == "int8":
-        from jarrn_deploy.export.precision import to_int8
-
-        with _stage("quantizing to INT8 (explicit Q/DQ)", stats, log):
-            model, stats.precision_info = to_int8(model, calibration, exclude=options.int8_exclude, log=log)
-        stats.nodes["int8"] = count_nodes(model)
+    if spec.converter is not None:
+        with _stage(spec.conversion or f"converting to {spec.label}", stats, log):
+            model, stats.precision_info = load_function(spec.converter)(model, calibration, options, log)
+        stats.nodes[spec.name] = count_nodes(model)
 
     with _stage("checking the graph", stats, log):
         _set_metadata(model, build_metadata(network, options, stats))

@@ -38,7 +38,7 @@ from jarrn_deploy.cli import command  # noqa: E402
 from jarrn_deploy.errors import EXIT_CHECK_FAILED, InputError  # noqa: E402
 from jarrn_deploy.export.estimates import MEASURED_S, about, on_this_machine, total  # noqa: E402
 from jarrn_deploy.export.known_warnings import quiet_known_warnings  # noqa: E402
-from jarrn_deploy.export.precision_choices import PRECISIONS  # noqa: E402
+from jarrn_deploy.export.precisions import PRECISION_SPECS, PRECISIONS  # noqa: E402
 from jarrn_deploy.model.atomic import remove_stale_temp_files, temp_prefix  # noqa: E402
 
 if TYPE_CHECKING:  # torch-heavy: imported only where an export runs
@@ -46,7 +46,8 @@ if TYPE_CHECKING:  # torch-heavy: imported only where an export runs
 
 DEFAULT_OUTPUT = "artifacts/jarrn_{precision}.onnx"
 PRECISION_CHOICES = PRECISIONS
-"""The choices of ``--precision`` (``jarrn_deploy.export.precision_choices`` is pure Python, so ``--help`` imports neither torch nor onnx)."""
+"""The choices of ``--precision`` (the registry ``jarrn_deploy.export.precisions`` is pure Python, so ``--help`` imports
+neither torch nor onnx)."""
 VALIDATION_CHOICES = ("quick", "full")
 """The choices of ``--validation``: ``jarrn_deploy.export.validate.CASE_SETS`` (which imports torch, so they are spelled here)."""
 
@@ -91,10 +92,10 @@ and the command exits with status 6."""
 
 HELP_EPILOG = """\
 precisions:
-  fp32 (default) is exact. fp16 runs the two networks in half precision and keeps the depth arithmetic in
-  fp32; int8 quantizes most convolutions after calibrating on sample frames. fp16 needs the optional
-  packages of pip install -e ".[quant]" (int8 uses them when present); each takes minutes on a CPU (the
-  first line printed says about how long), with a progress line at least every 15 seconds.
+""" + "".join(f"  {spec.name}: {spec.summary}\n" for spec in PRECISION_SPECS.values()) + """\
+  The converted precisions use the optional packages of pip install -e ".[quant]" when present (one whose
+  library is missing says what to install); each takes minutes on a CPU (the first line printed says about
+  how long), with a progress line at least every 15 seconds.
 
 examples:
   python export/to_onnx.py                                 # bundled model -> artifacts/jarrn_fp32.onnx
@@ -103,6 +104,14 @@ examples:
   python export/to_onnx.py --checkpoint runs/kitti/best.safetensors --static 384x1280 --output kitti.onnx
   jarrn export --precision fp16
 """
+
+
+def _tolerance_prose() -> str:
+    """The validation bounds of every precision, as ``--help`` words them (``%`` doubled for argparse)."""
+    parts = [f"{n} must agree within {s.max_abs_m * 1000:g} mm" for n, s in PRECISION_SPECS.items() if s.max_abs_m]
+    parts += [f"{n} must stay within {s.rmse_rel * 100:g}%% of fp32's error" for n, s in PRECISION_SPECS.items()
+              if s.rmse_rel]
+    return ", ".join(parts)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,9 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the .onnx file to write (default {DEFAULT_OUTPUT.format(precision='<precision>')}); "
                         "written atomically; the validation report goes next to it")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
-                   help="number format inside the file: fp32 (default), fp16 (the two networks in half precision, "
-                        "depth arithmetic in fp32) or int8 (8-bit convolutions, calibrated on sample frames); "
-                        "inputs and outputs stay float32 in every case")
+                   help="number format inside the file: "
+                        + ", ".join(f"{s.name} ({'default, ' if s.name == 'fp32' else ''}{s.summary})"
+                                    for s in PRECISION_SPECS.values())
+                        + "; inputs and outputs stay float32 in every case")
     p.add_argument("--aux-outputs", action="store_true",
                    help="also output the model's intermediate maps (coarse, scale, offset, prob) after depth, for "
                         "debugging")
@@ -146,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "depth branch in fp32)")
     p.add_argument("--no-validate", action="store_true",
                    help="skip the check against PyTorch (by default: on the bundled real frames and random inputs, "
-                        "fp32 must agree within 1 mm, fp16 and int8 must stay within 2%% and 5%% of fp32's error)")
+                        f"{_tolerance_prose()})")
     p.add_argument("--validation", choices=VALIDATION_CHOICES, default="quick",
                    help="which real frames the check uses: quick (default: one KITTI, TUM and Kinect v2 frame, each "
                         "at most 375x1242 pixels) or full (both KITTI cameras, the indoor frames with 500 and 100 "
@@ -335,9 +345,11 @@ def written_graph_facts(path: Path) -> tuple[int, str, int]:
     Optimizer's INT8 Q/DQ needs 19), so the options alone do not say what was written."""
     import onnx
 
+    from jarrn_deploy.export.precisions import onnx_precision
+
     model = onnx.load(str(path), load_external_data=False)
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    precision = next((p.value for p in model.metadata_props if p.key == "jarrn.precision"), "unknown")
+    precision = onnx_precision(model, str(path))
     return opset, precision, path.stat().st_size
 
 

@@ -36,9 +36,16 @@ from dataclasses import dataclass, replace  # noqa: E402
 from typing import Sequence  # noqa: E402
 
 from jarrn_deploy.cli import command  # noqa: E402
-from jarrn_deploy.errors import InputError, OutputError, UnavailableError, UsageError  # noqa: E402
+from jarrn_deploy.errors import InputError, OutputError, UsageError  # noqa: E402
+from jarrn_deploy.export.engine.flavours import ENGINE_SUFFIXES  # noqa: E402
+from jarrn_deploy.export.triton_config import (  # noqa: E402
+    INSTANCE_KINDS,
+    MODEL_NAME,
+    config_text,
+    model_config,
+    triton_protobuf,
+)
 
-MODEL_NAME = "jarrn"
 TRITON_TAG = "26.08-py3"
 """The NGC Triton release the README recipe names: the same release as docker/Dockerfile's TensorRT base image."""
 DOCKER_COMMAND = (
@@ -60,8 +67,6 @@ def machine_instance_kind() -> str:
     from jarrn_deploy.export.gpu_probe import visible_gpus
 
     return "gpu" if visible_gpus() else "cpu"
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-INSTANCE_KINDS = ("gpu", "cpu")
 SERVE_INSTALL_HINT = 'writing a Triton model repository needs tritonclient: pip install -e ".[serve]"'
 TRT_WORKSPACE_BYTES = 4 << 30
 
@@ -96,55 +101,15 @@ class RepositoryOptions:
 
 
 def _pb2():  # noqa: ANN202
-    try:
-        from google.protobuf import text_format
-        from tritonclient.grpc import model_config_pb2
-    except ImportError as exc:
-        raise UnavailableError(SERVE_INSTALL_HINT) from exc
-    return model_config_pb2, text_format
+    """Triton's model-config protobuf, or the install hint of this command (checked early by ``jarrn export``)."""
+    return triton_protobuf(SERVE_INSTALL_HINT)
 
 
-def _contract_tensors() -> tuple[tuple[str, int], tuple[str, int], str]:
-    from jarrn_deploy.export.engine.profile import INPUT_CHANNELS, OUTPUT_NAME
-
-    (rgb, rgb_channels), (sparse, sparse_channels) = INPUT_CHANNELS.items()
-    return (rgb, rgb_channels), (sparse, sparse_channels), OUTPUT_NAME
-
-
-def model_config(platform: str, max_batch_size: int, options: RepositoryOptions, *, preferred_batch: int = 0,
-                 accelerator: dict[str, str] | None = None, height: int = -1,
-                 width: int = -1):  # noqa: ANN201 - model_config_pb2.ModelConfig
-    """The ``ModelConfig`` of ``jarrn`` for ``platform`` ("tensorrt_plan" or "onnxruntime_onnx"); ``height`` and
-    ``width`` are -1 (any) unless the model fixes them."""
-    pb2, _ = _pb2()
-    config = pb2.ModelConfig(name=MODEL_NAME, platform=platform, max_batch_size=max_batch_size)
-    (rgb, rgb_channels), (sparse, sparse_channels), depth = _contract_tensors()
-    for name, channels in ((rgb, rgb_channels), (sparse, sparse_channels)):
-        tensor = config.input.add()
-        tensor.name, tensor.data_type = name, pb2.TYPE_FP32
-        tensor.dims.extend([channels, height, width])
-    output = config.output.add()
-    output.name, output.data_type = depth, pb2.TYPE_FP32
-    output.dims.extend([1, height, width])
-    config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
-    if 1 < preferred_batch <= max_batch_size:
-        config.dynamic_batching.preferred_batch_size.append(preferred_batch)
-    group = config.instance_group.add()
-    group.count = options.instances
-    group.kind = pb2.ModelInstanceGroup.KIND_GPU if options.instance_kind == "gpu" else pb2.ModelInstanceGroup.KIND_CPU
-    if platform == "tensorrt_plan":
-        group.profile.append("0")  # the one optimisation profile build_engine.py writes
-    if accelerator is not None:
-        trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add()
-        trt.name = "tensorrt"
-        for key, value in accelerator.items():
-            trt.parameters[key] = value
-    return config
-
-
-def config_text(config) -> str:  # noqa: ANN001
-    _, text_format = _pb2()
-    return text_format.MessageToString(config)
+def _config(platform: str, max_batch_size: int, options: RepositoryOptions, **extra):  # noqa: ANN003, ANN202
+    """The repository's ``ModelConfig`` from the one builder (:func:`jarrn_deploy.export.triton_config.model_config`)."""
+    return model_config(platform=platform, max_batch_size=max_batch_size, max_queue_delay_us=options.max_queue_delay_us,
+                        instances=options.instances, instance_kind=options.instance_kind,
+                        install_hint=SERVE_INSTALL_HINT, **extra)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -179,7 +144,8 @@ def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
         plan = check_engine_file(engine, manifest)
     except EngineFileError as exc:
         raise InputError(f"--model: {exc}") from None
-    config = model_config("tensorrt_plan", max_batch, options, preferred_batch=profile.opt.batch)
+    config = _config("tensorrt_plan", max_batch, options, preferred_batch=profile.opt.batch,
+                     profile="0")  # the one optimisation profile jarrn build-engine writes
     notes = [f"TensorRT {manifest.tensorrt_version} plan for {manifest.gpu_name} (compute capability "
              f"{manifest.compute_capability}), precision {manifest.precision}: serve it with a Triton whose TensorRT "
              f"is {manifest.tensorrt_version} on that GPU model",
@@ -192,6 +158,7 @@ def _plan_config(engine: Path, options: RepositoryOptions):  # noqa: ANN202
 
 def _onnx_accelerator(onnx_path: Path, options: RepositoryOptions, max_batch: int) -> tuple[dict[str, str], str]:
     from jarrn_deploy.export.engine.graph import precision_from_onnx
+    from jarrn_deploy.export.precisions import precision_spec
     from jarrn_deploy.export.export_errors import EngineFileError
     from jarrn_deploy.export.engine.profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT, INPUT_CHANNELS, Profile, ProfileError
 
@@ -210,7 +177,7 @@ def _onnx_accelerator(onnx_path: Path, options: RepositoryOptions, max_batch: in
                           ((n, getattr(profile, k).tensor_shape(n)) for n in INPUT_CHANNELS))
               for k in ("min", "opt", "max")}
     accelerator = {
-        "precision_mode": "FP16" if precision == "fp16" else "FP32",  # the graph's own casts decide; FP16 lets them
+        "precision_mode": precision_spec(precision).ort_tensorrt_precision_mode,
         "max_workspace_size_bytes": str(TRT_WORKSPACE_BYTES),
         "trt_engine_cache_enable": "1",
         "trt_engine_cache_path": "/tmp/jarrn_trt_cache",
@@ -252,7 +219,7 @@ def _onnx_config(onnx_path: Path, options: RepositoryOptions):  # noqa: ANN202
         notes.append(note)
     if height > 0:
         notes.append(f"static graph: requests must be exactly {height}x{width}")
-    config = model_config("onnxruntime_onnx", max_batch, options, accelerator=accelerator, height=height, width=width)
+    config = _config("onnxruntime_onnx", max_batch, options, accelerator=accelerator, height=height, width=width)
     return config, notes
 
 
@@ -321,8 +288,8 @@ def write_repository(model: str | Path, out: str | Path, options: RepositoryOpti
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m jarrn_deploy.export.triton_repo",
-        description="Write a Triton model repository (model 'jarrn', dynamic batching) for NVIDIA's Triton container "
-                    "from a TensorRT engine (TensorRT backend) or an ONNX file (ONNX Runtime backend).",
+        description=f"Write a Triton model repository (model '{MODEL_NAME}', dynamic batching) for NVIDIA's Triton "
+                    "container from a TensorRT engine (TensorRT backend) or an ONNX file (ONNX Runtime backend).",
         epilog="Serve it: " + docker_command("triton_repo") + " (CPU instances: without --gpus all)",
     )
     p.add_argument("--model", required=True, help="TensorRT engine with its .json manifest, or an ONNX file")

@@ -8,8 +8,9 @@ pixels) is one frame per sensor (KITTI camera 02, TUM and Kinect v2 with 500 poi
 frame centre-cropped to about its pixel count before the points are drawn. Per case: max and mean absolute difference in metres
 between the graph's ``depth`` and PyTorch FP32's, and, for real frames, RMSE against ground truth for both.
 
-Bounds (:class:`Bounds`), checked per case: FP32 max abs <= 1e-3 m on every case; FP16 and INT8 RMSE vs ground truth
-at most 2% and 5% above PyTorch FP32's on every real frame. Reports are printed and written next to the graph as
+Bounds (:class:`Bounds`, by default each precision's tolerances in :mod:`jarrn_deploy.export.precisions`), checked per
+case: FP32 max abs <= 1e-3 m on every case; FP16 and INT8 RMSE vs ground truth at most 2% and 5% above PyTorch FP32's
+on every real frame; a graph whose precision has no bound fails. Reports are printed and written next to the graph as
 ``<name>.validation.md`` and ``<name>.validation.json``.
 
 Command line (validates one or more graphs against one network; exit status 6 when a bound is exceeded)::
@@ -26,7 +27,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Mapping, Sequence
 
 if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
@@ -39,11 +40,12 @@ import torch  # noqa: E402
 
 from jarrn_deploy.export.estimates import MEASURED_S, about, on_this_machine  # noqa: E402
 from jarrn_deploy.export.graph_check import GraphError, check_graph  # noqa: E402
-from jarrn_deploy.export.precision_choices import FP32_MAX_ABS_M, RMSE_TOLERANCE  # noqa: E402
+from jarrn_deploy.export.precisions import PRECISION_SPECS, onnx_precision, tolerance_text  # noqa: E402
 from jarrn_deploy.export.onnx_graph import ExportError, atomic_write_bytes, file_sha256, read_metadata  # noqa: E402
 from jarrn_deploy.cli import command  # noqa: E402
 from jarrn_deploy.errors import EXIT_CHECK_FAILED, InputError  # noqa: E402
 from jarrn_deploy.model import CONTRACT, Jarrn, MetricJarrn  # noqa: E402
+from jarrn_deploy.progress import Log, progress_logger
 
 CASE_SETS = ("quick", "full")
 """The real-frame case sets, cheapest first (see the module docstring)."""
@@ -56,22 +58,29 @@ QUICK_POINT_COUNTS = (500,)
 RANDOM_SHAPES: tuple[tuple[int, int, int], ...] = ((1, 128, 192), (2, 75, 130), (3, 100, 333))
 RANDOM_SEED = 0
 
-Log = Callable[[str], None]
+
+
+def _registry_bounds(kind: str) -> dict[str, float]:
+    return {name: getattr(spec, kind) for name, spec in PRECISION_SPECS.items() if getattr(spec, kind) is not None}
 
 
 @dataclass(frozen=True)
 class Bounds:
-    """The accuracy every exported graph must reach."""
+    """The accuracy every exported graph must reach, per precision (default: the registry's tolerances)."""
 
-    fp32_max_abs_m: float = FP32_MAX_ABS_M
-    """FP32: largest |ONNX - PyTorch| over every pixel of every case, metres."""
-    fp16_rmse_rel: float = RMSE_TOLERANCE["fp16"]
-    """FP16: RMSE vs ground truth may exceed PyTorch FP32's by at most this fraction, on every real frame."""
-    int8_rmse_rel: float = RMSE_TOLERANCE["int8"]
-    """INT8: same, for INT8 graphs."""
+    max_abs_m: Mapping[str, float] = field(default_factory=lambda: _registry_bounds("max_abs_m"))
+    """Precision -> largest |ONNX - PyTorch| over every pixel of every case, metres (a precision absent: unchecked)."""
+    rmse_rel: Mapping[str, float] = field(default_factory=lambda: _registry_bounds("rmse_rel"))
+    """Precision -> how much RMSE vs ground truth may exceed PyTorch FP32's, a fraction, on every real frame."""
 
-    def rmse_rel(self, precision: str) -> float | None:
-        return {"fp16": self.fp16_rmse_rel, "int8": self.int8_rmse_rel}.get(precision)
+    def text(self, precision: str) -> str:
+        """The bound of ``precision`` as the report writes it."""
+        return tolerance_text(self.max_abs_m.get(precision), self.rmse_rel.get(precision))
+
+    def to_dict(self) -> dict[str, float]:
+        """``{"fp32_max_abs_m": 0.001, "fp16_rmse_rel": 0.02, ...}``, as the JSON reports write them."""
+        return {**{f"{p}_max_abs_m": v for p, v in self.max_abs_m.items()},
+                **{f"{p}_rmse_rel": v for p, v in self.rmse_rel.items()}}
 
 
 @dataclass
@@ -137,7 +146,7 @@ class ValidationReport:
             "onnx": self.onnx_path,
             "precision": self.precision,
             "library": self.library,
-            "bounds": asdict(self.bounds),
+            "bounds": self.bounds.to_dict(),
             "passed": self.passed,
             "failures": self.failures,
             "notes": self.notes,
@@ -180,8 +189,7 @@ def markdown_table(reports: Sequence[ValidationReport]) -> str:
     ]
     for report in reports:
         s = report.summary()
-        bound = (f"max abs <= {report.bounds.fp32_max_abs_m:g} m" if report.precision == "fp32"
-                 else f"RMSE <= +{report.bounds.rmse_rel(report.precision) * 100:g}% per frame")
+        bound = report.bounds.text(report.precision)
         lines.append(
             f"| {report.precision} | {report.library} | {_fmt(s['max_abs_m'], 6)} | {_fmt(s['mean_abs_m'], 6)} "
             f"| {_fmt(s['mean_rmse_m'])} | {_fmt(s['mean_reference_rmse_m'])} | {_pct(s['rmse_change'])} | {bound} "
@@ -380,9 +388,8 @@ def validate_onnx(
     log = log or (lambda message: None)
     onnx_path = Path(onnx_path)
     model = onnx.load(str(onnx_path), load_external_data=False)
-    meta = read_metadata(model)
-    precision = meta.get("precision", "fp32")
-    library = json.loads(meta.get("precision_info", "{}")).get("library", "-") if precision != "fp32" else "-"
+    precision = onnx_precision(model, str(onnx_path))
+    library = json.loads(read_metadata(model).get("precision_info", "{}")).get("library", "-")
     output_names = [o.name for o in model.graph.output]
     aux = len(output_names) > 1
     report = ValidationReport(str(onnx_path), precision, library, bounds)
@@ -392,7 +399,10 @@ def validate_onnx(
     del model
     reference = reference or ReferenceCache(network)
     session = _session(onnx_path)
-    rel = bounds.rmse_rel(precision)
+    rel, max_abs = bounds.rmse_rel.get(precision), bounds.max_abs_m.get(precision)
+    if rel is None and max_abs is None:
+        report.failures.append(f"precision {precision}: no bound to check it against (bounds are set for "
+                               f"{', '.join(sorted({*bounds.max_abs_m, *bounds.rmse_rel}))})")
     for case in tqdm(cases, desc=f"validating {precision}", unit="case", leave=False, disable=None):
         start = time.perf_counter()
         got = session.run(None, {CONTRACT.rgb_name: case.rgb, CONTRACT.sparse_name: case.sparse})
@@ -411,14 +421,14 @@ def validate_onnx(
         if not np.isfinite(depth).all():
             result.ok = False
             report.failures.append(f"{case.name}: the graph output contains NaN or inf")
-        if precision == "fp32":
+        if max_abs is not None:
             worst = result.max_abs_m
             if aux:
                 worst = max([worst] + [float(np.max(np.abs(g - w))) for g, w in zip(got[1:], want[1:])])
-            if not worst <= bounds.fp32_max_abs_m:
+            if not worst <= max_abs:
                 result.ok = False
                 report.failures.append(
-                    f"{case.name}: max abs difference {worst:.3g} exceeds {bounds.fp32_max_abs_m:g}"
+                    f"{case.name}: max abs difference {worst:.3g} exceeds {max_abs:g}"
                     + (" (depth or an aux output)" if aux else " m")
                 )
         if case.gt is not None:
@@ -487,22 +497,32 @@ def _parser() -> argparse.ArgumentParser:
                    help="real-frame cases: full (default: both KITTI cameras, TUM and Kinect v2 with 500 and 100 "
                         "points, full size) or quick (one frame per sensor, at most a KITTI frame's size; what "
                         "jarrn export runs)")
-    p.add_argument("--fp32-max-abs", type=float, default=Bounds.fp32_max_abs_m,
-                   help="FP32 bound: max |ONNX - PyTorch| in metres (default %(default)g)")
-    p.add_argument("--fp16-rmse-rel", type=float, default=Bounds.fp16_rmse_rel,
-                   help="FP16 bound: RMSE vs GT at most this fraction above PyTorch FP32's (default %(default)g)")
-    p.add_argument("--int8-rmse-rel", type=float, default=Bounds.int8_rmse_rel,
-                   help="INT8 bound: same for INT8 (default %(default)g)")
+    for name, spec in PRECISION_SPECS.items():
+        if spec.max_abs_m is not None:
+            p.add_argument(f"--{name}-max-abs", type=float, default=spec.max_abs_m, metavar="M",
+                           help=f"{spec.label} bound: max |ONNX - PyTorch| in metres (default %(default)g)")
+        if spec.rmse_rel is not None:
+            p.add_argument(f"--{name}-rmse-rel", type=float, default=spec.rmse_rel, metavar="FRACTION",
+                           help=f"{spec.label} bound: RMSE vs GT at most this fraction above PyTorch FP32's "
+                                "(default %(default)g)")
     p.add_argument("--report", type=Path, default=None,
                    help="where to write the reports, as a path stem (default: next to the first graph)")
     return p
+
+
+def bounds_from_args(args: argparse.Namespace) -> Bounds:
+    """The bounds the ``--<precision>-max-abs`` / ``--<precision>-rmse-rel`` options give."""
+    return Bounds(
+        max_abs_m={n: getattr(args, f"{n}_max_abs") for n, s in PRECISION_SPECS.items() if s.max_abs_m is not None},
+        rmse_rel={n: getattr(args, f"{n}_rmse_rel") for n, s in PRECISION_SPECS.items() if s.rmse_rel is not None},
+    )
 
 
 @command
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit status 0 when every graph passes, 6 when one fails its bounds, else the error's (``jarrn --help``)."""
     args = _parser().parse_args(argv)
-    bounds = Bounds(args.fp32_max_abs, args.fp16_rmse_rel, args.int8_rmse_rel)
+    bounds = bounds_from_args(args)
     for path in args.onnx:
         if not path.is_file():
             raise InputError(f"no such file {path}")
@@ -521,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 reference, network_key = ReferenceCache(network), key
             cases = ("random inputs only" if args.no_real_frames else f"the {args.cases} cases: "
                      f"{about(MEASURED_S[args.cases])} {on_this_machine()} for the bundled model")
-            print(f"validating {path} on {cases} ...", file=sys.stderr, flush=True)
+            progress_logger("validate")(f"validating {path} on {cases} ...")
             reports.append(validate_onnx(path, network, bounds=bounds, real_frames=not args.no_real_frames,
                                          reference=reference, case_set=args.cases))
     except FileNotFoundError as exc:

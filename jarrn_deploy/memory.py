@@ -28,9 +28,12 @@ PAD_MULTIPLE = 64
 """The graph pads height and width to this multiple (model.contract.CONTRACT.pad_multiple; pinned by a test)."""
 FULL_WIDTHS = (512, 512, 512, 512, 256, 128, 64)
 """Assumed when a model's widths are unknown: the largest standard configuration, so the guard errs on the safe side."""
-BYTES_PER_PIXEL_CHANNEL = {"onnxruntime": 26.0, "torch": 28.0, "export": 40.0}
-"""Peak bytes per padded pixel per activation channel (see the module docstring); 'export' is tracing plus the
-ONNX Runtime validation run at a static size."""
+TORCH_BYTES_PER_PIXEL_CHANNEL = 28.0
+"""Peak bytes per padded pixel per activation channel of the network in PyTorch eager (see the module docstring): the
+bare model's ``complete()`` and the runtime's PyTorch backend. Each runtime backend's coefficient is in its record
+(:mod:`jarrn_deploy.runtime.backends.registry`), which passes it to :class:`MemoryGuard`."""
+EXPORT_BYTES_PER_PIXEL_CHANNEL = 40.0
+"""The same for an ONNX export at a static size: tracing plus the ONNX Runtime validation run."""
 HEADROOM = 0.9
 """The share of the available memory an inference may plan to use (the rest: the process, fragmentation, the OS)."""
 GIB = 2**30
@@ -50,11 +53,11 @@ def activation_channels(widths: Sequence[int] | None) -> float:
 
 
 def estimate_peak_bytes(height: int, width: int, batch: int = 1, *, widths: Sequence[int] | None = None,
-                        backend: str = "onnxruntime") -> int:
-    """Estimated extra peak memory of one call at ``batch`` x ``height`` x ``width`` on ``backend``."""
-    per_channel = BYTES_PER_PIXEL_CHANNEL.get(backend, max(BYTES_PER_PIXEL_CHANNEL.values()))
+                        bytes_per_pixel_channel: float) -> int:
+    """Estimated extra peak memory of one call at ``batch`` x ``height`` x ``width`` for a runtime whose peak is
+    ``bytes_per_pixel_channel`` per padded pixel per activation channel."""
     pixels = padded(height) * padded(width) * max(int(batch), 1)
-    return int(pixels * per_channel * activation_channels(widths))
+    return int(pixels * bytes_per_pixel_channel * activation_channels(widths))
 
 
 def available_host_bytes(root: str | os.PathLike = "/") -> int | None:
@@ -218,7 +221,7 @@ class MemoryGuard:
     """Refuses calls whose estimated peak memory exceeds what is free (or ``limit_bytes``)."""
 
     backend: str
-    """'torch' or 'onnxruntime' (the per-pixel cost differs)."""
+    """What runs the call ("torch", "onnxruntime" ...), for the message."""
     widths: Sequence[int] | None = None
     """The model's U-Net widths (None: assume the full model, the safe side)."""
     where: str = "host memory"
@@ -234,20 +237,31 @@ class MemoryGuard:
     proven_bytes: int = 0
     """The largest estimate that already ran in this process: its memory is held (ONNX Runtime's arena, PyTorch's
     cache) and reused, so it no longer shows as free; sizes up to it are not refused again."""
+    bytes_per_pixel_channel: float = field(kw_only=True)
+    """The runtime's peak bytes per padded pixel per activation channel (its registry record; PyTorch:
+    :data:`TORCH_BYTES_PER_PIXEL_CHANNEL`)."""
 
     @classmethod
     def for_torch(cls, widths: Sequence[int] | None, device: Any, override: str = OVERRIDE_HINT) -> "MemoryGuard":
         """The guard of a PyTorch network on ``device`` (a ``torch.device``): the GPU's free memory on CUDA, the
         host's otherwise."""
+        return cls.for_device("torch", TORCH_BYTES_PER_PIXEL_CHANNEL, widths, device, override)
+
+    @classmethod
+    def for_device(cls, backend: str, bytes_per_pixel_channel: float, widths: Sequence[int] | None, device: Any,
+                   override: str = OVERRIDE_HINT) -> "MemoryGuard":
+        """The guard of a runtime whose peak memory is on ``device`` (a ``torch.device``-like with ``.type``; None
+        = the host): the GPU's free memory on CUDA (asked through PyTorch), the host's otherwise."""
         if getattr(device, "type", "cpu") == "cuda":
-            return cls("torch", widths, f"free memory on {device}", lambda: torch_cuda_free_bytes(device),
-                       override=override)
-        return cls("torch", widths, override=override)
+            return cls(backend, widths, f"free memory on {device}", lambda: torch_cuda_free_bytes(device),
+                       override=override, bytes_per_pixel_channel=bytes_per_pixel_channel)
+        return cls(backend, widths, override=override, bytes_per_pixel_channel=bytes_per_pixel_channel)
 
     def estimate(self, shape: Sequence[int]) -> int:
         """Estimated peak bytes for graph inputs of ``shape`` ``[B,C,H,W]``."""
         batch, _, height, width = shape
-        return estimate_peak_bytes(height, width, batch, widths=self.widths, backend=self.backend)
+        return estimate_peak_bytes(height, width, batch, widths=self.widths,
+                                   bytes_per_pixel_channel=self.bytes_per_pixel_channel)
 
     def check(self, shape: Sequence[int]) -> None:
         """Raise :class:`MemoryGuardError` when a call with inputs of ``shape`` ``[B,C,H,W]`` cannot fit."""

@@ -10,10 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-
-def warn(message: str) -> None:
-    """One ``warning: ...`` line on stderr."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+from jarrn_deploy.progress import warn
 
 
 def ignored_option(option: str, reason: str) -> str:

@@ -58,14 +58,19 @@ class DatasetError(InputError):
     A ValueError; exit status 3."""
 
     @classmethod
-    def from_loader(cls, exc: BaseException) -> "DatasetError":
-        """The one-line error inside what a DataLoader worker re-raised (its message carries the worker's traceback)."""
+    def from_loader(cls, exc: "DatasetError") -> "DatasetError":
+        """The one-line error of ``exc``, of its own type. A DataLoader worker's error comes back as the same type with
+        the worker's whole traceback as its message; torch carries only that text, whose error line is
+        ``module.Type: message`` as :mod:`traceback` writes it, so the message is cut from there."""
         lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-        marker = f"{cls.__name__}: "
+        if len(lines) <= 1:
+            return exc  # raised in this process: already one line
+        kind = type(exc)
+        head = f"{kind.__module__}.{kind.__qualname__}: "
         for line in reversed(lines):
-            if marker in line:
-                return cls(line.split(marker, 1)[1].strip())
-        return cls(lines[-1].strip() if lines else type(exc).__name__)
+            if line.startswith(head):
+                return kind(line[len(head):].strip())
+        return kind(lines[-1].strip())
 
 
 def _read_rgb(path: Path) -> np.ndarray:

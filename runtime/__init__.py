@@ -11,7 +11,8 @@ import importlib
 from typing import Any
 
 _LAZY_NAMES: dict[str, str] = {
-    "BACKENDS": "jarrn_deploy.runtime.backends",
+    "BACKENDS": "jarrn_deploy.runtime.backends.registry",
+    "BACKEND_NAMES": "jarrn_deploy.runtime.backends.registry",
     "Backend": "jarrn_deploy.runtime.backends",
     "BackendUnavailable": "jarrn_deploy.runtime.backends",
     "DepthCompleter": "jarrn_deploy.runtime.completer",

@@ -1,14 +1,16 @@
-"""``DepthCompleter``: one API over TensorRT, ONNX Runtime and the PyTorch reference.
+"""``DepthCompleter``: one API over every backend of the registry (TensorRT, ONNX Runtime, OpenVINO, the PyTorch
+reference).
 
     from jarrn_deploy.runtime import DepthCompleter
     completer = DepthCompleter.from_engine("artifacts/jarrn_fp16.engine")      # TensorRT
     completer = DepthCompleter.from_onnx("artifacts/jarrn_fp32.onnx", providers="cuda")  # ONNX Runtime
     completer = DepthCompleter.from_checkpoint()                               # PyTorch, bundled default model
+    completer = DepthCompleter.from_backend("openvino", "artifacts/jarrn_fp32.onnx")  # any backend, by name
     depth = completer.complete(rgb, sparse_depth)   # uint8 HxWx3 + float HxW metres -> float32 HxW metres
 
 Batches (``BxHxWx3`` + ``BxHxW``) give ``BxHxW``. Inputs are validated and converted by
 :func:`jarrn_deploy.model.contract.prepare_inputs` and outputs by :func:`jarrn_deploy.model.contract.depth_to_user` for every backend, so all
-three accept and reject exactly the same inputs.
+backends accept and reject exactly the same inputs.
 
 Thread safety: a completer may be shared between threads. Each one holds a lock around its backend call (a TensorRT
 execution context, its buffers and stream serve one inference at a time; PyTorch and ONNX Runtime are serialised the
@@ -45,6 +47,28 @@ class DepthCompleter:
 
     # -- constructors --------------------------------------------------------------------------------------------------
     @classmethod
+    def from_backend(cls, name: str, model: str | os.PathLike | None = None, options: Any | None = None, *,
+                     memory_guard: MemoryGuard | bool = True) -> "DepthCompleter":
+        """Any backend of the registry (:data:`jarrn_deploy.runtime.backends.registry.BACKENDS`) by name, e.g.
+        ``DepthCompleter.from_backend("openvino", "artifacts/jarrn_fp32.onnx", OpenVinoOptions(threads=2))``.
+
+        ``model``: a file the backend runs (its record's ``suffixes``); None = the bundled default model (exported or
+        built once and cached for the backends that need a file). ``options``: the record's ``options_type``
+        (None: its defaults). Unknown names raise :class:`UsageError`; a backend whose library is missing raises
+        :class:`jarrn_deploy.runtime.BackendUnavailable` (exit status 5) naming the install command."""
+        from jarrn_deploy.runtime.backends.registry import backend_spec
+
+        spec = backend_spec(name, "name")
+        if options is not None and spec.options_type is not None and not isinstance(options, spec.options_type):
+            raise UsageError(f"options: expected a {spec.options_type.__name__} for the {name} backend, got "
+                             f"{type(options).__name__}")
+        if model is None:
+            spec.require()  # before exporting or building the bundled model (the backends check their own files first)
+            if spec.bundled_model is not None:
+                model = spec.bundled_model(lambda message: None)
+        return cls(spec.open(None if model is None else str(model), options), memory_guard=memory_guard)
+
+    @classmethod
     def from_engine(
         cls,
         path: str | os.PathLike,
@@ -64,11 +88,11 @@ class DepthCompleter:
         (TensorRT: needs cuda-python; TensorRT-RTX: its built-in strategy); ``runtime_cache`` (TensorRT-RTX) keeps the
         just-in-time compiled kernels in that file between runs (default: the file the manifest records, if any).
         """
-        from jarrn_deploy.runtime.backends.tensorrt_backend import TensorRTBackend
+        from jarrn_deploy.runtime.backends.options import TensorRTOptions
 
-        return cls(TensorRTBackend(path, cuda_graphs=cuda_graphs, require_manifest=require_manifest,
-                                   verify_hash=verify_hash, device=device, flavour=flavour,
-                                   runtime_cache=runtime_cache))
+        return cls.from_backend("tensorrt", path, TensorRTOptions(
+            cuda_graphs=cuda_graphs, require_manifest=require_manifest, verify_hash=verify_hash, device=device,
+            flavour=flavour, runtime_cache=None if runtime_cache is None else str(runtime_cache)))
 
     @classmethod
     def from_onnx(
@@ -88,10 +112,13 @@ class DepthCompleter:
         The graph is checked before it is trusted (:func:`jarrn_deploy.runtime.backends.onnxruntime_backend.check_graph`): the
         contract's inputs and ``depth`` output, and the ``jarrn.*`` metadata of ``export/to_onnx.py`` (skip the
         metadata part with ``check_metadata=False`` for graphs exported another way); :class:`GraphError` otherwise."""
-        from jarrn_deploy.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+        from jarrn_deploy.runtime.backends.onnxruntime_backend import provider_sequence
+        from jarrn_deploy.runtime.backends.options import OnnxRuntimeOptions
 
-        return cls(OnnxRuntimeBackend(path, providers, intra_op_threads=intra_op_threads,
-                                      trt_cache_dir=trt_cache_dir, profile=profile, check_metadata=check_metadata))
+        return cls.from_backend("onnxruntime", path, OnnxRuntimeOptions(
+            providers=provider_sequence(providers),
+            intra_op_threads=intra_op_threads, trt_cache_dir=None if trt_cache_dir is None else str(trt_cache_dir),
+            profile=profile, check_metadata=check_metadata))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None, device: str = "cpu",

@@ -15,17 +15,16 @@ import hashlib
 import importlib.util
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from jarrn_deploy.cache import cache_home
 from jarrn_deploy.errors import CheckFailedError, UnavailableError
+from jarrn_deploy.progress import Log
 
 BUNDLED_EXPORT_PRECISION = "fp32"
 """Precision of the cached export: FP32 needs no optional package, and every backend runs it."""
 """Source files (relative to the package root) whose code shapes the exported graph: part of the cache key."""
 
-Log = Callable[[str], None]
 
 
 def cache_root() -> Path:
@@ -123,13 +122,8 @@ def bundled_engine(log: Log = print) -> Path:
     engine = onnx_path.with_suffix(".engine")
     log(f"bundled model: building (or reusing) the TensorRT engine {engine} (first build: minutes) ...")
     start = time.perf_counter()
-    from jarrn_deploy.export import build_engine  # the engine builder's own command: its options and reuse rules stay its own
+    from jarrn_deploy.export.engine.build import build_engine  # its reuse rules and errors stay its own
 
-    status = build_engine.main(["--onnx", str(onnx_path), "--out", str(engine)])
-    if status != 0 or not engine.is_file():
-        raise CheckFailedError(
-            f"building the TensorRT engine for the bundled model failed (python export/build_engine.py --onnx "
-            f"{onnx_path} exited with status {status})"
-        )
+    built = build_engine(onnx_path, engine, log=lambda message: log(f"bundled model: {message}"))
     log(f"bundled model: engine ready in {time.perf_counter() - start:.1f} s")
-    return engine
+    return built.engine_path

@@ -5,11 +5,12 @@ Writes, each atomically: ``DIR/depth.png`` (uint16, metres x 256, the KITTI conv
 ``DIR/depth_color.png`` (turbo colour map, near = blue, with a colour bar in metres and a title naming the backend,
 precision and model) and ``DIR/panel.png`` (RGB, sparse input and output side by side, same title, shared colour bar).
 
-Backend choice when ``--backend`` is not given (the fastest that can run ``--model``): an engine runs on TensorRT (or,
-without TensorRT, on ONNX Runtime with the ONNX its manifest names), an ONNX file on ONNX Runtime (CUDA when
-onnxruntime-gpu sees a GPU), a checkpoint or no ``--model`` on PyTorch. With no ``--model`` every backend runs the
-bundled default model: ONNX Runtime and TensorRT get it exported (and built) once and cached by content
-(``runtime/default_model.py``).
+The backends, the files each runs and the options each takes come from the registry
+(:mod:`jarrn_deploy.runtime.backends.registry`). Backend choice when ``--backend`` is not given (the fastest that can
+run ``--model``): an engine runs on TensorRT (or, without TensorRT, on ONNX Runtime with the ONNX its manifest names),
+an ONNX file on ONNX Runtime (CUDA when onnxruntime-gpu sees a GPU), a checkpoint or no ``--model`` on PyTorch. With
+no ``--model`` every backend runs the bundled default model: those that need a file (ONNX Runtime, OpenVINO,
+TensorRT) get it exported (and built) once and cached by content (``runtime/default_model.py``).
 
 Argument parsing comes first and imports nothing heavy, so ``--help`` answers at once; numpy, PyTorch, ONNX Runtime
 and TensorRT are imported only when the work starts. Every check that needs no pixels runs before the model loads
@@ -29,10 +30,10 @@ from typing import Any
 from jarrn_deploy.cli import command
 from jarrn_deploy.errors import InputError, JarrnError, OutputError, UnavailableError, UsageError
 from jarrn_deploy.options import ignored_option, repeated_options
+from jarrn_deploy.progress import progress_logger, warn
 from jarrn_deploy.model.atomic import check_input_file
+from jarrn_deploy.runtime.backends.registry import BACKEND_NAMES, BACKENDS, backend_spec, backends_for_file, cli_option_owners
 
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-ONNX_SUFFIXES = (".onnx",)
 KITTI_SCALE = 256.0  # the same value as model.depth_io.KITTI_DEPTH_SCALE, spelled here to keep --help free of numpy
 BUNDLED = "bundled default model"
 
@@ -46,15 +47,10 @@ class InferError(UsageError):
 
 
 def model_kind(model: str | None) -> str:
-    """"engine", "onnx" or "checkpoint" from the file name (None = the bundled checkpoint)."""
-    if model is None:
-        return "checkpoint"
-    suffix = Path(model).suffix.lower()
-    if suffix in ENGINE_SUFFIXES:
-        return "engine"
-    if suffix in ONNX_SUFFIXES:
-        return "onnx"
-    return "checkpoint"
+    """"engine", "onnx" or "checkpoint" from the file name (None = the bundled checkpoint; a suffix no backend
+    claims is left to the checkpoint loader, which names the ones it reads)."""
+    specs = backends_for_file(model) if model is not None else ()
+    return specs[0].model_kind if specs else "checkpoint"
 
 
 def _tensorrt_available(engine: str | None = None) -> bool:
@@ -74,27 +70,21 @@ def _tensorrt_available(engine: str | None = None) -> bool:
     return is_installed(flavour)
 
 
-def _ort_gpu_providers() -> list[str]:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return []
-    return [p for p in ("CUDAExecutionProvider",) if p in ort.get_available_providers()]
-
-
 def choose_backend(model: str | None, backend: str | None) -> tuple[str, str | None, str]:
     """``(backend, model path to load, why)`` following the rule in the module docstring."""
     kind = model_kind(model)
     if backend is not None and model is None:
-        if backend == "tensorrt":
+        spec = backend_spec(backend)
+        if spec.bundled_model is None:
+            return backend, None, f"requested with --backend; {BUNDLED}"
+        if spec.model_kind == "engine":
             from jarrn_deploy.runtime.default_model import require_tensorrt
 
-            require_tensorrt()  # before any work: one line saying what to do instead
-        if backend == "torch":
-            return backend, None, f"requested with --backend; {BUNDLED}"
+            require_tensorrt()  # its own line: the bundled engine is built with standard TensorRT
+        spec.require()  # before any work: one line naming the install command
         return backend, None, f"requested with --backend; {BUNDLED}, exported once and cached"
     if backend is not None:
-        needs = {"tensorrt": "engine", "onnxruntime": "onnx", "torch": "checkpoint"}[backend]
+        needs = backend_spec(backend).model_kind
         if kind != needs:
             hints = {
                 "engine": "an engine from python export/build_engine.py (.engine)",
@@ -106,7 +96,7 @@ def choose_backend(model: str | None, backend: str | None) -> tuple[str, str | N
         return backend, model, "requested with --backend"
     if kind == "engine":
         if _tensorrt_available(model):
-            return "tensorrt", model, "TensorRT engine given and its TensorRT library installed"
+            return backends_for_file(model)[0].name, model, "TensorRT engine given and its TensorRT library installed"
         from jarrn_deploy.export.engine.flavours import TENSORRT_INSTALL_HINT
         from jarrn_deploy.export.engine.manifest import EngineManifest, manifest_path
         from jarrn_deploy.export.export_errors import EngineFileError
@@ -116,19 +106,14 @@ def choose_backend(model: str | None, backend: str | None) -> tuple[str, str | N
         except EngineFileError:
             onnx_path = None
         if onnx_path and Path(onnx_path).is_file():
-            return "onnxruntime", onnx_path, "TensorRT not installed: ONNX Runtime on the engine's source ONNX"
+            return (backends_for_file(onnx_path)[0].name, onnx_path,
+                    "TensorRT not installed: ONNX Runtime on the engine's source ONNX")
         raise UnavailableError(TENSORRT_INSTALL_HINT)
     if kind == "onnx":
-        return "onnxruntime", model, "ONNX model given"
-    if model is None and not _torch_available():
+        return backends_for_file(model)[0].name, model, "ONNX model given"
+    if model is None and BACKENDS["torch"].missing() is not None:
         return "onnxruntime", None, f"{BUNDLED}; PyTorch is not installed, so ONNX Runtime on its cached export"
     return "torch", model, "checkpoint given" if model else BUNDLED
-
-
-def _torch_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("torch") is not None
 
 
 def read_sparse(path: Path, scale: float) -> Any:
@@ -218,15 +203,23 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def warn_ignored_options(args: argparse.Namespace, backend: str) -> None:
     """One warning line for each option given that the chosen backend or input does not use."""
-    if args.cuda_graphs and backend != "tensorrt":
-        ignored_option("--cuda-graphs", f"only TensorRT replays CUDA graphs, and {backend} runs the model")
-    if args.providers and backend != "onnxruntime":
-        ignored_option("--providers", f"only ONNX Runtime takes execution providers, and {backend} runs the model")
-    if args.device and backend != "torch":
-        ignored_option("--device", f"only PyTorch takes a device ({backend} runs the model"
-                                   f"{'; choose its device with --providers' if backend == 'onnxruntime' else ''})")
+    warn_ignored_backend_options(args, backend)
     if args.sparse_scale is not None and args.sparse.suffix.lower() == ".npy":
         ignored_option("--sparse-scale", "a .npy sparse map holds metres already")
+
+
+def warn_ignored_backend_options(args: argparse.Namespace, backend: str) -> None:
+    """One warning line for each backend-only option of the registry (``--providers``, ``--device`` ...) given in
+    ``args`` that ``backend`` does not use (``jarrn infer``, ``jarrn bag``)."""
+    spec = backend_spec(backend)
+    for flag, (owners, does) in cli_option_owners().items():
+        if flag in spec.cli_options or not getattr(args, flag.lstrip("-").replace("-", "_"), None):
+            continue
+        if flag == "--device":  # a device given to a backend that chooses its device another way, or has one
+            hint = f"; choose its device with {spec.device_flag}" if spec.device_flag else ""
+            ignored_option(flag, f"only {owners} {does} ({backend} runs the model{hint})")
+        else:
+            ignored_option(flag, f"only {owners} {does}, and {backend} runs the model")
 
 
 def scale_warning(sparse: Any, path: Path, scale: float) -> str | None:
@@ -240,52 +233,50 @@ def scale_warning(sparse: Any, path: Path, scale: float) -> str | None:
     return f"--sparse: {warning.replace(' scale ', ' --sparse-scale ') if is_png else warning}"
 
 
-def build_completer(backend: str, model: str | None, args: argparse.Namespace):  # noqa: ANN201
+def backend_options(backend: str, *, providers: str | None = None, device: str | None = None,
+                    cuda_graphs: bool = False, threads: int = 0) -> Any:
+    """The registry's options for ``backend`` from command-line values (``jarrn infer``, ``jarrn bag``, the serving
+    model): each backend takes the ones it uses; ``threads`` 0 = the library's default."""
+    from jarrn_deploy.runtime.backends.options import (OnnxRuntimeOptions, OpenVinoOptions, TensorRTOptions,
+                                                       TorchBackendOptions)
+
+    provider_list = tuple(p.strip() for p in (providers or "").split(",") if p.strip())
+    values = {
+        TorchBackendOptions: lambda: TorchBackendOptions(device=device or "auto"),
+        OnnxRuntimeOptions: lambda: OnnxRuntimeOptions(providers=provider_list or None,
+                                                       intra_op_threads=threads or None),
+        TensorRTOptions: lambda: TensorRTOptions(cuda_graphs=cuda_graphs),
+        OpenVinoOptions: lambda: OpenVinoOptions(threads=threads or None),
+    }
+    options_type = backend_spec(backend).options_type
+    return values[options_type]() if options_type in values else None
+
+
+def resolve_model(backend: str, model: str | None, log: Any = None) -> str | None:
+    """``model``, or with None the bundled model as a file ``backend`` runs (exported or built once and cached, with
+    progress on ``log``, default :func:`progress`); None for a backend that loads the bundled checkpoint itself."""
+    spec = backend_spec(backend)
+    if model is None and spec.bundled_model is not None:
+        return str(spec.bundled_model(log or progress))
+    return model
+
+
+def build_completer(backend: str, model: str | None, options: Any = None):  # noqa: ANN201 - a DepthCompleter
+    """The :class:`DepthCompleter` of ``backend`` over ``model`` (from :func:`resolve_model`); ``options``: the
+    registry's options type for it (None: its defaults)."""
     from jarrn_deploy.runtime import DepthCompleter
 
-    if model is None and backend in ("onnxruntime", "tensorrt"):
-        from jarrn_deploy.runtime import default_model
-
-        model = str(default_model.bundled_engine(progress) if backend == "tensorrt"
-                    else default_model.bundled_onnx(progress))
-        args.resolved_model = model
-    if backend == "tensorrt":
-        return DepthCompleter.from_engine(model, cuda_graphs=args.cuda_graphs)
-    if backend == "onnxruntime":
-        providers = [p.strip() for p in args.providers.split(",")] if args.providers else (_ort_gpu_providers() or ["cpu"])
-        return DepthCompleter.from_onnx(model, providers=providers)
-    device = args.device
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return DepthCompleter.from_checkpoint(model, device=device)
+    return DepthCompleter(backend_spec(backend).open(model, options))
 
 
 def model_precision(backend: str, model: str | None) -> str:
-    """'fp32', 'fp16', 'int8' as recorded in the model file (ONNX metadata, engine manifest); 'fp32' for PyTorch."""
+    """The model file's precision as :func:`jarrn_deploy.export.precisions.artifact_precision` reads it (ONNX
+    metadata or graph, engine manifest; "unknown" without a record); 'fp32' for PyTorch."""
     if backend == "torch" or model is None:
         return "fp32"
-    try:
-        if model_kind(model) == "engine":
-            from jarrn_deploy.export.engine.manifest import EngineManifest, manifest_path
+    from jarrn_deploy.export.precisions import artifact_precision
 
-            return str(EngineManifest.load(manifest_path(model)).precision)
-        try:
-            import onnx  # reads the metadata without building a session
-        except ImportError:
-            onnx = None
-        if onnx is not None:
-            graph = onnx.load(model, load_external_data=False)
-            return next((p.value for p in graph.metadata_props if p.key == "jarrn.precision"), "unknown")
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        return session.get_modelmeta().custom_metadata_map.get("jarrn.precision", "unknown")
-    except Exception:  # noqa: BLE001 - only a label: a file without the record says so
-        return "unknown"
+    return artifact_precision(model)
 
 
 def write_outputs(out_dir: Path, rgb: Any, sparse: Any, depth: Any, caption: str) -> list[Path]:
@@ -323,8 +314,9 @@ HELP_EPILOG = """\
 which backend runs:
   Without --backend, the file given with --model decides: an engine (.engine, .plan) runs on TensorRT,
   an ONNX file on ONNX Runtime, a checkpoint (.safetensors, .pth) or no --model on PyTorch. With no
-  --model, every backend uses the bundled model; ONNX Runtime and TensorRT export (and build) it on first
-  use, which takes a while once, and keep it in ~/.cache/jarrn-deploy/models for later runs.
+  --model, every backend uses the bundled model; ONNX Runtime, OpenVINO and TensorRT export (and build) it on
+  first use, which takes a while once, and keep it in ~/.cache/jarrn-deploy/models for later runs.
+  --backend openvino runs an ONNX file on the CPU with OpenVINO (pip install openvino).
 
 sparse depth files:
   A 16-bit PNG stores depth x scale: KITTI uses 256 (the default), TUM RGB-D 5000, most depth cameras
@@ -356,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None,
                         help="model to run: a TensorRT engine (.engine, .plan), an ONNX file (.onnx) or a checkpoint "
                              "(.safetensors, .pth); default: the bundled model, on any backend")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default=None,
+    parser.add_argument("--backend", choices=BACKEND_NAMES, default=None,
                         help="run on this backend (default: the fastest that can run --model; see below)")
     parser.add_argument("--sparse-scale", type=float, default=None,
                         help="PNG units per metre: 256 KITTI (default), 5000 TUM RGB-D, 1000 millimetres")
@@ -387,7 +379,9 @@ def run(args: argparse.Namespace) -> int:
     scale = args.sparse_scale if args.sparse_scale is not None else KITTI_SCALE
     step(f"loading {Path(model).name if model else BUNDLED} on {backend} ...")
     start = time.perf_counter()
-    completer = build_completer(backend, model, args)
+    model = resolve_model(backend, model)
+    completer = build_completer(backend, model, backend_options(backend, providers=args.providers,
+                                                                device=args.device, cuda_graphs=args.cuda_graphs))
     load_s = time.perf_counter() - start
     if completer.memory_guard is not None:
         completer.memory_guard.check((1, 3, height, width))  # from the header: before any pixel is read
@@ -408,10 +402,9 @@ def run(args: argparse.Namespace) -> int:
     depth = completer.complete(rgb, sparse)
     run_s = time.perf_counter() - start
     completer.close()
-    model = getattr(args, "resolved_model", None) or model
     precision = model_precision(backend, model)
     model_label = Path(args.model).name if args.model else (
-        f"{_bundled_name()} (bundled{', exported' if backend != 'torch' else ''})")
+        f"{_bundled_name()} (bundled{', exported' if backend_spec(backend).bundled_model else ''})")
     caption = f"{backend} {precision.upper()}, model {model_label}"
     try:
         written = write_outputs(args.out, rgb, sparse, depth, caption)
@@ -421,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
         raise OutputError(f"--out: could not write the results to {args.out} ({exc.strerror or exc}); "
                           "nothing was written") from None
     if args.scale_warning:
-        print(f"warning: {args.scale_warning}", file=sys.stderr)
+        warn(args.scale_warning)
     valid = depth[depth > 0]
     print(
         f"{backend} {precision} ({why}{f'; model {model}' if model else ''}): {width}x{height}, "
@@ -432,10 +425,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+_INFER_LOG = progress_logger("infer")
+
+
 def progress(message: str) -> None:
     """A progress line on stderr (stdout keeps the one result line); for the long first-use steps (export, engine
     build) whatever stderr is."""
-    print(f"infer: {message}", file=sys.stderr, flush=True)
+    _INFER_LOG(message)
 
 
 def step(message: str) -> None:

@@ -47,7 +47,8 @@ from jarrn_deploy.cli import command
 from jarrn_deploy.errors import InputError, UnavailableError, UsageError
 from jarrn_deploy.layout import NAMESPACE, PACKAGES, package_folder
 from jarrn_deploy.runtime.serving_gate import Gate, GateSettings
-from jarrn_deploy.runtime.serving_model import ABANDONED_FOLDER, DEFAULT_MAX_PIXELS, MODEL_NAME, SETTINGS_FILE, CompleterSettings
+from jarrn_deploy.export.triton_config import MODEL_NAME, QueuePolicy, config_text, model_config
+from jarrn_deploy.runtime.serving_model import ABANDONED_FOLDER, DEFAULT_MAX_PIXELS, SETTINGS_FILE, CompleterSettings
 from jarrn_deploy.runtime.serving_server import (
     TEMP_PREFIX,
     ServerProcess,
@@ -170,44 +171,15 @@ def server_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def _model_config_pb2():  # noqa: ANN202
-    try:
-        from tritonclient.grpc import model_config_pb2
-    except ImportError as exc:
-        raise UnavailableError(SERVE_INSTALL_HINT) from exc
-    return model_config_pb2
-
-
-def add_contract_io(config, model_config_pb2) -> None:  # noqa: ANN001
-    """The contract's tensors as Triton model-config inputs/outputs (batch dimension implicit, H and W free)."""
-    from jarrn_deploy.model.contract import CONTRACT
-
-    for name, channels in ((CONTRACT.rgb_name, 3), (CONTRACT.sparse_name, 1)):
-        tensor = config.input.add()
-        tensor.name, tensor.data_type = name, model_config_pb2.TYPE_FP32
-        tensor.dims.extend([channels, -1, -1])
-    output = config.output.add()
-    output.name, output.data_type = CONTRACT.depth_name, model_config_pb2.TYPE_FP32
-    output.dims.extend([1, -1, -1])
-
-
 def python_model_config_text(options: ServeOptions) -> str:
-    """``config.pbtxt`` of the Python-backend model ``jarrn`` (dynamic batching, CPU instance group, settings)."""
-    from google.protobuf import text_format
-
-    pb2 = _model_config_pb2()
-    config = pb2.ModelConfig(name=MODEL_NAME, backend="python", max_batch_size=options.max_batch_size,
-                             default_model_filename=MODEL_FILE)
-    add_contract_io(config, pb2)
-    config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
-    policy = config.dynamic_batching.default_queue_policy
-    policy.max_queue_size = options.max_queue_size
-    policy.default_timeout_microseconds = int(options.queue_timeout_s * 1e6)
-    policy.allow_timeout_override = True  # a client that gives up sooner says so, and its request leaves the queue
-    policy.timeout_action = pb2.ModelQueuePolicy.REJECT
-    group = config.instance_group.add()
-    group.count, group.kind = options.instances, pb2.ModelInstanceGroup.KIND_CPU  # the completer picks its own device
-    return text_format.MessageToString(config)  # no parameters: clients can read the config, so no server paths in it
+    """``config.pbtxt`` of the Python-backend model ``jarrn`` (dynamic batching, bounded queue, CPU instance group)
+    from the one config builder (:mod:`jarrn_deploy.export.triton_config`)."""
+    config = model_config(backend="python", default_model_filename=MODEL_FILE, max_batch_size=options.max_batch_size,
+                          max_queue_delay_us=options.max_queue_delay_us, instances=options.instances,
+                          instance_kind="cpu",  # the completer picks its own device
+                          queue=QueuePolicy(options.max_queue_size, int(options.queue_timeout_s * 1e6)),
+                          install_hint=SERVE_INSTALL_HINT)
+    return config_text(config)  # no parameters: clients can read the config, so no server paths in it
 
 
 def write_python_model_repository(root: Path, options: ServeOptions) -> Path:
@@ -252,16 +224,13 @@ def default_backend() -> str:
 def resolve_completer(settings: CompleterSettings, log=print) -> CompleterSettings:  # noqa: ANN001
     """Check the model file and pick the backend as ``jarrn infer`` does (see :func:`default_backend` for no --model),
     before any server process starts; the bundled model is exported here, once, with progress."""
-    from jarrn_deploy.runtime.infer import choose_backend
+    from jarrn_deploy.runtime.infer import choose_backend, resolve_model
 
     if settings.model and not Path(settings.model).is_file():
         raise InputError(f"--model: no such file {settings.model}")
     wanted = settings.backend or (None if settings.model else default_backend())
     backend, model, _ = choose_backend(settings.model or None, wanted)  # InferError: a UsageError
-    if model is None and backend != "torch":
-        from jarrn_deploy.runtime.default_model import bundled_engine, bundled_onnx
-
-        model = str(bundled_engine(log) if backend == "tensorrt" else bundled_onnx(log))
+    model = resolve_model(backend, model, log)  # the bundled model as the file this backend runs (None: torch's own)
     model_path = str(Path(model).resolve()) if model else ""
     return replace(settings, backend=backend, model=model_path)
 
@@ -539,7 +508,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jarrn_deploy.runtime.backends import BACKENDS
+    from jarrn_deploy.runtime.backends.registry import BACKEND_NAMES
 
     p = argparse.ArgumentParser(
         prog="jarrn serve",
@@ -551,12 +520,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", default=None,
                    help="engine (.engine/.plan), ONNX (.onnx) or checkpoint (.safetensors/.pth); default: bundled model")
-    p.add_argument("--backend", choices=BACKENDS, default=None,
+    p.add_argument("--backend", choices=BACKEND_NAMES, default=None,
                    help="force a backend (default: from --model; without it TensorRT on a GPU with TensorRT, else "
                         "onnxruntime)")
     p.add_argument("--providers", default="", help="onnxruntime providers in priority order: cpu, cuda, tensorrt")
     p.add_argument("--device", default="", help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads per instance (default: the library's)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="threads per instance for torch, onnxruntime, openvino (default: the library's)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default %(default)s); 0.0.0.0 serves other machines, with no authentication "
                         "and no TLS: put a reverse proxy in front")

@@ -19,8 +19,9 @@ Value checks happen here, after the request has waited in Triton's queue: Triton
 channel count against the config before queueing, and runs no user code before the backend (sizes are checked before
 Triton by the gate, :mod:`jarrn_deploy.runtime.serving_gate`, and again here).
 
-Abandoned work: requests whose client has given up are answered without running, and an ONNX Runtime run in progress
-is stopped once every request in it has been given up (:class:`AbandonWatch`).
+Abandoned work: requests whose client has given up are answered without running, and a run in progress on a backend
+with a ``cancel()`` (ONNX Runtime, OpenVINO) is stopped once every request in it has been given up
+(:class:`AbandonWatch`).
 
 Graph layout on the wire (Triton's first dimension is the batch): ``rgb`` FP32 ``[B,3,H,W]`` in 0..1,
 ``sparse_depth`` FP32 ``[B,1,H,W]`` metres (0 = missing) -> ``depth`` FP32 ``[B,1,H,W]`` metres.
@@ -39,9 +40,8 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 
 from jarrn_deploy.errors import InputError
+from jarrn_deploy.export.triton_config import MODEL_NAME  # noqa: F401 - the model's name in Triton
 
-MODEL_NAME = "jarrn"
-"""The model's name in Triton (``/v2/models/jarrn``)."""
 DEFAULT_MAX_PIXELS = 2048 * 2048
 """Largest accepted H*W per image unless ``--max-pixels`` says otherwise (a 4-megapixel frame, 10x a KITTI frame)."""
 SETTINGS_FILE = "jarrn_settings.json"
@@ -62,7 +62,8 @@ class CompleterSettings:
     """How each model instance builds its :class:`DepthCompleter` (passed through the model config's parameters)."""
 
     backend: str = "torch"
-    """"torch", "onnxruntime", "tensorrt" (as chosen by :func:`jarrn_deploy.runtime.infer.choose_backend`)."""
+    """A name of the registry (:data:`jarrn_deploy.runtime.backends.registry.BACKEND_NAMES`), as chosen by
+    :func:`jarrn_deploy.runtime.infer.choose_backend`."""
     model: str = ""
     """Engine, ONNX or checkpoint path; empty = the bundled default model."""
     providers: str = ""
@@ -70,7 +71,7 @@ class CompleterSettings:
     device: str = ""
     """torch: device (empty = cuda when available, else cpu)."""
     threads: int = 0
-    """Intra-op threads per instance for torch / onnxruntime (0 = the library's default)."""
+    """Threads per instance for torch / onnxruntime / openvino (0 = the library's default)."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Largest accepted H*W per image; larger requests get INVALID_ARG."""
 
@@ -131,9 +132,8 @@ def run_parts(batch: int, height: int, width: int, max_pixels: int) -> list[slic
 
 
 def build_completer(settings: CompleterSettings):  # noqa: ANN201 - DepthCompleter, imported lazily
-    """The :class:`DepthCompleter` these settings describe (the same rules as ``jarrn infer``)."""
-    from argparse import Namespace
-
+    """The :class:`DepthCompleter` these settings describe (the same rules and options as ``jarrn infer``)."""
+    from jarrn_deploy.runtime.infer import backend_options
     from jarrn_deploy.runtime.infer import build_completer as build_for_backend
 
     if settings.threads > 0:
@@ -142,20 +142,9 @@ def build_completer(settings: CompleterSettings):  # noqa: ANN201 - DepthComplet
             import torch
 
             torch.set_num_threads(settings.threads)
-    if settings.backend == "onnxruntime" and settings.model and settings.threads > 0:
-        from jarrn_deploy.runtime import DepthCompleter
-
-        providers = [p.strip() for p in settings.providers.split(",") if p.strip()] or _default_ort_providers()
-        return DepthCompleter.from_onnx(settings.model, providers=providers, intra_op_threads=settings.threads)
-    args = Namespace(providers=settings.providers or None, device=settings.device or None, cuda_graphs=False)
-    return build_for_backend(settings.backend, settings.model or None, args)
-
-
-def _default_ort_providers() -> list[str]:
-    """CUDA then CPU when onnxruntime-gpu sees a GPU, else CPU (``jarrn infer``'s default)."""
-    import onnxruntime
-
-    return ["cuda", "cpu"] if "CUDAExecutionProvider" in onnxruntime.get_available_providers() else ["cpu"]
+    options = backend_options(settings.backend, providers=settings.providers, device=settings.device,
+                              threads=settings.threads)
+    return build_for_backend(settings.backend, settings.model or None, options)
 
 
 class Member(NamedTuple):
@@ -226,8 +215,12 @@ class TritonPythonModel:
     def _complete(self, rgb: np.ndarray, sparse: np.ndarray, watch: "AbandonWatch") -> np.ndarray:
         """The completer over ``rgb``, in parts of at most ``max_pixels`` pixels, stopped once nobody waits for it."""
         parts = run_parts(rgb.shape[0], rgb.shape[1], rgb.shape[2], self.settings.max_pixels)
+        outputs = []
         with self._lock, watch:
-            outputs = [self.completer.complete(rgb[part], sparse[part]) for part in parts]
+            for part in parts:
+                if watch.stopped:
+                    raise RuntimeError(GIVEN_UP_MESSAGE)
+                outputs.append(self.completer.complete(rgb[part], sparse[part]))
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def _run_group(self, pb_utils: Any, members: list[Member], responses: list[Any], started: float) -> None:
@@ -264,38 +257,33 @@ WATCH_PERIOD_S = 0.05
 
 
 class AbandonWatch:
-    """While a run is in its ``with`` block: a thread that stops it (ONNX Runtime's ``RunOptions.terminate``) as soon
-    as every request of the run has been given up (:func:`_given_up`). Backends without ``run_options`` run to the
-    end."""
+    """While a run is in its ``with`` block: a thread that stops it through the backend's ``cancel()`` (ONNX
+    Runtime: ``RunOptions.terminate``; OpenVINO: the infer request's cancel) as soon as every request of the run has
+    been given up (:func:`_given_up`), and keeps stopping the runs that follow until the block ends. Backends without
+    ``cancel`` run to the end."""
 
     def __init__(self, backend: Any, members: list[Member], started: float) -> None:
         self.backend, self.members, self.started = backend, members, started
         self.stopped = False
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
-        self._options: Any = None
 
     def __enter__(self) -> "AbandonWatch":
-        if hasattr(self.backend, "run_options"):
-            import onnxruntime
-
-            self._options = self.backend.run_options = onnxruntime.RunOptions()
+        if callable(getattr(self.backend, "cancel", None)):
             self._thread = threading.Thread(target=self._watch, name="jarrn-abandon-watch", daemon=True)
             self._thread.start()
         return self
 
     def _watch(self) -> None:
         while not self._done.wait(WATCH_PERIOD_S):
-            if all(_given_up(member.request, member.marker, self.started) for member in self.members):
+            if self.stopped or all(_given_up(m.request, m.marker, self.started) for m in self.members):
                 self.stopped = True
-                self._options.terminate = True
-                return
+                self.backend.cancel()  # again each period: a run that started after the last cancel stops too
 
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         if self._thread is not None:
             self._thread.join()
-            self.backend.run_options = None
 
 
 def abandon_marker(request: Any, folder: Path | None) -> Path | None:

@@ -31,11 +31,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from jarrn_deploy.cache import cache_home
 from jarrn_deploy.errors import UnavailableError
 from jarrn_deploy.model.atomic import pid_alive
+from jarrn_deploy.progress import Log
 
 PYTRITON_VERSION = "0.7.0"
 """The ``nvidia-pytriton`` wheel whose ``tritonserver`` (Triton 2.51) and Python-backend stub ``jarrn serve`` runs."""
@@ -50,7 +51,6 @@ PARENT_PID_ENV = "JARRN_SERVE_PID"
 """Environment variable telling the stub which ``jarrn serve`` process it belongs to."""
 PR_SET_PDEATHSIG = 1
 
-Log = Callable[[str], None]
 
 
 def cache_dir() -> Path:

@@ -1,7 +1,7 @@
 """Install jarrn-deploy with the right PyTorch for this machine, then the project itself (editable).
 
     python scripts/install.py                       # the project (PyTorch, ONNX, ONNX Runtime ...)
-    python scripts/install.py dev,quant,trt-rtx,serve,bag   # plus optional extras (the test command uses these)
+    python scripts/install.py dev,quant,trt-rtx,serve,bag,openvino   # plus optional extras (the test command uses these)
 
 Why not plain ``pip install -e .``: on x86_64 Linux, PyPI's ``torch`` is the CUDA build, about 3 GB of wheels, which a
 machine without an NVIDIA GPU cannot use. So, before installing the project (``--torch-from auto``, the default):
@@ -53,7 +53,7 @@ where PyTorch comes from when none is installed (an installed one is always kept
 
 examples:
   python scripts/install.py                              # the project and what it needs to run
-  python scripts/install.py dev,quant,trt-rtx,serve,bag  # plus tests, INT8/FP16 export, TensorRT-RTX, Triton
+  python scripts/install.py dev,quant,trt-rtx,serve,bag,openvino  # plus tests, INT8/FP16 export, TensorRT-RTX, Triton
   python scripts/install.py --cpu-index https://mirror.example.com/pytorch/whl/cpu   # a mirror of the CPU index
   python scripts/install.py --torch-from pypi            # PyPI's torch, also on a machine without a GPU
   python scripts/install.py --dry-run                    # print the pip commands without running them
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("extras", nargs="?", default="",
                         help="optional extras, comma separated: dev (tests), quant (FP16/INT8 export), trt-rtx "
-                             "(TensorRT-RTX), serve (Triton), bag (ROS bags), gpu (TensorRT)")
+                             "(TensorRT-RTX), serve (Triton), bag (ROS bags), openvino (OpenVINO CPU backend), gpu (TensorRT)")
     parser.add_argument("--torch-from", choices=TORCH_SOURCES, default="auto",
                         help="where PyTorch comes from (default auto; see below)")
     parser.add_argument("--cpu-index", default=CPU_TORCH_INDEX, metavar="URL",

@@ -17,6 +17,10 @@ import sys
 from types import ModuleType
 from jarrn_deploy.errors import UsageError
 
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+"""File suffixes read as engines of either flavour (``jarrn infer --model``, Triton repositories); here, in a module
+without numpy, so that ``jarrn infer --help`` stays light."""
+
 TENSORRT = "tensorrt"
 TENSORRT_RTX = "tensorrt-rtx"
 FLAVOURS: tuple[str, ...] = (TENSORRT, TENSORRT_RTX)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from jarrn_deploy.export.engine.profile import INPUT_CHANNELS, Profile, ProfileError, Shape
+from jarrn_deploy.errors import InputError
 from jarrn_deploy.export.export_errors import EngineFileError
-from jarrn_deploy.export.precision_choices import PRECISIONS
+from jarrn_deploy.export import precision_specs
 from jarrn_deploy.model.atomic import file_sha256
 
 
@@ -43,54 +44,26 @@ def _external_data_files(path: Path) -> list[Path]:
     return [path.parent / loc for loc in sorted(locations)]
 
 
-_ONNX_FLOAT16 = 10
-"""``onnx.TensorProto.FLOAT16`` (the constant, so this module needs onnx only to read a file)."""
-
-
 def check_precision(precision: object, source: str) -> str:
-    """``precision`` when it is one the exporter produces (:data:`jarrn_deploy.export.precision_choices.PRECISIONS`), else an
+    """``precision`` when it is one the exporter produces (:data:`jarrn_deploy.export.precisions.PRECISIONS`), else an
     :class:`EngineFileError` naming ``source`` and the precisions there are."""
-    if precision not in PRECISIONS:
-        raise EngineFileError(f"{source}: precision {precision!r} is not one the exporter produces "
-                              f"({', '.join(PRECISIONS)}); export the graph with python export/to_onnx.py --precision")
-    return str(precision)
+    return precision_specs.check_precision(precision, source, EngineFileError)
 
 
 def precision_from_onnx(model_or_path: Any) -> str:
-    """The ONNX graph's precision, one of :data:`jarrn_deploy.export.precision_choices.PRECISIONS`: the exporter's
-    ``metadata_props`` entry (a key ending in ``precision``) when present (another value raises
-    :class:`EngineFileError`), else read from the graph: Q/DQ nodes -> int8, FP16 casts or initialisers -> fp16,
-    otherwise fp32."""
+    """The ONNX graph's precision, one of :data:`jarrn_deploy.export.precisions.PRECISIONS`, as
+    :func:`jarrn_deploy.export.precisions.onnx_precision` reads it (the metadata record, else the graph); a record
+    naming another precision, or a graph no detector recognises, raises :class:`EngineFileError`."""
     import onnx
 
     model, source = model_or_path, "the graph"
     if not isinstance(model, onnx.ModelProto):
         model, source = onnx.load(str(model_or_path), load_external_data=False), str(model_or_path)
-    for prop in model.metadata_props:
-        if prop.key.lower().split(".")[-1].split(":")[-1] == "precision" and prop.value.strip():
-            return check_precision(prop.value.strip().lower(), f"{source} (metadata {prop.key!r})")
-    return _precision_from_graph(model.graph)
-
-
-def _precision_from_graph(graph: Any) -> str:
-    nodes = list(_all_nodes(graph))
-    if any(node.op_type == "QuantizeLinear" for node in nodes):
-        return "int8"
-    casts_to_fp16 = any(node.op_type == "Cast" and any(a.name == "to" and a.i == _ONNX_FLOAT16 for a in node.attribute)
-                        for node in nodes)
-    if casts_to_fp16 or any(t.data_type == _ONNX_FLOAT16 for t in graph.initializer):
-        return "fp16"
-    return "fp32"
-
-
-def _all_nodes(graph: Any) -> Iterable[Any]:
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.g is not None and len(attr.g.node):
-                yield from _all_nodes(attr.g)
-            for sub in attr.graphs:
-                yield from _all_nodes(sub)
+    try:
+        precision = precision_specs.onnx_precision(model, source)
+    except InputError as exc:
+        raise EngineFileError(str(exc)) from None
+    return check_precision(precision, f"{source} (read from its graph)")
 
 
 def onnx_input_shapes(path: str | os.PathLike) -> dict[str, tuple[int | None, ...]]:

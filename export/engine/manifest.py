@@ -10,7 +10,7 @@ deserialised. The smaller ``export/engine_*`` modules own the rest (import their
 - :mod:`jarrn_deploy.export.gpu_probe`: name and compute capability of the local GPU (no torch, no numpy).
 
 Everything here is pure Python (plus ``onnx`` to read an ONNX file's precision) so it is tested on machines without a
-GPU. ``export/build_engine.py`` (building) and ``runtime/backends/tensorrt_backend.py`` (loading) hold the few lines
+GPU. :mod:`jarrn_deploy.export.engine.build` (building) and ``runtime/backends/tensorrt_backend.py`` (loading) hold the few lines
 that touch TensorRT and CUDA.
 
 An engine ``model.engine`` always travels with ``model.engine.json`` (:class:`EngineManifest`): the ONNX it came from

@@ -13,15 +13,19 @@ import onnx
 
 from jarrn_deploy.export.precision.graph import (
     FP32_OP_TYPES,
-    Log,
     contract_nodes,
     drop_symbolic_shapes,
     ensure_node_names,
     is_unet_node,
-    quiet,
 )
 from jarrn_deploy.export.precision.libraries import library_version, quiet_modelopt, require_backend, warnings_silenced
 from jarrn_deploy.model.crop import crop_or_pad
+from jarrn_deploy.progress import Log, quiet
+
+
+def convert(model: onnx.ModelProto, calibration, options, log: Log = quiet) -> tuple[onnx.ModelProto, dict]:
+    """The registry's converter (``jarrn_deploy.export.precisions``): :func:`to_fp16` for an ``ExportOptions``."""
+    return to_fp16(model, calibration, log=log)
 
 
 def to_fp16(model: onnx.ModelProto, calibration=None, *, log: Log = quiet) -> tuple[onnx.ModelProto, dict]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Callable, Iterable
+from typing import Iterable
 
 import onnx
+
 
 UNET_NODE_PREFIXES: tuple[str, ...] = ("/network/rgb_x_block/", "/network/sfmap_block/")
 """Node-name prefixes of the two U-Nets, the only part of the graph that FP16 / INT8 touch. Everything else (mask,
@@ -19,11 +20,6 @@ FP32_OP_TYPES: tuple[str, ...] = (
     "ReduceMax", "ReduceMin", "ReduceMean", "ReduceSum", "Softmax", "Sigmoid", "Div", "Where", "Clip", "Pad",
 )
 
-Log = Callable[[str], None]
-
-
-def quiet(message: str) -> None:
-    pass
 
 
 def is_unet_node(node: onnx.NodeProto) -> bool:

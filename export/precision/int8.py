@@ -12,7 +12,8 @@ from pathlib import Path
 import onnx
 
 from jarrn_deploy.export.export_errors import ExportError
-from jarrn_deploy.export.precision.graph import Log, contract_nodes, drop_symbolic_shapes, ensure_node_names, nodes_matching, quiet
+from jarrn_deploy.export.precision.graph import contract_nodes, drop_symbolic_shapes, ensure_node_names, nodes_matching
+from jarrn_deploy.progress import Log, quiet
 from jarrn_deploy.export.precision.libraries import (
     library_version,
     quiet_modelopt,
@@ -28,6 +29,11 @@ INT8_EXCLUDE: tuple[str, ...] = (
     r"^/network/rgb_x_block/",
     r"^/network/sfmap_block/sfmap_block\.(0|4)/Conv$",
 )
+
+
+def convert(model: onnx.ModelProto, calibration, options, log: Log = quiet) -> tuple[onnx.ModelProto, dict]:
+    """The registry's converter (``jarrn_deploy.export.precisions``): :func:`to_int8` with ``options.int8_exclude``."""
+    return to_int8(model, calibration, exclude=options.int8_exclude, log=log)
 
 
 def to_int8(

@@ -57,16 +57,24 @@ def int8_backend() -> str:
     return "onnxruntime"
 
 
+def fp16_library() -> str:
+    """:func:`fp16_backend`, or a one-line :class:`ExportError` with the install command when none is installed."""
+    backend = fp16_backend()
+    if backend is None:
+        raise ExportError(f"precision fp16 needs NVIDIA Model Optimizer or onnxconverter-common: {INSTALL_HINT}")
+    return backend
+
+
 def require_backend(precision: str) -> str:
-    """The library that will do ``precision``; a one-line :class:`ExportError` with an install hint if none is there."""
-    if precision == "fp16":
-        backend = fp16_backend()
-        if backend is None:
-            raise ExportError(f"precision fp16 needs NVIDIA Model Optimizer or onnxconverter-common: {INSTALL_HINT}")
-        return backend
-    if precision == "int8":
-        return int8_backend()
-    return "none"
+    """The library that will convert to ``precision`` (its registry record's ``library``; "none" for a precision
+    without a converter); a one-line :class:`ExportError` with the install command if none is there, and an
+    :class:`ExportError` naming the choices for a precision outside the registry."""
+    from jarrn_deploy.export.precisions import PRECISION_SPECS, PRECISIONS, load_function
+
+    spec = PRECISION_SPECS.get(precision)
+    if spec is None:
+        raise ExportError(f"precision: expected one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return "none" if spec.library is None else load_function(spec.library)()
 
 
 def library_version(distribution: str) -> str:

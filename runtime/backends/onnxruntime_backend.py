@@ -8,11 +8,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from jarrn_deploy.errors import InputError, UsageError
-from jarrn_deploy.model.contract import CONTRACT
-from jarrn_deploy.export.graph_check import CONTRACT_INPUTS, CONTRACT_OUTPUT, GraphError, check_graph, recorded_widths
+from jarrn_deploy.errors import UsageError
+from jarrn_deploy.export.graph_check import (CONTRACT_INPUTS, CONTRACT_OUTPUT, GraphError,  # noqa: F401 - re-exported
+                                             check_graph, recorded_widths)
 from jarrn_deploy.export.ort_session import import_ort, open_session
 from jarrn_deploy.runtime.backends import BackendUnavailable
+from jarrn_deploy.runtime.backends.graph_io import check_fixed_size, checked_depth
+from jarrn_deploy.runtime.backends.options import check_thread_count as check_threads
 
 
 PROVIDER_ALIASES = {
@@ -52,6 +54,16 @@ def tensorrt_provider_options(
     return options
 
 
+def provider_sequence(providers: Any) -> tuple[Any, ...]:
+    """``providers`` as a tuple: a name alone, or a list or tuple of entries; :class:`UsageError` for anything else."""
+    if isinstance(providers, str):
+        return (providers,)
+    if not isinstance(providers, (list, tuple)):
+        raise UsageError(f"providers: expected a name ('cpu', 'cuda', 'tensorrt') or a list of them in priority "
+                         f"order, got {type(providers).__name__}")
+    return tuple(providers)
+
+
 def resolve_providers(
     providers: str | Sequence[str | tuple[str, Mapping[str, Any]]],
     available: Iterable[str],
@@ -63,11 +75,7 @@ def resolve_providers(
     A requested provider that this onnxruntime build lacks is an error (ONNX Runtime itself would silently fall back
     to the CPU). GPU providers get the CPU provider appended for the few nodes they do not take.
     """
-    if isinstance(providers, str):
-        providers = [providers]
-    if not isinstance(providers, (list, tuple)):
-        raise UsageError(f"providers: expected a name ('cpu', 'cuda', 'tensorrt') or a list of them in priority "
-                         f"order, got {type(providers).__name__}")
+    providers = provider_sequence(providers)
     available = list(available)
     resolved: list[str | tuple[str, dict[str, Any]]] = []
     names: list[str] = []
@@ -101,11 +109,13 @@ def resolve_providers(
 
 def check_thread_count(value: object, name: str = "intra_op_threads") -> int | None:
     """``None`` or 0 (ONNX Runtime's default) or a positive integer; :class:`UsageError` otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise UsageError(f"{name}: expected a non-negative integer (0 or None: ONNX Runtime's default), got {value!r}")
-    return int(value)
+    return check_threads(value, name, "ONNX Runtime")
+
+
+def default_providers() -> list[str]:
+    """CUDA then CPU when onnxruntime-gpu sees a GPU, else CPU (``jarrn infer``'s and ``jarrn serve``'s default)."""
+    available = import_onnxruntime().get_available_providers()
+    return ["cuda", "cpu"] if "CUDAExecutionProvider" in available else ["cpu"]
 
 
 class OnnxRuntimeBackend:
@@ -145,7 +155,15 @@ class OnnxRuntimeBackend:
         self.providers = self.session.get_providers()
         self.source = str(path)
         self.run_options: Any | None = None
-        """``onnxruntime.RunOptions`` for the next runs; another thread may set its ``terminate`` to stop a run."""
+        """``onnxruntime.RunOptions`` for the next runs (None: fresh ones per run); another thread may set its
+        ``terminate`` to stop a run, or call :meth:`cancel`."""
+        self._ort = ort
+        self._active: Any | None = None
+
+    @property
+    def on_host(self) -> bool:
+        """Whether its memory is the host's (the CPU provider first), which the memory guard can check."""
+        return bool(self.providers) and self.providers[0] == "CPUExecutionProvider"
 
     @property
     def session_settings(self) -> dict[str, Any]:
@@ -165,34 +183,30 @@ class OnnxRuntimeBackend:
             },
         }
 
+    def cancel(self) -> None:
+        """Stop the run in progress from another thread (``RunOptions.terminate``: that run raises); the next runs
+        are not affected."""
+        active = self._active
+        if active is not None:
+            active.terminate = True
+
     def check_size(self, rgb_nchw: np.ndarray) -> None:
-        """A graph exported with ``--static``/``--batch`` takes only that size: say so (ValueError) instead of ONNX
+        """A graph exported with ``--static``/``--batch`` takes only that size: say so (InputError) instead of ONNX
         Runtime's InvalidArgument."""
-        fixed = self.static_dims.get(CONTRACT.rgb_name, [None] * 4)
-        wrong = [(label, want, got) for label, want, got in zip(("batch", "", "height", "width"), fixed, rgb_nchw.shape)
-                 if want is not None and label and want != got]
-        if wrong:
-            size = "x".join(str(d) if d is not None else "any" for d in fixed[2:])
-            batch = fixed[0] if fixed[0] is not None else "any"
-            raise InputError(
-                f"rgb and sparse_depth: this graph ({self.source}) was exported for a fixed size {size} (batch "
-                f"{batch}); got {rgb_nchw.shape[2]}x{rgb_nchw.shape[3]} (batch {rgb_nchw.shape[0]}): resize the "
-                "inputs or export with dynamic shapes (export/to_onnx.py without --static/--batch)"
-            )
+        check_fixed_size(self.static_dims, self.source, rgb_nchw)
 
     def run(self, rgb_nchw: np.ndarray, sparse_nchw: np.ndarray) -> np.ndarray:
         if self.session is None:
             raise UsageError("onnxruntime backend: closed; create a new DepthCompleter")
         self.check_size(rgb_nchw)
         rgb_name, sparse_name = CONTRACT_INPUTS
-        (depth,) = self.session.run([CONTRACT_OUTPUT], {rgb_name: rgb_nchw, sparse_name: sparse_nchw},
-                                    self.run_options)
-        depth = np.asarray(depth, dtype=np.float32)
-        expected = (rgb_nchw.shape[0], 1, rgb_nchw.shape[2], rgb_nchw.shape[3])
-        if depth.shape != expected:
-            raise GraphError(f"{self.source}: graph output 'depth' has shape {list(depth.shape)} for inputs "
-                             f"{list(rgb_nchw.shape)}, expected {list(expected)}: not this contract's graph")
-        return depth
+        self._active = self.run_options if self.run_options is not None else self._ort.RunOptions()
+        try:
+            (depth,) = self.session.run([CONTRACT_OUTPUT], {rgb_name: rgb_nchw, sparse_name: sparse_nchw},
+                                        self._active)
+        finally:
+            self._active = None
+        return checked_depth(depth, rgb_nchw, self.source)
 
     def close(self) -> None:
         self.session = None

@@ -9,70 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from jarrn_deploy.errors import UsageError
+from jarrn_deploy.runtime.backends.options import (COMPILE_MODE, TORCH_PRECISIONS,  # noqa: F401 - re-exported
+                                                   TorchBackendOptions)
 
 if TYPE_CHECKING:  # the runtime imports torch only when this backend is created
     import torch
 
     from jarrn_deploy.model.metric_jarrn import MetricJarrn
 
-TORCH_PRECISIONS = ("fp32", "fp16")
-COMPILE_MODE = "reduce-overhead"
-"""``torch.compile`` mode of ``compile=True``: CUDA graphs, one per input shape."""
 RECOMPILE_LIMIT = 64
 """Distinct input shapes one compiled backend keeps (torch's default of 8 is too few for mixed frame sizes)."""
-
-
-@dataclass(frozen=True)
-class TorchBackendOptions:
-    """How the PyTorch backend runs the network; the defaults are the FP32 eager reference.
-
-    FP16 and compile need a CUDA device: CPU autocast would be bfloat16 (a different precision, slower than FP32 on
-    most CPUs) and CUDA graphs exist only on GPUs, so both are rejected on the CPU with a :class:`UsageError` rather
-    than silently changed. :meth:`gpu_fast` is the fast GPU path.
-    """
-
-    precision: str = "fp32"
-    """'fp32' (reference) or 'fp16' (torch.autocast float16 around the network; CUDA only)."""
-    compile: bool = False
-    """torch.compile(mode='reduce-overhead'): CUDA graphs; the first call at each new input shape compiles (CUDA only)."""
-    channels_last: bool = False
-    """Weights and inputs in channels-last (NHWC) memory format: the layout FP16 tensor-core convolutions use."""
-
-    def __post_init__(self) -> None:
-        if self.precision not in TORCH_PRECISIONS:
-            raise UsageError(f"TorchBackendOptions.precision: expected one of {', '.join(TORCH_PRECISIONS)}, "
-                             f"got {self.precision!r}")
-        for name in ("compile", "channels_last"):
-            if not isinstance(getattr(self, name), bool):
-                raise UsageError(f"TorchBackendOptions.{name}: expected True or False, got {getattr(self, name)!r}")
-
-    @classmethod
-    def gpu_fast(cls) -> "TorchBackendOptions":
-        """FP16 autocast + channels-last + torch.compile with CUDA graphs: the fastest PyTorch path on a GPU."""
-        return cls(precision="fp16", compile=True, channels_last=True)
-
-    def check_device(self, device_type: str) -> None:
-        """:class:`UsageError` when these options cannot run on ``device_type`` ('cpu' or 'cuda')."""
-        if device_type == "cuda":
-            return
-        if self.precision == "fp16":
-            raise UsageError("TorchBackendOptions.precision 'fp16' needs a CUDA device (CPU autocast is bfloat16, "
-                             "which this backend does not offer); use precision='fp32' on the CPU")
-        if self.compile:
-            raise UsageError(f"TorchBackendOptions.compile needs a CUDA device (mode={COMPILE_MODE!r} replays CUDA "
-                             "graphs); use compile=False on the CPU")
-
-    @property
-    def label(self) -> str:
-        """Short description, e.g. 'fp16 + channels-last + compile'."""
-        return " + ".join([self.precision] + (["channels-last"] if self.channels_last else [])
-                          + (["compile"] if self.compile else []))
 
 
 class TorchBackend:
@@ -111,6 +62,11 @@ class TorchBackend:
     def device(self) -> torch.device:
         """The ``torch.device`` the network and its inputs live on (``cuda:N`` or ``cpu``)."""
         return self._device
+
+    @property
+    def widths(self) -> tuple[int, ...] | None:
+        """The network's U-Net widths (for the memory guard); None once closed."""
+        return getattr(getattr(getattr(self._module, "network", None), "config", None), "widths", None)
 
     @property
     def module(self) -> MetricJarrn | None:

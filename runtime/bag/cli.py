@@ -44,7 +44,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jarrn_deploy.runtime.backends import BACKENDS
+    from jarrn_deploy.runtime.backends.registry import BACKEND_NAMES
     from jarrn_deploy.runtime.bag.output import STORAGES
     from jarrn_deploy.runtime.bag.pipeline import BagOptions
     from jarrn_deploy.runtime.bag.tf import EXTRINSICS_FORMAT
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     written.add_argument("--no-progress", action="store_true", help="no progress bar")
     model = parser.add_argument_group("model (as jarrn infer)")
     model.add_argument("--model", default=None, help="engine, ONNX or checkpoint (default: the bundled model)")
-    model.add_argument("--backend", choices=BACKENDS, default=None,
+    model.add_argument("--backend", choices=BACKEND_NAMES, default=None,
                        help="run on this backend (default: the fastest that can run --model)")
     model.add_argument("--providers", default=None, help="ONNX Runtime execution providers, comma separated")
     model.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
@@ -112,27 +112,29 @@ def _completer_factory(args: argparse.Namespace):  # noqa: ANN202
     (with the model's precision once it has loaded)."""
     if args.server:
         from jarrn_deploy.runtime.bag.remote import RemoteCompleter, parse_server
+        from jarrn_deploy.runtime.backends.registry import cli_option_owners
 
         parse_server(args.server)
-        for flag, given in (("--cuda-graphs", args.cuda_graphs), ("--providers", args.providers),
-                            ("--device", args.device)):
-            if given:
+        for flag in cli_option_owners():
+            if getattr(args, flag.lstrip("-").replace("-", "_"), None):
                 ignored_option(flag, f"the model of the jarrn serve at {args.server} runs the frames")
         return (lambda: RemoteCompleter(args.server)), [f"jarrn serve at {args.server}"]
     from jarrn_deploy.model.atomic import check_input_file
-    from jarrn_deploy.runtime.infer import BUNDLED, build_completer, choose_backend, model_precision
-    from jarrn_deploy.runtime.infer import warn_ignored_options
+    from jarrn_deploy.runtime.infer import (BUNDLED, backend_options, build_completer, choose_backend, model_precision,
+                                            resolve_model, warn_ignored_backend_options)
 
     if args.model is not None:
         check_input_file(Path(args.model), "--model", "a checkpoint, ONNX or engine file")
     backend, model, _ = choose_backend(args.model, args.backend)
-    warn_ignored_options(argparse.Namespace(**vars(args), sparse_scale=None), backend)  # bag has no --sparse-scale
+    warn_ignored_backend_options(args, backend)
     label = Path(args.model).name if args.model else BUNDLED
     caption = [f"{backend}, model {label}"]
 
     def make_completer():  # noqa: ANN202 - a DepthCompleter
-        completer = build_completer(backend, model, args)
-        precision = model_precision(backend, getattr(args, "resolved_model", None) or model)
+        model_file = resolve_model(backend, model)
+        completer = build_completer(backend, model_file, backend_options(
+            backend, providers=args.providers, device=args.device, cuda_graphs=args.cuda_graphs))
+        precision = model_precision(backend, model_file)
         caption[0] = f"{backend} {precision.upper()}, model {label}"
         return completer
 

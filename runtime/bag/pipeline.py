@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from jarrn_deploy.errors import InputError, UsageError
+from jarrn_deploy.progress import warn as progress_warn
 from jarrn_deploy.runtime.bag.cloud import cloud_xyz
 from jarrn_deploy.runtime.bag.decode import decode_image
 from jarrn_deploy.runtime.bag.output import DEPTH_TOPIC, SPARSE_TOPIC, OutputBag, depth_image, ros2_header
@@ -127,7 +128,7 @@ class BagRun:
     def __init__(self, options: BagOptions, make_completer: Callable[[], Any],
                  warn: Callable[[str], None] | None = None) -> None:
         self.options, self.make_completer, self.completer = options, make_completer, None
-        self.warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+        self.warn = warn or progress_warn
         self.summary = BagSummary()
         self.max_dt_ns = int(round(options.max_dt_s * NS_PER_S))
         self._extrinsics = read_extrinsics(options.extrinsics) if options.extrinsics else None

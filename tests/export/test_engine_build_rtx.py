@@ -368,12 +368,12 @@ def test_engine_depth_matches_pytorch_within_validation_bounds(exports: Exports,
             got = completer.backend.run(case.rgb, case.sparse)[0, 0]
             with torch.no_grad():
                 want = reference(torch.from_numpy(case.rgb), torch.from_numpy(case.sparse)).numpy()[0, 0]
-            if precision == "fp32":
-                assert float(np.abs(got - want).max()) <= bounds.fp32_max_abs_m, case.name
+            if precision in bounds.max_abs_m:
+                assert float(np.abs(got - want).max()) <= bounds.max_abs_m[precision], case.name
             else:
                 valid = case.gt > 0
                 rmse = lambda pred: float(np.sqrt(np.mean((pred[valid] - case.gt[valid]) ** 2)))  # noqa: E731
-                allowed = bounds.fp16_rmse_rel if precision == "fp16" else bounds.int8_rmse_rel
+                allowed = bounds.rmse_rel[precision]
                 assert rmse(got) <= rmse(want) * (1.0 + allowed), (case.name, rmse(got), rmse(want))
     finally:
         completer.close()

@@ -21,6 +21,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import jarrn_deploy.export.build_engine as build_engine
+import jarrn_deploy.export.engine.build as engine_build
 from jarrn_deploy.export.engine.manifest import DeviceInfo, EngineManifest, manifest_path, timing_cache_path
 from jarrn_deploy.export.export_errors import EngineMismatchError
 from jarrn_deploy.export.engine.profile import ProfileError
@@ -343,7 +344,7 @@ def fake_env(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setattr(backend_module, "installed_version", lambda flavour: version)
         monkeypatch.setattr(backend_module, "visible_gpus",
                             lambda: [(gpu.device_name, DeviceInfo.format_cc(*gpu.compute_capability))])
-        monkeypatch.setattr(build_engine, "probe_gpu",
+        monkeypatch.setattr(engine_build, "probe_gpu",
                             lambda device=0: (gpu.device_name, DeviceInfo.format_cc(*gpu.compute_capability)))
         state.update(trt=trt, gpu=gpu)
         return trt, gpu
@@ -667,7 +668,7 @@ def test_rtx_build_failure_shows_the_builders_own_error_and_writes_nothing(tmp_p
     _onnx(tmp_path / "m.onnx")
 
     def refuse(self, network, config):
-        build_engine._LOGGERS[trt].log(trt.ILogger.Severity.ERROR,
+        engine_build._LOGGERS[trt].log(trt.ILogger.Severity.ERROR,
                                        "Error Code 1: Myelin (Resize shape dims should be\nnon-negative)")
         return None
 

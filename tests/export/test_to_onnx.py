@@ -155,8 +155,14 @@ def test_validation_passes_for_fp32_and_reports(fp32_export, tiny_network, tmp_p
 
 
 def test_validation_fails_when_a_bound_is_exceeded(fp32_export, tiny_network):
-    report = validate_onnx(fp32_export[0], tiny_network, real_frames=False, bounds=Bounds(fp32_max_abs_m=1e-12))
+    report = validate_onnx(fp32_export[0], tiny_network, real_frames=False, bounds=Bounds(max_abs_m={"fp32": 1e-12}))
     assert not report.passed and "exceeds" in report.failures[0]
+
+
+def test_validation_fails_a_graph_whose_precision_has_no_bound(fp32_export, tiny_network):
+    report = validate_onnx(fp32_export[0], tiny_network, real_frames=False, cases=[],
+                           bounds=Bounds(max_abs_m={}, rmse_rel={"int8": 0.05}))
+    assert report.failures == ["precision fp32: no bound to check it against (bounds are set for int8)"]
 
 
 def _perturbed(source: Path, target: Path, precision: str | None = None) -> Path:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from jarrn_deploy.errors import EXIT_USAGE, UsageError
-from jarrn_deploy.memory import ENV_SWITCH, MemoryGuard, available_host_bytes, cgroup_room_bytes, guard_disabled
+from jarrn_deploy.memory import (ENV_SWITCH, TORCH_BYTES_PER_PIXEL_CHANNEL, MemoryGuard, available_host_bytes,
+                                 cgroup_room_bytes, guard_disabled)
 
 GIB = 2**30
 
@@ -69,7 +70,7 @@ def test_guard_refuses_what_the_cgroup_limit_would_kill(tmp_path, monkeypatch):
                                         "job/memory.current": "0"})
     monkeypatch.setattr(jarrn_deploy.memory, "available_host_bytes", lambda: available_host_bytes(root))
     with pytest.raises(MemoryError, match=r"input 4000x4000 \(batch 1\).*1.0 GiB of host memory available"):
-        MemoryGuard("torch", (128, 128, 96, 64, 48, 32, 16)).check((1, 3, 4000, 4000))
+        MemoryGuard.for_torch((128, 128, 96, 64, 48, 32, 16), None).check((1, 3, 4000, 4000))
 
 
 @pytest.mark.parametrize("value,disabled", [("off", True), ("0", True), ("No", True), ("on", False), ("", False),
@@ -82,5 +83,5 @@ def test_switch_values(monkeypatch, value, disabled):
 def test_junk_switch_value_is_a_usage_error_not_on(monkeypatch):
     monkeypatch.setenv(ENV_SWITCH, "offf")
     with pytest.raises(UsageError, match=f"{ENV_SWITCH}: expected off .* got 'offf'") as info:
-        MemoryGuard("torch", None, limit_bytes=GIB).check((1, 3, 64, 64))
+        MemoryGuard("torch", None, limit_bytes=GIB, bytes_per_pixel_channel=TORCH_BYTES_PER_PIXEL_CHANNEL).check((1, 3, 64, 64))
     assert info.value.exit_code == EXIT_USAGE

@@ -186,3 +186,30 @@ def test_adapters_feed_the_training_pipeline(tmp_path: Path) -> None:
     assert item["rgb"].shape == (3, 64, 64)
     assert item["sparse"].shape == item["gt"].shape == item["mask"].shape == (1, 64, 64)
     assert float(item["mask"].sum()) > 0
+
+
+class _Unreadable(torch.utils.data.Dataset):
+    def __init__(self, error: type[DatasetError]) -> None:
+        self.error = error
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int):
+        raise self.error(f"cannot read depth PNG /data/{index}.png: truncated")
+
+
+class _FolderError(DatasetError):
+    """A subclass: its own name is in the worker's traceback, not DatasetError's."""
+
+
+@pytest.mark.parametrize("error", [DatasetError, _FolderError])
+def test_error_from_a_loader_worker_keeps_its_type_and_one_line_message(error: type[DatasetError]) -> None:
+    loader = torch.utils.data.DataLoader(_Unreadable(error), num_workers=1)
+    with pytest.raises(DatasetError) as caught:
+        next(iter(loader))
+    assert "\n" in str(caught.value)  # the worker's traceback, as torch re-raises it
+    cleaned = DatasetError.from_loader(caught.value)
+    assert type(cleaned) is error and str(cleaned) == "cannot read depth PNG /data/0.png: truncated"
+    same = error("one line")
+    assert DatasetError.from_loader(same) is same

@@ -15,7 +15,10 @@ from tests.reliability_support import contract_graph
 
 from tests.support import TINY_WIDTHS  # noqa: E402
 
+from jarrn_deploy.runtime.backends.registry import BACKENDS  # noqa: E402
+
 TINY = JarrnConfig(TINY_WIDTHS)
+ORT_BPPC = BACKENDS["onnxruntime"].bytes_per_pixel_channel
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +96,7 @@ def test_bad_onnxruntime_options_are_usage_errors(tmp_path, kwargs, needle):
 
 
 def test_memory_guard_refuses_with_size_estimate_and_override(completers):
-    guard = MemoryGuard("onnxruntime", TINY.widths, limit_bytes=2**30)
+    guard = MemoryGuard("onnxruntime", TINY.widths, limit_bytes=2**30, bytes_per_pixel_channel=ORT_BPPC)
     with pytest.raises(MemoryGuardError) as info:
         guard.check((1, 3, 8000, 8000))
     message = str(info.value)
@@ -103,7 +106,7 @@ def test_memory_guard_refuses_with_size_estimate_and_override(completers):
 
 
 def test_memory_guard_estimate_grows_with_pixels_batch_and_widths():
-    small, full = MemoryGuard("torch", TINY.widths), MemoryGuard("torch", None)
+    small, full = MemoryGuard.for_torch(TINY.widths, None), MemoryGuard.for_torch(None, None)
     assert small.estimate((1, 3, 1000, 1000)) * 3.9 < small.estimate((1, 3, 2000, 2000))
     assert small.estimate((2, 3, 500, 500)) == 2 * small.estimate((1, 3, 500, 500))
     assert full.estimate((1, 3, 500, 500)) > 4 * small.estimate((1, 3, 500, 500))
@@ -136,7 +139,7 @@ def test_export_refuses_static_sizes_that_cannot_be_built(monkeypatch):
 
 
 def test_memory_guard_does_not_refuse_a_size_that_already_ran(monkeypatch):
-    guard = MemoryGuard("onnxruntime", TINY.widths, free_bytes=lambda: 10 * 2**30)
+    guard = MemoryGuard("onnxruntime", TINY.widths, free_bytes=lambda: 10 * 2**30, bytes_per_pixel_channel=ORT_BPPC)
     guard.check((1, 3, 4000, 4000))
     guard.ran((1, 3, 4000, 4000))
     guard.free_bytes = lambda: 2**20  # the arena now holds that memory

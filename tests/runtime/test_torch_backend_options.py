@@ -120,7 +120,7 @@ def test_fast_gpu_paths_stay_within_the_export_fp16_bound(options: TorchBackendO
     from jarrn_deploy.export.validate import Bounds
     from jarrn_deploy.model.metrics import depth_metrics
 
-    bound = Bounds().fp16_rmse_rel  # the bound every exported FP16 graph must meet
+    bound = Bounds().rmse_rel["fp16"]  # the bound every exported FP16 graph must meet
     cases, reference, reference_rmse = gpu_reference
     completer = DepthCompleter.from_checkpoint(device="cuda", options=options)
     failures = []
