@@ -20,10 +20,10 @@ from jarrn_deploy.benchmarks.report_format import BASELINE_METHODS
 from jarrn_deploy.benchmarks.report_markdown import render_markdown
 from jarrn_deploy.benchmarks.rows import BASELINE_KEY, Row
 from jarrn_deploy.benchmarks.settings import BenchmarkSettings, settings_dict
+from jarrn_deploy.export.precisions import precision_spec
 
 SCHEMA = "jarrn-benchmark/1"
 SPEED_TARGET = {"config": "320x320_b1", "row": "onnxruntime:fp32", "min_speedup": 1.6, "aim_speedup": 2.0}
-PRECISION_TOLERANCE = {"fp16": 0.02, "int8": 0.05}
 METRIC_KEYS = ("rmse", "mae", "absrel", "delta1")
 
 
@@ -81,13 +81,14 @@ def _summary(per_case: dict, key: str) -> dict:
 
 
 def _precision_targets(rows: list[dict]) -> list[dict]:
-    """FP16 within 2 % and INT8 within 5 % of the FP32 reference RMSE against ground truth, per case."""
+    """Every reduced-precision row against its precision's RMSE tolerance (``PrecisionSpec.rmse_rel``: how much the
+    RMSE against ground truth may exceed the FP32 reference's), per case."""
     base = next((r for r in rows if r["key"] == BASELINE_KEY and r.get("accuracy")), None)
     out = []
     if base is None:
         return out
     for row in rows:
-        tol = PRECISION_TOLERANCE.get(row["precision"])
+        tol = precision_spec(row["precision"]).rmse_rel
         if tol is None or not row.get("accuracy"):
             continue
         per_case = {}
@@ -181,8 +182,10 @@ def _row_entry(row: Row, reasons: dict, results: dict) -> dict:
 def assemble_report(*, rows: Sequence[Row], reasons: dict, results: dict, cases,  # noqa: ANN001
                     settings: BenchmarkSettings | Mapping[str, Any], machine: dict,
                     model: dict, exports: dict, engines: dict, command: str, started: float,
-                    load_start, load_end, paired: dict | None = None) -> tuple[dict, dict]:  # noqa: ANN001
-    """The report dictionary (what report.json holds) and the predictions ``{row key: {case: HxW metres}}``."""
+                    load_start, load_end, paired: dict | None = None,  # noqa: ANN001
+                    notes: Sequence[str] = ()) -> tuple[dict, dict]:
+    """The report dictionary (what report.json holds) and the predictions ``{row key: {case: HxW metres}}``;
+    ``notes``: lines the person running it adds (``--note``), after the computed ones."""
     settings = settings_dict(settings)
     entries = [_row_entry(r, reasons, results) for r in rows]
     _speedups(entries)
@@ -235,7 +238,7 @@ def assemble_report(*, rows: Sequence[Row], reasons: dict, results: dict, cases,
             "precision": _precision_targets(entries),
         },
     }
-    report["notes"] = _notes(report)
+    report["notes"] = _notes(report) + list(notes)
     predictions["__baselines__"] = base_maps  # type: ignore[assignment]
     return report, predictions
 

@@ -49,12 +49,12 @@ from jarrn_deploy.benchmarks.device_session import (  # noqa: E402
     LATENCY_BATCHES,
     LATENCY_SIZES,
     MODELS,
-    ROW_LABELS,
     Environment,
     Outcome,
     Session,
     Step,
 )
+from jarrn_deploy.benchmarks.rows import Row  # noqa: E402
 from jarrn_deploy.cli import command  # noqa: E402
 from jarrn_deploy.errors import UnavailableError, UsageError  # noqa: E402
 from jarrn_deploy.progress import progress_logger  # noqa: E402
@@ -66,12 +66,6 @@ REPORT_RESERVE_S = 15.0
 """Kept back from every other step for writing the reports at the end."""
 COMPILE_FIRST_CALL_S = 25.0
 """Expected first call at a new shape under torch.compile (compilation + CUDA-graph capture), until one is measured."""
-TORCH_ROWS: dict[str, tuple[str, bool, bool]] = {
-    "torch:fp32": ("fp32", False, False),
-    "torch:fp16": ("fp16", False, True),
-    "torch-compile:fp16": ("fp16", True, True),
-}
-"""PyTorch rows -> TorchBackendOptions(precision, compile, channels_last)."""
 log = progress_logger("device-check", elapsed=True)
 
 
@@ -97,7 +91,9 @@ def package_environment(device: str | None = None, gpu_name: str | None = None,
     if fp16_missing is None and _missing_module("modelopt", "") and _missing_module("onnxconverter_common", ""):
         fp16_missing = ("no FP16 export library: carry onnxconverter-common (pure Python) or nvidia-modelopt "
                         "(see export/precision.py)")
-    ort_missing = _missing_module("onnxruntime", "carry onnxruntime-gpu")
+    from jarrn_deploy.runtime.backends.registry import backend_spec
+
+    ort_missing = backend_spec("onnxruntime").missing()
     if ort_missing is None:
         try:
             import onnxruntime
@@ -175,7 +171,7 @@ def build_plan(env: Environment, skip: Sequence[str] = ()) -> list[Step]:
         what = "bundled model" if model == "bundled" else "full-size config (random weights)"
         accuracy = f" + accuracy on {', '.join(ACCURACY_CASES)}" if model == "bundled" else ""
         key = f"latency:{model}:{row}"
-        return Step(key, f"{ROW_LABELS[row]}, {what}: {sizes}, batch {batches}{accuracy}",
+        return Step(key, f"{Row.from_key(row).label}, {what}: {sizes}, batch {batches}{accuracy}",
                     DEFAULT_BUDGETS.get(key, DEFAULT_BUDGETS.get(row, 30)), skip=skip, model=model, row=row)
 
     steps += [latency_step(model, row) for model in MODELS for row in ("torch:fp32", "torch:fp16")]
@@ -324,54 +320,54 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def latency_configs(sizes: Sequence[tuple[int, int]], batches: Sequence[int]) -> list[tuple[int, int, int]]:
+    """``(H, W, B)`` in the order rows measure them: every size at the smallest batch first, so a row cut short by its
+    budget still has the single-image latencies users ask for first."""
+    return [(h, w, b) for b in sorted(batches) for (h, w) in sizes]
+
+
 def run_latency_row(session: Session, step: Step, budget_s: float) -> Outcome:
-    from jarrn_deploy.benchmarks.bench_worker import OrtRunner, TensorRTRunner
-    from jarrn_deploy.benchmarks.device_bench import BackendTorchRunner, TimingSettings, build_engine, latency_configs, measure_row
+    from jarrn_deploy.benchmarks.artifacts import ensure_engine
+    from jarrn_deploy.benchmarks.measure import TimingSettings, measure_row
+    from jarrn_deploy.benchmarks.machine import physical_cores
+    from jarrn_deploy.benchmarks.runner import open_runner
 
     model, row = step.model, step.row
     assert model is not None and row is not None
     started = time.perf_counter()
     outcome = Outcome(step.key, "", budget_s)
     model_path = session.model_path(model)
-    first_call_s = 2.0
-    if row in TORCH_ROWS:
-        from jarrn_deploy.runtime.backends.torch_backend import TorchBackendOptions
-
-        precision, compiled, channels_last = TORCH_ROWS[row]
-        options = TorchBackendOptions(precision=precision, compile=compiled, channels_last=channels_last)
-        first_call_s = COMPILE_FIRST_CALL_S if compiled else 2.0
-
-        def make_runner():  # noqa: ANN202
-            return BackendTorchRunner(str(model_path), session.device, options)
-    else:
-        precision = row.partition(":")[2]
-        onnx_path, reason = _export(session, model, model_path, precision,
+    the_row = Row.from_key(row)
+    artifact = None
+    if the_row.uses_onnx:
+        onnx_path, reason = _export(session, model, model_path, the_row.precision,
                                     budget_s - (time.perf_counter() - started))
         if onnx_path is None:
             return _skipped_row(session, outcome, model, row, reason)
-        if row.startswith("onnxruntime"):
-            from jarrn_deploy.benchmarks.machine import physical_cores
-
-            def make_runner():  # noqa: ANN202
-                return OrtRunner(str(onnx_path), "cuda", physical_cores())
-        else:
-            flavour = row.partition(":")[0]
+        artifact = onnx_path
+        if the_row.spec.model_kind == "engine":
             sizes = [(h, w) for h, w in LATENCY_SIZES] + [c.rgb.shape[:2] for c in session.accuracy_cases(model)]
             profile = ("1x64x64", f"1x{LATENCY_SIZES[0][0]}x{LATENCY_SIZES[0][1]}",
                        f"{max(LATENCY_BATCHES)}x{max(h for h, _ in sizes)}x{max(w for _, w in sizes)}")
-            engine, reason = build_engine(onnx_path, flavour, profile,
-                                          timeout_s=budget_s - (time.perf_counter() - started) - 10, log=log)
-            if engine is None:
+            if budget_s - (time.perf_counter() - started) < 20:
+                return _skipped_row(session, outcome, model, row, "skipped: too little of the row's budget left to "
+                                                                  "build the engine")
+            artifact, reason = ensure_engine(onnx_path, the_row.variant.flavour, profile, rebuild=False, log=log)
+            if artifact is None:
                 return _skipped_row(session, outcome, model, row, reason)
-            session.engines[model][precision if flavour == "tensorrt" else f"{flavour}:{precision}"] = str(engine)
+            session.engines[model][row] = str(artifact)
+    compiled = bool(getattr(the_row.options("cuda"), "compile", False))
 
-            def make_runner():  # noqa: ANN202
-                return TensorRTRunner(str(engine))
+    def make_runner():  # noqa: ANN202
+        return open_runner(the_row, model=str(model_path), artifact=str(artifact) if artifact else None,
+                           device=session.device, threads=physical_cores())
+
     predictions = session.workdir / f"{model}_{row.replace(':', '_')}.predictions.npz"
     result = measure_row(
         make_runner, row_key=row, configs=latency_configs(LATENCY_SIZES, LATENCY_BATCHES),
         latency_cases=session.latency_cases(), accuracy_cases=session.accuracy_cases(model), timing=TimingSettings(),
-        budget_s=budget_s - (time.perf_counter() - started), first_call_estimate_s=first_call_s,
+        budget_s=budget_s - (time.perf_counter() - started),
+        first_call_estimate_s=COMPILE_FIRST_CALL_S if compiled else 2.0,
         predictions_out=predictions if session.accuracy_cases(model) else None, log=log)
     session.results[model][row] = result
     session.rows[model].append(row)
@@ -403,13 +399,14 @@ def _skipped_row(session: Session, outcome: Outcome, model: str, row: str, reaso
 def _export(session: Session, model: str, model_path: Path, precision: str,
             budget_s: float) -> tuple[Path | None, str | None]:
     """The exported graph (cached under artifacts/benchmarks/), or None and the reason."""
-    from jarrn_deploy.benchmarks.run import DEFAULT_CACHE, ensure_onnx
+    from jarrn_deploy.benchmarks.artifacts import ensure_onnx
+    from jarrn_deploy.benchmarks.run import DEFAULT_CACHE
     from jarrn_deploy.model.atomic import file_sha256
 
     if budget_s < 20:
         return None, f"skipped: {budget_s:.0f} s left, too little to export the {precision.upper()} graph"
     path, reason, info = ensure_onnx(model_path, precision, DEFAULT_CACHE, rebuild=False, allow_export=True,
-                                     model_sha=file_sha256(model_path))
+                                     model_sha=file_sha256(model_path), log=log)
     session.exports[model][precision] = {"path": str(path) if path else None, "reason": reason, **info}
     return path, reason
 

@@ -15,13 +15,13 @@ from typing import Sequence
 
 from jarrn_deploy.benchmarks import device_session as dc
 from jarrn_deploy.benchmarks.report_files import atomic_write_json
+from jarrn_deploy.benchmarks.rows import Row
 from jarrn_deploy.model.atomic import atomic_write_bytes, atomic_write_text
 
 def write_benchmark_reports(session: dc.Session) -> list[Path]:
     """One benchmarks/run.py-style report per model through :mod:`jarrn_deploy.benchmarks.bench_report`."""
-    from jarrn_deploy.benchmarks.rows import Row
     from jarrn_deploy.benchmarks.bench_report import assemble_report, write_report
-    from jarrn_deploy.benchmarks.device_bench import TimingSettings
+    from jarrn_deploy.benchmarks.measure import TimingSettings
     from jarrn_deploy.benchmarks.run import model_summary
 
     timing = TimingSettings()
@@ -37,7 +37,7 @@ def write_benchmark_reports(session: dc.Session) -> list[Path]:
         if "torch:fp32" not in keys:
             session.reasons[model]["torch:fp32"] = "skipped: not measured in this run"
             keys = ["torch:fp32", *keys]
-        rows = [Row(*k.split(":")) for k in keys]
+        rows = [Row.from_key(k) for k in keys]
         cases = session.accuracy_cases(model)
         settings = {"quick": False, "device": "cuda", "threads": session.machine.get("cpu_physical_cores", 1),
                     "sizes": [list(s) for s in dc.LATENCY_SIZES], "batches": list(dc.LATENCY_BATCHES),
@@ -51,10 +51,6 @@ def write_benchmark_reports(session: dc.Session) -> list[Path]:
             machine=session.machine, model=model_summary(session.model_path(model)), exports=session.exports[model],
             engines=session.engines[model], command=session.command, started=session.started_wall,
             load_start=None, load_end=None)
-        for entry in report["rows"]:
-            entry["label"] = dc.ROW_LABELS.get(entry["key"], entry["label"])
-        for target in report["targets"]["precision"]:
-            target["label"] = dc.ROW_LABELS.get(target["row"], target["label"])
         if model == "full":
             report["model"]["path"] = "JarrnConfig.full() with random weights (latency only)"
         written += write_report(report, session.out / folder, cases=cases, predictions=predictions)
@@ -142,7 +138,7 @@ def render_markdown(summary: dict) -> str:
                 else:
                     cells.append(f"{cfg['graph_p50_ms']:.2f} / {cfg['e2e_p50_ms']:.2f}")
             first = max((c.get("first_call_s") or 0) for c in configs.values())
-            lines.append(f"| {dc.ROW_LABELS.get(row, row)} | " + " | ".join(cells) + f" | {first:.1f} |")
+            lines.append(f"| {Row.from_key(row).label} | " + " | ".join(cells) + f" | {first:.1f} |")
         lines.append("")
     training = summary.get("training") or {}
     if training:
@@ -215,7 +211,7 @@ def render_chart(summary: dict) -> bytes | None:
         for i, (row, configs) in enumerate(rows.items()):
             values = [(configs.get(k) or {}).get("graph_p50_ms") or 0.0 for k in keys]
             positions = [x + (i - (len(rows) - 1) / 2) * width for x in range(len(keys))]
-            ax.bar(positions, values, width, label=dc.ROW_LABELS.get(row, row), color=colours(i % 10))
+            ax.bar(positions, values, width, label=Row.from_key(row).label, color=colours(i % 10))
             for x, v in zip(positions, values):
                 if v > 0:
                     ax.text(x, v, f"{v:.3g}", ha="center", va="bottom", fontsize=6)

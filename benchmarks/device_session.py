@@ -1,5 +1,6 @@
 """What the device check's steps share with its report (:mod:`jarrn_deploy.benchmarks.device_report`): the plan's types, one
-run's state (:class:`Session`) and the facts both print (models, row labels, sizes). One owner, so neither imports the
+run's state (:class:`Session`) and the facts both print (models, sizes); row keys and labels are
+:mod:`jarrn_deploy.benchmarks.rows`'. One owner, so neither imports the
 other."""
 
 from __future__ import annotations
@@ -19,17 +20,6 @@ ACCURACY_CASES: tuple[str, ...] = ("kitti_02", "tum_desk@500")
 """Real frames every bundled-model row is checked on (two sizes: torch.compile compiles once per size)."""
 MODELS = {"bundled": "bundled-model", "full": "full-size"}
 """Model key -> report subfolder."""
-ROW_LABELS = {
-    "torch:fp32": "PyTorch eager FP32",
-    "torch:fp16": "PyTorch eager FP16 autocast + channels-last",
-    "torch-compile:fp16": "torch.compile reduce-overhead (CUDA graphs) FP16 + channels-last",
-    "onnxruntime:fp32": "ONNX Runtime CUDA EP FP32",
-    "onnxruntime:fp16": "ONNX Runtime CUDA EP FP16",
-    "tensorrt:fp16": "TensorRT FP16",
-    "tensorrt-rtx:fp16": "TensorRT-RTX FP16",
-}
-
-
 @dataclass(frozen=True)
 class Environment:
     """What the plan depends on. Each ``*_missing`` is None when the thing is usable, else why not."""
@@ -131,7 +121,6 @@ class Session:
 
                 self._model_paths[model] = Path(DEFAULT_CHECKPOINT).resolve()
             else:
-                from jarrn_deploy.benchmarks.device_bench import save_random_model
                 from jarrn_deploy.model.network import JarrnConfig
 
                 self._model_paths[model] = save_random_model(JarrnConfig.full(), self.workdir / "full_random.safetensors")
@@ -139,3 +128,14 @@ class Session:
 
     def left_s(self) -> float:
         return self.total_budget_s - (time.perf_counter() - self.started)
+
+
+def save_random_model(config, path: str | Path, seed: int = 0) -> Path:  # noqa: ANN001 - a JarrnConfig
+    """Random weights of ``config`` saved in the project format: latency does not depend on the weights' values."""
+    import torch
+
+    from jarrn_deploy.model.checkpoint import save_model
+    from jarrn_deploy.model.network import Jarrn
+
+    torch.manual_seed(seed)
+    return save_model(Jarrn(config), path, extra_metadata={"note": "random weights for latency measurements"})

@@ -179,7 +179,7 @@ def run_study(model_path: Path, hw: tuple[int, int], threads: int, rounds: int, 
     from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
     from jarrn_deploy.runtime import DepthCompleter
 
-    from jarrn_deploy.benchmarks.bench_worker import latency_inputs
+    from jarrn_deploy.benchmarks.measure import latency_inputs
 
     network = load_model(model_path)
     cases = sorted(evaluation_cases(load_real_frames()), key=lambda c: not c.name.startswith("kitti"))

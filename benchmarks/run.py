@@ -6,10 +6,12 @@ ground truth; writes ``reports/<machine-tag>/report.md``, ``report.json`` and PN
     python benchmarks/run.py --model my.safetensors --out reports/mine --threads 4
     python benchmarks/run.py --device cuda --backends torch,torch-compile,tensorrt --precisions fp16
 
-Rows: PyTorch eager FP32 (the baseline every speed-up is stated against; always measured), ONNX Runtime FP32 / FP16 /
-INT8 (the exported graphs, export/onnx_graph.py), TensorRT FP32 / FP16 / INT8 engines (GPU with the tensorrt package)
-and, on a GPU, PyTorch FP16 autocast and torch.compile(mode="reduce-overhead") (CUDA graphs). Rows this machine cannot
-run are listed in the report with the reason.
+Rows (benchmarks/rows.py, from the backend and precision registries): PyTorch eager FP32 (the baseline every speed-up
+is stated against; always measured), every registered backend that runs exported graphs at every precision (ONNX
+Runtime and OpenVINO FP32 / FP16 / INT8, export/onnx_graph.py), TensorRT and TensorRT-RTX FP32 / FP16 / INT8 engines
+(GPU; built in process by jarrn_deploy.export.engine.build.build_engine) and, on a GPU, PyTorch FP16 autocast and
+torch.compile(mode="reduce-overhead") (CUDA graphs; TorchBackendOptions). Rows this machine cannot run are listed in
+the report with the reason.
 
 Each row runs in its own process (peak host memory per row, no cross-talk between thread pools). Latency: warm-up
 calls, then an adaptive number of timed calls (enough for --seconds, within --min-iterations..--iterations); p50, p90,
@@ -44,9 +46,21 @@ from jarrn_deploy.cli import command  # noqa: E402
 from jarrn_deploy.errors import InputError, OutputError  # noqa: E402
 from jarrn_deploy.options import repeated_options  # noqa: E402
 from jarrn_deploy.progress import progress_logger  # noqa: E402
+from jarrn_deploy.benchmarks.artifacts import ensure_engine, ensure_onnx  # noqa: E402
 from jarrn_deploy.benchmarks.arguments import ArgumentError, parse_choice_list, parse_int_list, parse_sizes  # noqa: E402
 from jarrn_deploy.benchmarks.machine import describe_machine, load_average, physical_cores  # noqa: E402
-from jarrn_deploy.benchmarks.rows import BACKENDS, DEFAULT_BATCHES, DEFAULT_SIZES, PRECISIONS, Row, applicable_rows, config_key
+from jarrn_deploy.benchmarks.rows import (  # noqa: E402
+    BASELINE_KEY,
+    DEFAULT_BATCHES,
+    DEFAULT_SIZES,
+    Row,
+    applicable_rows,
+    config_key,
+    row_backends,
+    row_reason,
+    variants,
+)
+from jarrn_deploy.export.precisions import PRECISIONS  # noqa: E402
 from jarrn_deploy.benchmarks.settings import BenchmarkSettings  # noqa: E402
 from jarrn_deploy.durations import about, on_this_machine  # noqa: E402
 from jarrn_deploy.model.atomic import file_sha256  # noqa: E402
@@ -62,7 +76,7 @@ QUICK_S = 165.0
 average 2 to 4."""
 FULL_S = 881.0
 """Wall seconds of a full ``python benchmarks/run.py`` on the same machine, FP16 and INT8 exports included
-(reports/cpu-amd-epyc-2c/report.json, ``duration_seconds``)."""
+(``duration_seconds`` of the full report of 2026-11-24, before the OpenVINO rows existed)."""
 # Source files whose change makes a cached export stale.
 
 
@@ -75,7 +89,7 @@ log = progress_logger("bench", elapsed=True)
 
 HELP_DESCRIPTION = """\
 Measure how fast and how accurate the model is on this machine, on every backend and precision it can
-run (PyTorch, ONNX Runtime, TensorRT; fp32, fp16, int8), and write a report: report.md, report.json and
+run (PyTorch, ONNX Runtime, OpenVINO, TensorRT; fp32, fp16, int8), and write a report: report.md, report.json and
 PNG charts in reports/<machine>/. Speed-ups are stated against PyTorch fp32, which is always measured;
 accuracy is measured on the bundled real frames against PyTorch and the true depth. Rows this machine
 cannot run are listed in the report with the reason."""
@@ -115,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="'auto' (the first CUDA GPU when PyTorch sees one, else the CPU; default), 'cpu', 'cuda' "
                              "(= cuda:0) or 'cuda:N'")
     parser.add_argument("--backends", default="all",
-                        help=f"comma-separated subset of {', '.join(BACKENDS)} (default: all; PyTorch eager FP32 is "
+                        help=f"comma-separated subset of {', '.join(row_backends())} (default: all; PyTorch eager FP32 is "
                              "always measured as the baseline)")
     parser.add_argument("--precisions", default="all", help=f"comma-separated subset of {', '.join(PRECISIONS)}")
     parser.add_argument("--sizes", default=None,
@@ -143,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                         help=f"where exported graphs and engines are cached (default {DEFAULT_CACHE.relative_to(REPO_ROOT)})")
     parser.add_argument("--rebuild", action="store_true", help="re-export (and rebuild engines) even when cached")
+    parser.add_argument("--note", action="append", default=[],
+                        help="a line to record in the report's notes (e.g. that the machine was shared); repeatable")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -158,7 +174,7 @@ def resolve_args(args: argparse.Namespace) -> BenchmarkSettings:
         parse_device(args.device)  # the form only; whether the GPU exists is checked after the arguments
     except UsageError as exc:
         raise ArgumentError(str(exc)) from None
-    settings["backends"] = parse_choice_list(args.backends, "--backends", BACKENDS)
+    settings["backends"] = parse_choice_list(args.backends, "--backends", row_backends())
     settings["precisions"] = parse_choice_list(args.precisions, "--precisions", PRECISIONS)
     settings["sizes"] = parse_sizes(args.sizes) if args.sizes is not None else preset["sizes"]
     settings["batches"] = parse_int_list(args.batches, "--batches") if args.batches is not None else preset["batches"]
@@ -221,12 +237,6 @@ def plan_line(settings: BenchmarkSettings) -> str:
 # model, exports and engines
 
 
-def export_code_digest() -> str:
-    from jarrn_deploy.export.source_digest import export_source_digest
-
-    return export_source_digest()
-
-
 def model_summary(model_path: Path) -> dict:
     from jarrn_deploy.model import CheckpointError, load_model
 
@@ -242,73 +252,65 @@ def model_summary(model_path: Path) -> dict:
     }
 
 
-def ensure_onnx(model_path: Path, precision: str, cache: Path, *, rebuild: bool, allow_export: bool,
-                model_sha: str) -> tuple[Path | None, str | None, dict]:
-    """The exported graph for ``precision`` (cached), or ``(None, reason, {})`` when it cannot be had."""
-    folder = cache / f"{model_sha[:16]}-{export_code_digest()[:10]}"
-    path = folder / f"jarrn_{precision}.onnx"
-    if path.is_file() and not rebuild:
-        return path, None, {"cached": True}
-    if not allow_export:
-        return None, (f"skipped: no cached {precision.upper()} export yet and --quick does not export FP16/INT8 "
-                      "(about a minute each on a 2-core CPU); run once without --quick"), {}
-    from jarrn_deploy.export.known_warnings import quiet_known_warnings
-    from jarrn_deploy.export.onnx_graph import ExportError, ExportOptions, ExportStats, export_onnx
-    from jarrn_deploy.model import load_model
+def engine_row(path: Path) -> Row:
+    """The row of an engine given with ``--engine``: its precision and flavour from its manifest
+    (:func:`jarrn_deploy.export.precisions.artifact_precision`)."""
+    from jarrn_deploy.export.engine.manifest import EngineManifest, manifest_path
+    from jarrn_deploy.export.precisions import UNKNOWN, artifact_precision
 
-    network = load_model(model_path)
-    stats = ExportStats()
-    log(f"exporting {precision.upper()} ONNX to {path} (cached for later runs)")
-    start = time.perf_counter()
     try:
-        with quiet_known_warnings():
-            export_onnx(network, path, ExportOptions(precision=precision),
-                        log=lambda m: print(f"[export] {m}", file=sys.stderr, flush=True), stats=stats)
-    except ExportError as exc:
-        return None, f"unavailable: export failed ({exc})", {}
-    except Exception as exc:  # noqa: BLE001 - a library problem in one precision must not stop the run
-        return None, f"unavailable: export failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", {}
-    info = {"cached": False, "export_seconds": round(time.perf_counter() - start, 1), "nodes": stats.nodes,
-            "precision_info": stats.precision_info, "file_bytes": stats.file_bytes}
-    return path, None, info
+        precision = artifact_precision(path)
+    except InputError as exc:
+        raise InputError(f"--engine: {exc}") from None
+    if precision == UNKNOWN:
+        raise InputError(f"--engine: {path} has no manifest ({manifest_path(path).name}) recording its precision; "
+                         "build it with jarrn build-engine")
+    flavour = EngineManifest.load(manifest_path(path)).flavour
+    families = [v.name for v in variants().values() if Row(v.name, precision).spec.model_kind == "engine"]
+    return Row(next((f for f in families if variants()[f].flavour == flavour), families[0]), precision)
 
 
-def ensure_engine(onnx_path: Path, precision: str, cache: Path, profile: tuple[str, str, str], *,
-                  rebuild: bool) -> tuple[Path | None, str | None]:
-    engine = onnx_path.with_suffix(".engine")
-    cmd = [sys.executable, "-m", "jarrn_deploy.export.build_engine", "--onnx", str(onnx_path), "--out", str(engine),
-           "--min", profile[0], "--opt", profile[1], "--max", profile[2]]
-    if rebuild:
-        cmd.append("--force")
-    log(f"building / reusing TensorRT engine: {shlex.join(cmd)}")
-    proc = subprocess.run(cmd, cwd=REPO_ROOT)
-    if proc.returncode != 0 or not engine.is_file():
-        return None, f"unavailable: python -m jarrn_deploy.export.build_engine exited with code {proc.returncode} for {precision}"
-    return engine, None
+def given_graphs(paths: list[Path]) -> dict[str, Path]:
+    """The graphs given with ``--onnx`` by precision (:func:`jarrn_deploy.export.precisions.artifact_precision`)."""
+    from jarrn_deploy.export.precisions import UNKNOWN, artifact_precision
+
+    given: dict[str, Path] = {}
+    for graph in paths:
+        try:
+            precision = artifact_precision(graph)
+        except InputError as exc:
+            raise InputError(f"--onnx: {exc}") from None
+        if precision == UNKNOWN:
+            raise InputError(f"--onnx: {graph} records no precision and its graph shows none the exporter produces")
+        given[precision] = graph.resolve()
+    return given
 
 
-def engine_precision(path: str) -> str:
-    import json
-
-    sidecar = Path(path).with_suffix(Path(path).suffix + ".json")
-    for candidate in (sidecar, Path(path).with_suffix(".json")):
-        if candidate.is_file():
-            try:
-                return str(json.loads(candidate.read_text()).get("precision", "fp32"))
-            except (OSError, ValueError):
-                pass
-    return "fp32"
-
-
-def tensorrt_status(device: str) -> str | None:
-    """None when TensorRT rows can run, else the reason."""
-    if device != "cuda":
-        return "unavailable: TensorRT needs an NVIDIA GPU (run with --device cuda on a GPU machine)"
-    try:
-        import tensorrt  # noqa: F401
-    except (ImportError, OSError) as exc:
-        return f"unavailable: the tensorrt package is not installed ({type(exc).__name__}); see docker/ or pip install tensorrt"
-    return None
+def prepare_engines(rows: list[Row], reasons: dict[str, str], onnx_paths: dict[str, Path], given: list[Path],
+                    profile: tuple[str, str, str], *, rebuild: bool) -> dict[str, str]:
+    """The engine of every engine row by row key: the ones given with ``--engine`` (their rows added), else built from
+    the exported graphs with :func:`jarrn_deploy.benchmarks.artifacts.ensure_engine`. Rows without one get a reason."""
+    engines: dict[str, str] = {}
+    if given:
+        for path in given:
+            row = engine_row(path)
+            engines[row.key] = str(path)
+            if row not in rows:
+                rows.append(row)
+            reasons.pop(row.key, None)
+        for row in rows:
+            if row.spec.model_kind == "engine" and row.key not in engines and row.key not in reasons:
+                reasons[row.key] = "skipped: no engine of this precision among --engine"
+        return engines
+    for row in rows:
+        if row.spec.model_kind == "engine" and row.key not in reasons and row.precision in onnx_paths:
+            engine, reason = ensure_engine(onnx_paths[row.precision], row.variant.flavour, profile, rebuild=rebuild,
+                                           log=log)
+            if engine is None:
+                reasons[row.key] = reason
+            else:
+                engines[row.key] = str(engine)
+    return engines
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -317,33 +319,15 @@ def tensorrt_status(device: str) -> str | None:
 
 def plan_rows(settings: BenchmarkSettings, device: str) -> tuple[list[Row], dict[str, str]]:
     """The rows to measure (baseline first) and the reasons for the rows that cannot be measured here."""
-    rows = applicable_rows(settings.backends, settings.precisions)
-    if Row("torch", "fp32") not in rows:
-        rows.insert(0, Row("torch", "fp32"))
-    else:
-        rows.remove(Row("torch", "fp32"))
-        rows.insert(0, Row("torch", "fp32"))
+    baseline = Row(*BASELINE_KEY.split(":"))
+    rows = [baseline] + [r for r in applicable_rows(settings.backends, settings.precisions) if r != baseline]
     reasons: dict[str, str] = {}
-    ort_reason = None
-    try:
-        import onnxruntime
-
-        if device == "cuda" and "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            ort_reason = ("unavailable: this onnxruntime has no CUDAExecutionProvider (pip install onnxruntime-gpu); "
-                          "run with --device cpu for the CPU rows")
-    except ImportError:
-        ort_reason = "unavailable: onnxruntime is not installed (pip install onnxruntime)"
-    trt_reason = tensorrt_status(device)
     for row in rows:
-        if row.backend == "torch-compile" and device != "cuda":
-            reasons[row.key] = ("not measured on CPU: torch.compile reduce-overhead uses CUDA graphs (GPU only); "
-                                "run with --device cuda")
-        elif row.backend == "torch" and row.precision == "fp16" and device != "cuda":
-            reasons[row.key] = "not measured on CPU: FP16 autocast is a CUDA feature (CPU autocast is bfloat16)"
-        elif row.backend == "onnxruntime" and ort_reason:
-            reasons[row.key] = ort_reason
-        elif row.backend == "tensorrt" and trt_reason and not settings.engines:
-            reasons[row.key] = trt_reason
+        if settings.engines and row.spec.model_kind == "engine":
+            continue  # decided by the engines given
+        reason = row_reason(row, device)
+        if reason:
+            reasons[row.key] = reason
     return rows, reasons
 
 
@@ -471,59 +455,30 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--cases: unknown case {', '.join(map(repr, unknown))}; choose from {', '.join(known)} or 'none'")
 
     rows, reasons = plan_rows(settings, device)
+    given_engines = [Path(e) for e in settings.engines]
     exports: dict[str, dict] = {}
     onnx_paths: dict[str, Path] = {}
-    needed = sorted({r.precision for r in rows if r.uses_onnx and r.key not in reasons}, key=PRECISIONS.index)
-    if settings.engines:
-        needed = sorted({r.precision for r in rows if r.backend == "onnxruntime" and r.key not in reasons},
-                        key=PRECISIONS.index)
-    given: dict[str, Path] = {}
-    for graph in args.onnx:
-        from jarrn_deploy.export.onnx_graph import read_metadata
-
-        try:
-            precision = read_metadata(graph).get("precision", "fp32")
-        except Exception as exc:  # noqa: BLE001 - onnx raises several types for a bad file
-            raise InputError(f"--onnx: {graph} could not be read as ONNX ({type(exc).__name__}: {exc})") from None
-        if precision not in PRECISIONS:
-            raise InputError(f"--onnx: {graph} has an unknown precision {precision!r} in its metadata")
-        given[precision] = graph.resolve()
-    for precision in needed:
+    graph_rows = [r for r in rows if r.uses_onnx and r.key not in reasons
+                  and not (given_engines and r.spec.model_kind == "engine")]
+    given = given_graphs(args.onnx)
+    for precision in sorted({r.precision for r in graph_rows}, key=PRECISIONS.index):
         if precision in given:
             onnx_paths[precision] = given[precision]
             exports[precision] = {"path": str(given[precision]), "given": True}
             continue
         path, reason, info = ensure_onnx(model_path, precision, args.cache, rebuild=args.rebuild,
                                          allow_export=precision == "fp32" or not settings.quick,
-                                         model_sha=model["sha256"])
+                                         model_sha=model["sha256"], log=log)
         exports[precision] = {"path": str(path) if path else None, "reason": reason, **info}
         if path is None:
-            for row in rows:
-                if row.uses_onnx and row.precision == precision and row.key not in reasons:
-                    reasons[row.key] = reason
+            reasons.update((r.key, reason) for r in graph_rows if r.precision == precision)
         else:
             onnx_paths[precision] = path
-
-    engines: dict[str, str] = {}
-    if settings.engines:
-        for engine in settings.engines:
-            precision = engine_precision(engine)
-            engines[precision] = engine
-            if Row("tensorrt", precision) not in rows:
-                rows.append(Row("tensorrt", precision))
-            reasons.pop(f"tensorrt:{precision}", None)
-        for row in rows:
-            if row.backend == "tensorrt" and row.precision not in engines and row.key not in reasons:
-                reasons[row.key] = "skipped: no engine of this precision among --engine"
-    else:
-        for row in rows:
-            if row.backend == "tensorrt" and row.key not in reasons and row.precision in onnx_paths:
-                engine, reason = ensure_engine(onnx_paths[row.precision], row.precision, args.cache,
-                                               trt_profile(settings, cases), rebuild=args.rebuild)
-                if engine is None:
-                    reasons[row.key] = reason
-                else:
-                    engines[row.precision] = str(engine)
+    artifacts = {r.key: str(onnx_paths[r.precision]) for r in graph_rows
+                 if r.spec.model_kind == "onnx" and r.precision in onnx_paths}
+    engines = prepare_engines(rows, reasons, onnx_paths, given_engines, trt_profile(settings, cases),
+                              rebuild=args.rebuild)
+    artifacts.update(engines)
 
     configs = [(h, w, b) for (h, w) in sorted(settings.sizes, key=lambda s: s[0] * s[1])
                for b in sorted(settings.batches)]
@@ -540,8 +495,7 @@ def main(argv: list[str] | None = None) -> int:
                 "device": device,
                 "threads": settings.threads,
                 "model": str(model_path),
-                "onnx": str(onnx_paths.get(row.precision)) if row.backend == "onnxruntime" else None,
-                "engine": engines.get(row.precision) if row.backend == "tensorrt" else None,
+                "artifact": artifacts.get(row.key),
                 "configs": configs,
                 "warmup": settings.warmup,
                 "min_iterations": settings.min_iterations,
@@ -558,8 +512,11 @@ def main(argv: list[str] | None = None) -> int:
         both = all((results.get(k) or {}).get("status") == "ok" for k in ("torch:fp32", "onnxruntime:fp32"))
         target_config = (320, 320) in settings.sizes and 1 in settings.batches
         if device == "cpu" and both and target_config and "e2e" in settings.modes and "graph" in settings.modes:
+            others = {r.key: artifacts[r.key] for r in to_run if r.key != "onnxruntime:fp32"
+                      and r.spec.model_kind == "onnx" and (results.get(r.key) or {}).get("status") == "ok"}
             log("paired comparison for the speed target: PyTorch eager FP32 and ONNX Runtime FP32 interleaved "
-                "in one process at 320x320 batch 1 ...")
+                "in one process at 320x320 batch 1" + (f", with {', '.join(others)} end to end" if others else "")
+                + " ...")
             # PyTorch's speed differs from one process to the next on some machines (here by up to 1.4x between
             # otherwise identical processes), so the paired measurement is repeated in fresh processes and the median
             # ratio decides.
@@ -573,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
                     "threads": settings.threads,
                     "model": str(model_path),
                     "onnx": str(onnx_paths["fp32"]),
+                    "others": others,
                     "warmup": max(1, settings.warmup),
                     "min_iterations": settings.min_iterations,
                     "max_iterations": settings.iterations,
@@ -586,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         log("computing accuracy against the reference and ground truth, and the interpolation baselines ...")
         report, predictions = assemble_report(
             rows=rows, reasons=reasons, results=results, cases=cases, settings=settings, machine=machine,
-            model=model, exports=exports, engines=engines, paired=paired,
+            model=model, exports=exports, engines=engines, paired=paired, notes=args.note,
             command=shlex.join(["python", "benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
             started=started, load_start=load_start, load_end=load_average(),
         )

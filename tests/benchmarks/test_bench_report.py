@@ -228,7 +228,7 @@ def tiny_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--model", str(model), "--onnx", str(graph), "--out", str(out), "--cache", str(tmp / "cache"),
         "--sizes", "64x64", "--batches", "1",
         "--warmup", "1", "--iterations", "2", "--min-iterations", "2", "--threads", "1", "--quiet-wait", "0",
-        "--backends", "torch,onnxruntime", "--precisions", "fp32", "--cases", "tum_desk@100",
+        "--backends", "torch,onnxruntime,openvino", "--precisions", "fp32", "--cases", "tum_desk@100",
     ])
     assert code == 0
     return out
@@ -259,6 +259,16 @@ def test_tiny_run_report_content(tiny_report: Path) -> None:
     assert rows["onnxruntime:fp32"]["setup"]["session_options"]["intra_op_num_threads"] == 1
     ort_acc = rows["onnxruntime:fp32"]["accuracy"]["tum_desk@100"]
     assert ort_acc["vs_reference"]["max_abs_m"] < 1e-2
+    # a registry backend gets its rows with nothing benchmark-specific: OpenVINO runs the same graph, threads included
+    from jarrn_deploy.runtime.backends.registry import BACKENDS
+
+    missing = BACKENDS["openvino"].missing()
+    if missing:  # the optional extra is not installed: listed with the registry's reason
+        assert rows["openvino:fp32"]["reason"] == f"unavailable: {missing}"
+    else:
+        assert rows["openvino:fp32"]["status"] == "ok", rows["openvino:fp32"].get("reason")
+        assert rows["openvino:fp32"]["accuracy"]["tum_desk@100"]["vs_reference"]["max_abs_m"] < 1e-2
+        assert "OpenVinoOptions(threads=1" in rows["openvino:fp32"]["setup"]["api"]
     assert np.isfinite(ort_acc["vs_gt"]["rmse"]) and 0 <= ort_acc["vs_gt"]["delta1"] <= 1
     assert set(report["baselines"]) == {"nearest", "linear"}
     assert report["baselines"]["linear"]["tum_desk@100"]["rmse"] > 0
@@ -267,6 +277,6 @@ def test_tiny_run_report_content(tiny_report: Path) -> None:
     assert rows["onnxruntime:fp32"]["label"] == "ONNX Runtime FP32"
     assert report["machine"]["cpu_model"] and report["settings"]["threads"] == 1
     md = (tiny_report / "report.md").read_text()
-    for text in ("PyTorch eager FP32", "ONNX Runtime FP32", "64x64, batch 1", "nearest interpolation",
+    for text in ("PyTorch eager FP32", "ONNX Runtime FP32", "OpenVINO FP32", "64x64, batch 1", "nearest interpolation",
                  "tum_desk@100", "latency.png", "panel_tum_desk_100.png"):
         assert text in md, text

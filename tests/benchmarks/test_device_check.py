@@ -148,20 +148,14 @@ def test_gpu_test_files_are_the_ones_with_gpu_marks() -> None:
 
 @pytest.fixture()
 def small_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
-    from jarrn_deploy.benchmarks import device_bench
+    from functools import partial
+
+    from jarrn_deploy.benchmarks import measure
 
     monkeypatch.setattr(dc, "LATENCY_SIZES", ((64, 96),))
     monkeypatch.setattr(dc, "LATENCY_BATCHES", (1, 2))
-    monkeypatch.setattr(device_bench, "TimingSettings",
-                        lambda: device_bench.__dict__["_RealTiming"](warmup=1, min_iterations=2, max_iterations=3,
-                                                                     seconds=0.05))
-
-
-@pytest.fixture(autouse=True)
-def _keep_real_timing() -> None:
-    from jarrn_deploy.benchmarks import device_bench
-
-    device_bench._RealTiming = device_bench.TimingSettings  # type: ignore[attr-defined]
+    monkeypatch.setattr(measure, "TimingSettings", partial(measure.TimingSettings, warmup=1, min_iterations=2,
+                                                           max_iterations=3, seconds=0.05))
 
 
 def test_a_latency_row_is_measured_within_budget_and_reported(tmp_path: Path, small_sizes, monkeypatch) -> None:  # noqa: ANN001
@@ -198,32 +192,42 @@ def test_a_latency_row_is_measured_within_budget_and_reported(tmp_path: Path, sm
 
 
 def test_a_row_skips_what_its_budget_cannot_hold() -> None:
-    from jarrn_deploy.benchmarks.bench_worker import Runner
-    from jarrn_deploy.benchmarks.device_bench import TimingSettings, measure_row
+    from jarrn_deploy.benchmarks.measure import TimingSettings, measure_row
+    from jarrn_deploy.benchmarks.runner import Runner
 
     now = [0.0]
 
-    class SlowFirstCall(Runner):
-        """Every new shape costs 30 s on its first call (like a compilation); later calls 0.1 s."""
+    class Backend:
+        """The graph alone: 0.1 s a call."""
+
+        def run(self, rgb, sparse):  # noqa: ANN001, ANN201
+            now[0] += 0.1
+            return sparse
+
+        def close(self) -> None:
+            pass
+
+    class SlowFirstCall:
+        """A completer whose every new shape costs 30 s on its first call (like a compilation); later calls 0.1 s."""
+
+        backend = Backend()
 
         def __init__(self) -> None:
-            super().__init__()
             self.shapes: set = set()
 
-        def e2e(self, rgb, sparse):  # noqa: ANN001, ANN201
+        def complete(self, rgb, sparse):  # noqa: ANN001, ANN201
             shape = rgb.shape
             now[0] += 0.1 if shape in self.shapes else 30.0
             self.shapes.add(shape)
             return sparse
 
-        def graph(self, prepared):  # noqa: ANN001, ANN201
-            now[0] += 0.1
-            return None
+        def close(self) -> None:
+            pass
 
     from jarrn_deploy.model.real_frames import evaluation_cases, load_real_frames
 
     cases = [c for c in evaluation_cases(load_real_frames()) if c.name == "tum_desk@100"]
-    result = measure_row(SlowFirstCall, row_key="torch-compile:fp16", configs=[(64, 64, 1), (96, 96, 1), (64, 64, 2)],
+    result = measure_row(lambda: Runner(SlowFirstCall()), row_key="torch-compile:fp16", configs=[(64, 64, 1), (96, 96, 1), (64, 64, 2)],
                          latency_cases=cases, timing=TimingSettings(warmup=1, min_iterations=2, max_iterations=2,
                                                                     seconds=0.2),
                          budget_s=50, first_call_estimate_s=25, log=lambda m: None, clock=lambda: now[0])
