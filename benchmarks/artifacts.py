@@ -10,11 +10,10 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 from jarrn_deploy.errors import JarrnError
+from jarrn_deploy.progress import Log
 
-Log = Callable[[str], None]
 
 
 def export_code_digest() -> str:

@@ -90,7 +90,7 @@ def package_environment(device: str | None = None, gpu_name: str | None = None,
     fp16_missing = onnx_missing
     if fp16_missing is None and _missing_module("modelopt", "") and _missing_module("onnxconverter_common", ""):
         fp16_missing = ("no FP16 export library: carry onnxconverter-common (pure Python) or nvidia-modelopt "
-                        "(see export/precision.py)")
+                        "(see export/precision/)")
     from jarrn_deploy.runtime.backends.registry import backend_spec
 
     ort_missing = backend_spec("onnxruntime").missing()

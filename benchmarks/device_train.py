@@ -25,17 +25,17 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
     runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
+from jarrn_deploy.progress import Log  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 THROUGHPUT_TARGET = 400.0
 """Samples/s that training of the full config at 320x320, batch 16 should reach on an H100/H200-class GPU (issue 11)."""
-Log = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,18 @@ CPU_FEATURES_OF_INTEREST = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "av
                             "amx_tile", "amx_int8", "amx_bf16", "asimd", "asimddp", "i8mm", "bf16")
 
 
+def backend_versions() -> dict[str, str]:
+    """Each backend of the registry -> the installed versions of its distributions ("name version", joined), or
+    "not installed"."""
+    from jarrn_deploy.runtime.backends.registry import BACKENDS
+
+    versions = {}
+    for spec in BACKENDS.values():
+        found = [f"{dist} {v}" for dist in spec.distributions if (v := _package_version(dist)) is not None]
+        versions[spec.label] = ", ".join(found) or "not installed"
+    return versions
+
+
 def describe_machine(device: str = "cpu") -> dict:
     """What the numbers were measured on; ``machine_tag`` names the report folder.
 
@@ -163,6 +175,7 @@ def describe_machine(device: str = "cpu") -> dict:
                 libraries["tensorrt"] = getattr(tensorrt, "__version__", "?")
         except Exception:  # noqa: BLE001 - a broken install counts as absent
             pass
+    libraries["backends"] = backend_versions()
     libraries["onnxruntime_providers"] = _ort_providers()
     libraries["torch_cuda"] = _torch_cuda_version()
     info = {

@@ -36,9 +36,9 @@ from jarrn_deploy.benchmarks.timing import (
     wait_for_quiet,
 )
 from jarrn_deploy.model.crop import crop_or_pad
+from jarrn_deploy.progress import Log
 from jarrn_deploy.progress import progress_logger
 
-Log = Callable[[str], None]
 log = progress_logger("bench")
 
 

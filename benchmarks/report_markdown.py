@@ -54,6 +54,7 @@ def render_markdown(report: dict, charts: dict[str, str]) -> str:
         ("onnx / onnxslim / modelopt", f"{libs.get('onnx')} / {libs.get('onnxslim')} / {libs.get('nvidia_modelopt')}"),
         ("tensorrt", libs.get("tensorrt") or "not installed"),
         ("numpy", libs.get("numpy")),
+        *((f"backend: {label}", versions) for label, versions in (libs.get("backends") or {}).items()),
     ]
     lines += markdown_table(("", ""), facts) + [""]
 

@@ -10,7 +10,7 @@ Every row of ``benchmarks/run.py`` (in its worker process) and of the device che
 
 The completer is opened by :func:`open_runner` through the backend registry; PyTorch's options (FP16 autocast,
 channels-last, torch.compile) are the runtime's :class:`TorchBackendOptions`, chosen by the row
-(:func:`jarrn_deploy.benchmarks.rows.torch_options`).
+(:attr:`jarrn_deploy.benchmarks.rows.Row.options`).
 """
 
 from __future__ import annotations

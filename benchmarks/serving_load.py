@@ -44,6 +44,8 @@ import numpy as np  # noqa: E402
 
 from jarrn_deploy.cli import command  # noqa: E402
 from jarrn_deploy.errors import CheckFailedError, UsageError  # noqa: E402
+from jarrn_deploy.export.triton_config import MODEL_NAME  # noqa: E402
+from jarrn_deploy.runtime.backends.registry import BACKEND_NAMES  # noqa: E402
 
 DEFAULT_SIZES = ((64, 96), (96, 128), (128, 160), (192, 256))
 FULL_FRAME = (375, 1242)
@@ -245,7 +247,7 @@ def _client_worker(protocol: str, url: str, probes: list[Probe], order: np.ndarr
             start = time.perf_counter()
             try:
                 kwargs = {"client_timeout": 60.0} if protocol == "grpc" else {}
-                depth = client.infer("jarrn", inputs, **kwargs).as_numpy(depth_name)
+                depth = client.infer(MODEL_NAME, inputs, **kwargs).as_numpy(depth_name)
                 row["latency_s"] = time.perf_counter() - start
                 if depth is None or depth.shape != (1, 1, *probe.reference.shape):
                     row.update(outcome="failed", error=f"depth missing or of shape {None if depth is None else depth.shape}")
@@ -372,12 +374,12 @@ def run_load_test(config: LoadConfig, log=print) -> dict[str, Any]:  # noqa: ANN
         log(f"one client: p50 {percentiles([r['latency_s'] for r in unloaded])['p50_ms']:.0f} ms over the "
             f"{len(unloaded)} crops")
         stats_before = json.loads(_fetch(stats_url))
-        metrics_before = prometheus_counters(_fetch(server.metrics_url), "jarrn")
+        metrics_before = prometheus_counters(_fetch(server.metrics_url), MODEL_NAME)
 
         order = np.random.default_rng(config.seed + 1).integers(0, len(probes), size=config.requests)
         rows, sent, samples, started, elapsed = _run_clients(server, probes, config, names, order, log=log)
         stats_after = json.loads(_fetch(stats_url))
-        metrics_after = prometheus_counters(_fetch(server.metrics_url), "jarrn")
+        metrics_after = prometheus_counters(_fetch(server.metrics_url), MODEL_NAME)
         full = _full_frame_phase(server, full_probes, config, names, stats_url, log) if full_probes else None
         server_description = server.describe()
 
@@ -681,7 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--instances", type=int, default=d.instances, help="server model instances (default %(default)s)")
     p.add_argument("--threads", type=int, default=d.threads, help="intra-op threads per instance (default %(default)s)")
     p.add_argument("--model", default="", help="model file (default: the bundled model)")
-    p.add_argument("--backend", default="", help="backend (default: from --model, as jarrn infer)")
+    p.add_argument("--backend", default="", choices=("", *BACKEND_NAMES),
+                   help="backend (default: from --model, as jarrn infer)")
     p.add_argument("--tolerance", type=float, default=d.tolerance_m, help="metres (default %(default)s)")
     p.add_argument("--rss-growth-mib", type=float, default=d.rss_growth_mib, help="MiB (default %(default)s)")
     p.add_argument("--burn-in", type=int, default=d.burn_in,

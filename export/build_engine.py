@@ -13,7 +13,7 @@ Python, call ``jarrn_deploy.export.engine.build.build_engine``, which this comma
 - Flavour (``--flavour``; default: the installed one, standard TensorRT first): ``tensorrt`` builds on the GPU that
   will run the engine (Jetson, H100/H200, any NVIDIA GPU); ``tensorrt-rtx`` builds ahead of time on the CPU for a set of
   compute capabilities (``--compute-capability``, default its portable set 8.0 8.6 8.9 12.0 12.1: A100, RTX 30/40/50).
-- Precision comes from the ONNX (FP16 casts, INT8 Q/DQ; see export/precision.py): the network is strongly typed and no
+- Precision comes from the ONNX (FP16 casts, INT8 Q/DQ; see export/precision/ and export/precision_specs.py): the network is strongly typed and no
   precision flag is set.
 - One optimization profile over batch, height and width for both inputs (``--min/--opt/--max`` as BxHxW); a graph
   exported with ``--static``/``--batch`` gets its fixed shape (min = opt = max).

@@ -1,5 +1,5 @@
 """The one way to open an ONNX Runtime session over an exported graph: session options, and a one-line
-:class:`~export.graph_check.GraphError` for a file ONNX Runtime cannot load instead of its traceback.
+:class:`~jarrn_deploy.export.graph_check.GraphError` for a file ONNX Runtime cannot load instead of its traceback.
 
 It lives in ``export/`` because every user may import it there: export validation, the runtime's ONNX Runtime backend
 and the benchmarks (imports go model -> export -> runtime -> benchmarks, never back). Pure Python plus onnxruntime,

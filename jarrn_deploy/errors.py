@@ -15,7 +15,7 @@ EXIT_USAGE = 2
 """A bad command-line argument (argparse's own convention)."""
 EXIT_INPUT = 3
 """An input file or array that cannot be used (missing, a folder given as a file, corrupt, wrong format, wrong size, a
-sparse map without a single point: model.contract.EmptySparseDepthError)."""
+sparse map without a single point: jarrn_deploy.model.contract.EmptySparseDepthError)."""
 EXIT_OUTPUT = 4
 """An output path that cannot be written (unwritable folder, a file where a folder is expected, disk full, an output
 that would replace one of the command's own inputs), checked before the work where it can be."""
@@ -24,7 +24,7 @@ EXIT_UNAVAILABLE = 5
 size whose estimated memory does not fit: jarrn_deploy.memory.MemoryGuardError)."""
 EXIT_CHECK_FAILED = 6
 """The work ran but its result failed a check (export validation outside its bounds, a failed build, a model whose
-output is NaN or inf: model.contract.NonFiniteDepthError, naming the model file)."""
+output is NaN or inf: jarrn_deploy.model.contract.NonFiniteDepthError, naming the model file)."""
 EXIT_INTERRUPTED = 130
 """Interrupted by the user (Ctrl-C)."""
 

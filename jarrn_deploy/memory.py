@@ -25,7 +25,7 @@ from typing import Any
 from jarrn_deploy.errors import UnavailableError, UsageError
 
 PAD_MULTIPLE = 64
-"""The graph pads height and width to this multiple (model.contract.CONTRACT.pad_multiple; pinned by a test)."""
+"""The graph pads height and width to this multiple (jarrn_deploy.model.contract.CONTRACT.pad_multiple; pinned by a test)."""
 FULL_WIDTHS = (512, 512, 512, 512, 256, 128, 64)
 """Assumed when a model's widths are unknown: the largest standard configuration, so the guard errs on the safe side."""
 TORCH_BYTES_PER_PIXEL_CHANNEL = 28.0

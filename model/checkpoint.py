@@ -68,7 +68,7 @@ def check_contract_version(recorded: object, path: str | os.PathLike = "<checkpo
     if recorded is not None and str(recorded) != CONTRACT_VERSION:
         raise CheckpointError(
             f"{path}: written for tensor contract version {recorded!r}, this code implements version "
-            f"{CONTRACT_VERSION!r}; re-export the weights with this version (model.checkpoint.save_model)"
+            f"{CONTRACT_VERSION!r}; re-export the weights with this version (jarrn_deploy.model.checkpoint.save_model)"
         )
 
 
@@ -162,7 +162,7 @@ def check_content_hash(state: Mapping[str, torch.Tensor], metadata: Mapping[str,
     actual = content_hash(state, metadata.get("config", ""), metadata.get("contract_version", ""))
     if actual != recorded:
         raise CheckpointError(f"{path}: its config or weights were changed after it was saved (content hash "
-                              f"{actual[:12]}, recorded {recorded[:12]}); re-save it with model.checkpoint.save_model "
+                              f"{actual[:12]}, recorded {recorded[:12]}); re-save it with jarrn_deploy.model.checkpoint.save_model "
                               "if the change is intended")
 
 
@@ -194,7 +194,7 @@ def _read_file(path: Path) -> tuple[dict[str, torch.Tensor], JarrnConfig | None]
         claims_project = "config" in metadata or "contract_version" in metadata
         if fmt is not None and fmt != PROJECT_FORMAT and (claims_project or fmt not in _PLAIN_FORMATS):
             raise CheckpointError(f"{path}: format tag {fmt!r} is not {PROJECT_FORMAT!r}; this file was written by "
-                                  "another tool (convert it with model.checkpoint.save_model)")
+                                  "another tool (convert it with jarrn_deploy.model.checkpoint.save_model)")
         check_contract_version(metadata.get("contract_version"), path)
         check_content_hash(state, metadata, path)
         config = parse_recorded_config(metadata["config"], path) if "config" in metadata else None

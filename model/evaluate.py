@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(= cuda:0) or 'cuda:N'")
     parser.add_argument("--no-panels", action="store_true", help="skip the per-frame picture panels (faster)")
     parser.add_argument("--held-out-root", type=Path, default=None,
-                        help="also evaluate the held-out sets of an rgbd_extra folder (model.rgbd_extra) and write "
+                        help="also evaluate the held-out sets of an rgbd_extra folder (jarrn_deploy.model.rgbd_extra) and write "
                              "summary.md with the bundled cases and those sets (model, fill, nearest, linear, gain)")
     args = parser.parse_args(argv)
     if args.threads < 0:

@@ -210,7 +210,7 @@ class Jarrn(nn.Module):
         rectified = self.rectification(coarse, maps)
         return JarrnOutput(rectified.depth, coarse, rectified.scale, rectified.offset, rectified.prob)
 
-    def complete(self, rgb, sparse_depth_m):  # noqa: ANN001, ANN201 - numpy in, numpy out; see model.contract
+    def complete(self, rgb, sparse_depth_m):  # noqa: ANN001, ANN201 - numpy in, numpy out; see jarrn_deploy.model.contract
         """Dense metric depth from user inputs (numpy, any H and W); see :func:`jarrn_deploy.model.metric_jarrn.complete_depth`."""
         return complete_depth(self, rgb, sparse_depth_m)
 

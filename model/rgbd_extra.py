@@ -15,7 +15,7 @@ applies: a random integer down-scale (1-3x, LiDAR points binned nearest-wins), t
 (indoor: 100 or 500 points, or 30-3000 log-uniform; LiDAR: keep 10-40% of the points, 20% most often, the rest being the
 GT), a depth scale jitter (x 0.8-1.25, input and GT together), a random crop that holds GT and input points, a
 horizontal flip (no vertical one: the softmax over image rows expects skies on top) and colour jitter.
-:class:`~model.training.rgbd_extra_samples.MixedSamples` mixes those with the synthetic samples at ``real_fraction``.
+:class:`~jarrn_deploy.model.training.rgbd_extra_samples.MixedSamples` mixes those with the synthetic samples at ``real_fraction``.
 """
 
 from __future__ import annotations

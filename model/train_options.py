@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset root for --data kitti|nyu|diode|folder|rgbd_extra")
     g.add_argument("--real-fraction", type=float, default=0.5,
                    help="--data rgbd_extra: share of real frames in each epoch, the rest synthetic (default 0.5); "
-                        "validation then uses the held-out sets (model.rgbd_extra.HELD_OUT_SETS)")
+                        "validation then uses the held-out sets (jarrn_deploy.model.rgbd_extra.HELD_OUT_SETS)")
     g.add_argument("--depth-scale", type=float, default=1000.0,
                    help="--data folder/nyu: depth PNG value per metre (1000 = millimetres; KITTI 256, TUM 5000)")
     g.add_argument("--crop", type=lambda s: tuple(int(v) for v in s.split("x")), default=(128, 128),

@@ -237,19 +237,13 @@ def backend_options(backend: str, *, providers: str | None = None, device: str |
                     cuda_graphs: bool = False, threads: int = 0) -> Any:
     """The registry's options for ``backend`` from command-line values (``jarrn infer``, ``jarrn bag``, the serving
     model): each backend takes the ones it uses; ``threads`` 0 = the library's default."""
-    from jarrn_deploy.runtime.backends.options import (OnnxRuntimeOptions, OpenVinoOptions, TensorRTOptions,
-                                                       TorchBackendOptions)
+    from jarrn_deploy.runtime.backends.options import CliValues
 
-    provider_list = tuple(p.strip() for p in (providers or "").split(",") if p.strip())
-    values = {
-        TorchBackendOptions: lambda: TorchBackendOptions(device=device or "auto"),
-        OnnxRuntimeOptions: lambda: OnnxRuntimeOptions(providers=provider_list or None,
-                                                       intra_op_threads=threads or None),
-        TensorRTOptions: lambda: TensorRTOptions(cuda_graphs=cuda_graphs),
-        OpenVinoOptions: lambda: OpenVinoOptions(threads=threads or None),
-    }
     options_type = backend_spec(backend).options_type
-    return values[options_type]() if options_type in values else None
+    if options_type is None:
+        return None
+    return options_type.from_cli(CliValues(providers=tuple(p.strip() for p in (providers or "").split(",") if p.strip()),
+                                           device=device, cuda_graphs=cuda_graphs, threads=threads))
 
 
 def resolve_model(backend: str, model: str | None, log: Any = None) -> str | None:

@@ -45,7 +45,7 @@ from typing import Mapping, Sequence
 
 from jarrn_deploy.cli import command
 from jarrn_deploy.errors import InputError, UnavailableError, UsageError
-from jarrn_deploy.layout import NAMESPACE, PACKAGES, package_folder
+from jarrn_deploy.layout import NAMESPACE, package_folder
 from jarrn_deploy.runtime.serving_gate import Gate, GateSettings
 from jarrn_deploy.export.triton_config import MODEL_NAME, QueuePolicy, config_text, model_config
 from jarrn_deploy.runtime.serving_model import ABANDONED_FOLDER, DEFAULT_MAX_PIXELS, SETTINGS_FILE, CompleterSettings
@@ -68,19 +68,13 @@ def namespace_root() -> Path:
     return package_folder(NAMESPACE).parent
 
 
-def model_py() -> str:
-    """The Python-backend model file: imports :class:`TritonPythonModel` from this installation. The stub does not run
-    the editable install's import hook, so in a source checkout (``model/``, ``runtime/`` ... beside ``jarrn_deploy/``)
-    the file adds their folder to the namespace's search path itself."""
-    inside = package_folder(NAMESPACE)
-    apart = sorted({str(package_folder(p).parent) for p in PACKAGES if p != NAMESPACE} - {str(inside)})
-    return (
-        '"""Written by jarrn serve (runtime/serve.py): the model is '
-        'jarrn_deploy.runtime.serving_model.TritonPythonModel."""\n'
-        "import jarrn_deploy  # found through PYTHONPATH\n"
-        f"jarrn_deploy.__path__.extend({apart!r})\n"
-        "from jarrn_deploy.runtime.serving_model import TritonPythonModel  # noqa: E402,F401\n"
-    )
+MODEL_PY = (
+    '"""Written by jarrn serve (runtime/serve.py): the model is '
+    'jarrn_deploy.runtime.serving_model.TritonPythonModel."""\n'
+    "from jarrn_deploy.runtime.serving_model import TritonPythonModel  # noqa: F401 (jarrn_deploy through PYTHONPATH)\n"
+)
+"""The Python-backend model file. The stub does not run the editable install's import hook: it finds
+``jarrn_deploy`` on ``PYTHONPATH`` (:func:`namespace_root`), which finds its packages in a checkout itself."""
 
 
 DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT, DEFAULT_METRICS_PORT = 8000, 8001, 8002
@@ -188,7 +182,7 @@ def write_python_model_repository(root: Path, options: ServeOptions) -> Path:
     model_dir = root / MODEL_NAME
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
     (model_dir / "config.pbtxt").write_text(python_model_config_text(options))
-    (model_dir / "1" / MODEL_FILE).write_text(model_py())
+    (model_dir / "1" / MODEL_FILE).write_text(MODEL_PY)
     (model_dir / SETTINGS_FILE).write_text(json.dumps(asdict(options.completer), indent=1) + "\n")
     (model_dir / ABANDONED_FOLDER).mkdir(exist_ok=True)
     return model_dir

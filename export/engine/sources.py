@@ -17,13 +17,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
-    import runpy
-
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
-
-from jarrn_deploy.cli import command  # noqa: E402
-from jarrn_deploy.errors import InputError  # noqa: E402
+from jarrn_deploy.cli import command
+from jarrn_deploy.errors import InputError
 
 HELPERS_END = b"__MYELIN_NVRTC_KGEN_BUILTINS_END__"
 """End marker of the helper block at the top of every stored kernel source (TensorRT-RTX 1.7)."""

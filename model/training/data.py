@@ -1,6 +1,6 @@
 """Where a run's batches come from: frames from a source (synthetic scenes or a dataset on disk) turned into training
 samples by loader workers on the host (:class:`HostBatches`), or synthetic batches made whole on the training device
-(:class:`~model.training.device_batches.DeviceSyntheticBatches`, ``--synthetic-on-device``)."""
+(:class:`~jarrn_deploy.model.training.device_batches.DeviceSyntheticBatches`, ``--synthetic-on-device``)."""
 
 from __future__ import annotations
 

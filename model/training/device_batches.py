@@ -1,6 +1,6 @@
 """Synthetic training batches made whole on the training device (``--synthetic-on-device``).
 
-The host path (:class:`jarrn_deploy.model.training.samples.TrainingSamples` over :class:`~model.training.samples.SyntheticSource`)
+The host path (:class:`jarrn_deploy.model.training.samples.TrainingSamples` over :class:`~jarrn_deploy.model.training.samples.SyntheticSource`)
 renders each sample with numpy in a loader worker and copies the finished crops to the GPU. Here one batch is made in
 the training process with torch on the training device: :func:`jarrn_deploy.model.synthetic.generate_batch` renders the batch's
 scenes (one render size per batch, drawn from ``--render-scale`` and a random aspect 1.0-1.6, like the host path), then
@@ -8,7 +8,7 @@ the sparse patterns of the ``--sparse-mix`` regimes (:func:`draw_sparse`), hole 
 colour jitter and the normalisation run as batched torch ops on that device.
 
 With ``--workers N`` the ray casting of each batch's scenes runs with numpy in N loader processes instead
-(:class:`NumpySceneRenders`: the same scenes, as :func:`~model.synthetic.generate_batch` matches the numpy path), and
+(:class:`NumpySceneRenders`: the same scenes, as :func:`~jarrn_deploy.model.synthetic.generate_batch` matches the numpy path), and
 only the raw scenes (uint8 RGB, float depth) are copied to the device; everything after the ray casting stays there.
 The in-process renderer issues a few thousand small torch operations per scene, so on a GPU it is bound by launch
 overhead; the workers spread that cost over the CPUs.
@@ -57,7 +57,7 @@ from jarrn_deploy.model.training.sparse_sampling import (
 )
 
 ASPECT_RANGE = (1.0, 1.6)
-"""Width / height of a rendered scene, drawn uniformly (as :class:`~model.training.samples.SyntheticSource`)."""
+"""Width / height of a rendered scene, drawn uniformly (as :class:`~jarrn_deploy.model.training.samples.SyntheticSource`)."""
 MAX_HOLES = 3
 OUTLIER_MIN_FACTOR = 1.25
 """Smallest factor an outlier's depth is multiplied or divided by (:func:`jarrn_deploy.model.sparse.add_outliers`' default)."""
@@ -127,7 +127,7 @@ def plan_scenes(settings: DeviceBatchSettings, epoch: int, rank: int, index: int
 
 class NumpySceneRenders:
     """Map-style dataset for loader workers: item ``(epoch, index)`` is that batch's scenes rendered with numpy
-    (:func:`jarrn_deploy.model.synthetic.generate_scene`, which :func:`~model.synthetic.generate_batch` matches): uint8 RGB
+    (:func:`jarrn_deploy.model.synthetic.generate_scene`, which :func:`~jarrn_deploy.model.synthetic.generate_batch` matches): uint8 RGB
     ``[B,H,W,3]``, depth ``[B,1,H,W]`` metres and intrinsics ``[B,4]``."""
 
     def __init__(self, settings: DeviceBatchSettings, rank: int) -> None:
@@ -182,13 +182,13 @@ class _CountFrom:
 
 class DeviceSyntheticBatches:
     """Batches of synthetic training samples made on ``device``; an epoch is ``epoch_samples`` over ``world``
-    processes, in whole batches (like :class:`~model.training.distributed.ResumableDistributedSampler` with drop_last).
-    Items have the keys and shapes of :class:`~model.training.samples.TrainingSamples` with a leading batch axis.
+    processes, in whole batches (like :class:`~jarrn_deploy.model.training.distributed.ResumableDistributedSampler` with drop_last).
+    Items have the keys and shapes of :class:`~jarrn_deploy.model.training.samples.TrainingSamples` with a leading batch axis.
 
     ``render_workers`` > 0: the scenes are ray cast with numpy by that many loader processes (whole batches, copied
     to the device as uint8 RGB and float depth) and only the rest runs on the device; the scenes are the same.
 
-    ``pool_scenes`` > 0: batches are drawn from a :class:`~model.training.scene_pool.ScenePool` of that many scenes,
+    ``pool_scenes`` > 0: batches are drawn from a :class:`~jarrn_deploy.model.training.scene_pool.ScenePool` of that many scenes,
     each drawn about ``pool_reuse`` times (:meth:`pooled_batch`); the render workers then render the pool's chunks.
     """
 
@@ -326,7 +326,7 @@ class DeviceSyntheticBatches:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Sparse patterns, batched: the regimes of model.training.sparse_sampling.sample_sparse as torch ops
+# Sparse patterns, batched: the regimes of jarrn_deploy.model.training.sparse_sampling.sample_sparse as torch ops
 
 
 def draw_sparse(depth: torch.Tensor, intrinsics: torch.Tensor, rng: np.random.Generator,

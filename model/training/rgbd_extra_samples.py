@@ -32,7 +32,7 @@ from jarrn_deploy.model.training.validation import ValCase, downscale_case
 
 
 def validation_cases(root: str | Path, max_side: int = 0, seed: int = 0, frames_per_set: int = 3) -> list:
-    """Training-time validation: :class:`~model.training.validation.ValCase` on a few frames per held-out set,
+    """Training-time validation: :class:`~jarrn_deploy.model.training.validation.ValCase` on a few frames per held-out set,
     down-scaled."""
     from jarrn_deploy.model.baselines import linear_interpolation
     from jarrn_deploy.model.metrics import depth_metrics

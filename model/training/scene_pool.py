@@ -3,12 +3,12 @@
 Drawing a scene is most of a synthetic sample's cost, and the in-process renderer is launch-bound on a GPU, so making
 every batch from new scenes caps training at the scene rate. The pool keeps ``N`` rendered scenes (uint8 RGB, float
 depth in metres, intrinsics) on the device; every batch draws its scenes from it and gets fresh crops, sparse
-patterns, flips and colour jitter (:meth:`~model.training.device_batches.DeviceSyntheticBatches.pooled_batch`), and
+patterns, flips and colour jitter (:meth:`~jarrn_deploy.model.training.device_batches.DeviceSyntheticBatches.pooled_batch`), and
 before each step new scenes replace the oldest ones at ``batch / K`` scenes per step on average, so each scene is
 drawn about ``K`` times while it is in the pool (K = 1: as many new scenes as samples; larger K: faster, less varied).
 
 Scenes come in chunks of ``round(batch / K)`` scenes that share a render size (drawn like
-:func:`~model.training.device_batches.plan_scenes`, from ``(seed, rank, chunk)``); scene number ``n`` lives in slot
+:func:`~jarrn_deploy.model.training.device_batches.plan_scenes`, from ``(seed, rank, chunk)``); scene number ``n`` lives in slot
 ``n mod N`` (the pool is a ring, oldest out first). Slots have the largest render size and a scene fills its top-left
 corner; the host keeps every slot's size, so no value is read back from the device.
 
@@ -77,7 +77,7 @@ class PoolLayout:
 
 
 def slot_size(crop: tuple[int, int], render_scale: tuple[float, float], max_aspect: float) -> tuple[int, int]:
-    """The largest scene :func:`~model.training.device_batches.plan_scenes` can draw for ``crop``."""
+    """The largest scene :func:`~jarrn_deploy.model.training.device_batches.plan_scenes` can draw for ``crop``."""
     ch, cw = crop
     height = max(ch, int(round(ch * render_scale[1])))
     return height, max(cw, int(round(height * max_aspect)))

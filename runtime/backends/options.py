@@ -25,6 +25,21 @@ def check_thread_count(value: object, name: str, library: str) -> int | None:
 
 
 @dataclass(frozen=True)
+class CliValues:
+    """The backend flags of ``jarrn infer`` / ``jarrn bag`` / ``jarrn serve``; each options type takes what it uses
+    (its ``from_cli``), so a new backend maps them in its own options class."""
+
+    providers: tuple[str, ...] = ()
+    """``--providers``, split at commas (empty: the backend's default)."""
+    device: str | None = None
+    """``--device`` (None: the backend's default)."""
+    cuda_graphs: bool = False
+    """``--cuda-graphs``."""
+    threads: int = 0
+    """``--threads`` (0: the library's default)."""
+
+
+@dataclass(frozen=True)
 class TorchBackendOptions:
     """How the PyTorch backend runs the network; the defaults are the FP32 eager reference.
 
@@ -55,6 +70,11 @@ class TorchBackendOptions:
     def gpu_fast(cls) -> "TorchBackendOptions":
         """FP16 autocast + channels-last + torch.compile with CUDA graphs: the fastest PyTorch path on a GPU."""
         return cls(precision="fp16", compile=True, channels_last=True)
+
+    @classmethod
+    def from_cli(cls, values: CliValues) -> "TorchBackendOptions":
+        """The options the command-line flags give (``--device``)."""
+        return cls(device=values.device or "auto")
 
     def check_device(self, device_type: str) -> None:
         """:class:`UsageError` when these options cannot run on ``device_type`` ('cpu' or 'cuda')."""
@@ -93,6 +113,11 @@ class OnnxRuntimeOptions:
     def __post_init__(self) -> None:
         check_thread_count(self.intra_op_threads, "intra_op_threads", "ONNX Runtime")
 
+    @classmethod
+    def from_cli(cls, values: CliValues) -> "OnnxRuntimeOptions":
+        """The options the command-line flags give (``--providers``, ``--threads``)."""
+        return cls(providers=values.providers or None, intra_op_threads=values.threads or None)
+
 
 @dataclass(frozen=True)
 class TensorRTOptions:
@@ -111,6 +136,11 @@ class TensorRTOptions:
     runtime_cache: str | None = None
     """TensorRT-RTX: the file keeping its just-in-time kernels between runs (None: the one the manifest records)."""
 
+    @classmethod
+    def from_cli(cls, values: CliValues) -> "TensorRTOptions":
+        """The options the command-line flags give (``--cuda-graphs``)."""
+        return cls(cuda_graphs=values.cuda_graphs)
+
 
 @dataclass(frozen=True)
 class OpenVinoOptions:
@@ -123,3 +153,8 @@ class OpenVinoOptions:
 
     def __post_init__(self) -> None:
         check_thread_count(self.threads, "threads", "OpenVINO")
+
+    @classmethod
+    def from_cli(cls, values: CliValues) -> "OpenVinoOptions":
+        """The options the command-line flags give (``--threads``)."""
+        return cls(threads=values.threads or None)

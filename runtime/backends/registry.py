@@ -66,6 +66,8 @@ class BackendSpec:
     the warning when one is given to another backend."""
     device_flag: str | None = None
     """The ``jarrn infer`` flag choosing its device (None: it has one device)."""
+    distributions: tuple[str, ...] = ()
+    """The PyPI distributions that provide it (any of them), whose installed versions reports record."""
 
     def require(self) -> None:
         """:class:`jarrn_deploy.errors.UnavailableError` (exit 5) naming the install command when :attr:`missing`."""
@@ -165,26 +167,27 @@ _SPECS = (
         options_type=TorchBackendOptions, open=_open_torch,
         missing=_module_missing("torch", TORCH_INSTALL_HINT),
         bytes_per_pixel_channel=TORCH_BYTES_PER_PIXEL_CHANNEL, runs_torch_free=False,
-        cli_options={"--device": "takes a device"}, device_flag="--device",
+        cli_options={"--device": "takes a device"}, device_flag="--device", distributions=("torch",),
     ),
     BackendSpec(
         name="onnxruntime", label="ONNX Runtime", suffixes=(".onnx",), model_kind="onnx",
         options_type=OnnxRuntimeOptions, open=_open_onnxruntime, missing=_onnxruntime_missing,
         bytes_per_pixel_channel=26.0, runs_torch_free=True, bundled_model=_bundled_onnx,
         cli_options={"--providers": "takes execution providers"}, device_flag="--providers",
+        distributions=("onnxruntime", "onnxruntime-gpu"),
     ),
     BackendSpec(
         name="tensorrt", label="TensorRT", suffixes=ENGINE_SUFFIXES, model_kind="engine",
         options_type=TensorRTOptions, open=_open_tensorrt, missing=_tensorrt_missing,
         bytes_per_pixel_channel=None, runs_torch_free=True, bundled_model=_bundled_engine,
-        cli_options={"--cuda-graphs": "replays CUDA graphs"},
+        cli_options={"--cuda-graphs": "replays CUDA graphs"}, distributions=("tensorrt", "tensorrt_rtx"),
     ),
     BackendSpec(
         # measured 27-31 bytes (375x1242 and 750x2484, OpenVINO 2026.4 CPU, FP32 and INT8): rounded up like the others
         name="openvino", label="OpenVINO", suffixes=(".onnx",), model_kind="onnx",
         options_type=OpenVinoOptions, open=_open_openvino,
         missing=_openvino_missing,
-        bytes_per_pixel_channel=36.0, runs_torch_free=True, bundled_model=_bundled_onnx,
+        bytes_per_pixel_channel=36.0, runs_torch_free=True, bundled_model=_bundled_onnx, distributions=("openvino",),
     ),
 )
 

@@ -1,7 +1,7 @@
 """``--server HOST:PORT``: complete frames on a running ``jarrn serve`` over gRPC (Triton's client), so many bags can
 share one GPU server. Same call as :meth:`DepthCompleter.complete` for one frame; the tensors are laid out by
 :func:`jarrn_deploy.model.contract.prepare_inputs` and named by :data:`jarrn_deploy.model.contract.CONTRACT`, the model by
-:data:`jarrn_deploy.runtime.serving_model.MODEL_NAME`."""
+:data:`jarrn_deploy.export.triton_config.MODEL_NAME`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from jarrn_deploy.errors import InputError, UnavailableError, UsageError
 from jarrn_deploy.model.contract import CONTRACT, depth_to_user, prepare_inputs
 from jarrn_deploy.runtime.bag.source import first_line
-from jarrn_deploy.runtime.serving_model import MODEL_NAME
+from jarrn_deploy.export.triton_config import MODEL_NAME
 
 SERVER_INSTALL_HINT = '--server needs the Triton client: pip install -e ".[serve]"'
 TIMEOUT_S = 60.0

@@ -134,7 +134,7 @@ def test_scale_warning_for_points_mostly_too_near_or_too_far() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# runtime.infer: the bundled model on every backend, pictures, warnings
+# jarrn_deploy.runtime.infer: the bundled model on every backend, pictures, warnings
 
 
 @pytest.fixture(scope="module")

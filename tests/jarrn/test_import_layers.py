@@ -77,3 +77,19 @@ def test_no_two_project_modules_import_each_other() -> None:
     files = _module_files()
     graph = {module: _imports(module, path, set(files)) for module, path in files.items()}
     assert _circles(graph) == []
+
+
+LAYERS = ("jarrn_deploy", "jarrn_deploy.model", "jarrn_deploy.export", "jarrn_deploy.runtime", "jarrn_deploy.benchmarks")
+"""Lowest first: a module imports only from its own layer or those below (checkpoint -> model -> ONNX -> engine ->
+runtime -> reports, with the shared facts underneath)."""
+
+
+def _layer(module: str) -> int:
+    return max(i for i, top in enumerate(LAYERS) if module == top or module.startswith(f"{top}."))
+
+
+def test_no_module_imports_from_a_higher_layer() -> None:
+    files = _module_files()
+    upward = sorted(f"{module} -> {target}" for module, path in files.items()
+                    for target in _imports(module, path, set(files)) if _layer(target) > _layer(module))
+    assert upward == []

@@ -72,6 +72,9 @@ def test_every_record_is_consistent(name: str) -> None:
     if spec.options_type is not None:
         assert dataclasses.is_dataclass(spec.options_type) and spec.options_type.__dataclass_params__.frozen
         spec.options_type()  # the defaults are valid
+        from jarrn_deploy.runtime.backends.options import CliValues
+
+        assert isinstance(spec.options_type.from_cli(CliValues(threads=2)), spec.options_type)  # flags map here
     flags = {flag for action in build_parser()._actions for flag in action.option_strings}
     assert set(spec.cli_options) <= flags and (spec.device_flag is None or spec.device_flag in flags)
 

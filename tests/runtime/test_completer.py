@@ -1,4 +1,4 @@
-"""runtime.DepthCompleter over PyTorch and ONNX Runtime, and the runtime.infer command line."""
+"""runtime.DepthCompleter over PyTorch and ONNX Runtime, and the jarrn_deploy.runtime.infer command line."""
 
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ def test_completer_surface(tiny: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# runtime.infer
+# jarrn_deploy.runtime.infer
 
 
 @pytest.fixture(scope="module")
