@@ -70,6 +70,7 @@ def test_fp16_matches_pytorch_loosely(fp16_export, tiny_network):
     assert np.abs(depth - expected).mean() <= 5e-3 * np.abs(expected).mean() + 1e-3
 
 
+@pytest.mark.slow  # about 90 s on 2 cores (Model Optimizer's FP16 conversion of the push-pull graph)
 def test_fp16_graph_of_a_pushpull_model_runs_at_sizes_other_than_the_calibration_one(calibration_npz, tmp_path):
     """Model Optimizer's symbolic shape annotations once made ONNX Runtime reuse wrongly sized buffers in the fill's
     pad-to-even pyramid ("Shape mismatch attempting to re-use buffer") at 320x320 and 375x1242."""
