@@ -48,7 +48,12 @@ from jarrn_deploy.errors import InputError, UnavailableError, UsageError
 from jarrn_deploy.layout import NAMESPACE, package_folder
 from jarrn_deploy.runtime.serving_gate import Gate, GateSettings
 from jarrn_deploy.export.triton_config import MODEL_NAME, QueuePolicy, config_text, model_config
-from jarrn_deploy.runtime.serving_model import ABANDONED_FOLDER, DEFAULT_MAX_PIXELS, SETTINGS_FILE, CompleterSettings
+from jarrn_deploy.runtime.serving_model import (
+    ABANDONED_FOLDER,
+    DEFAULT_MAX_PIXELS,
+    SETTINGS_FILE,
+    CompleterSettings,
+)
 from jarrn_deploy.runtime.serving_server import (
     TEMP_PREFIX,
     ServerProcess,
@@ -106,7 +111,10 @@ class ServeOptions:
     max_queue_delay_us: int = DEFAULT_QUEUE_DELAY_US
     """How long the dynamic batcher holds a request waiting for others of the same shape."""
     instances: int = 1
-    """Model instances (Python-backend processes, each with its own completer) running batches in parallel."""
+    """Batches run at once, each in its own Python-backend process (with its own completer)."""
+    spare_instances: int | None = None
+    """Model processes beyond ``instances``, which take requests while the others run (None:
+    :func:`default_spare_instances`)."""
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
     """Requests that may wait in Triton's queue at once; more are refused at once ("exceeds maximum queue size")."""
     queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S
@@ -127,8 +135,8 @@ class ServeOptions:
         if len(fixed) != len(set(fixed)):
             raise UsageError(f"--http-port, --grpc-port and --metrics-port must differ, got {fixed}")
         for name, low in (("max_batch_size", 1), ("max_queue_delay_us", 0), ("instances", 1), ("max_queue_size", 1),
-                          ("drain_timeout_s", 0)):
-            if getattr(self, name) < low:
+                          ("drain_timeout_s", 0), ("spare_instances", 0)):
+            if getattr(self, name) is not None and getattr(self, name) < low:
                 flag = name.removesuffix("_s").replace("_", "-")
                 raise UsageError(f"--{flag}: expected at least {low}, got {getattr(self, name)}")
         if not self.queue_timeout_s > 0:
@@ -169,7 +177,8 @@ def python_model_config_text(options: ServeOptions) -> str:
     """``config.pbtxt`` of the Python-backend model ``jarrn`` (dynamic batching, bounded queue, CPU instance group)
     from the one config builder (:mod:`jarrn_deploy.export.triton_config`)."""
     config = model_config(backend="python", default_model_filename=MODEL_FILE, max_batch_size=options.max_batch_size,
-                          max_queue_delay_us=options.max_queue_delay_us, instances=options.instances,
+                          max_queue_delay_us=options.max_queue_delay_us,
+                          instances=options.instances + (options.spare_instances or 0),
                           instance_kind="cpu",  # the completer picks its own device
                           queue=QueuePolicy(options.max_queue_size, int(options.queue_timeout_s * 1e6)),
                           install_hint=SERVE_INSTALL_HINT)
@@ -183,7 +192,8 @@ def write_python_model_repository(root: Path, options: ServeOptions) -> Path:
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
     (model_dir / "config.pbtxt").write_text(python_model_config_text(options))
     (model_dir / "1" / MODEL_FILE).write_text(MODEL_PY)
-    (model_dir / SETTINGS_FILE).write_text(json.dumps(asdict(options.completer), indent=1) + "\n")
+    settings = replace(options.completer, run_slots=options.instances)
+    (model_dir / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=1) + "\n")
     (model_dir / ABANDONED_FOLDER).mkdir(exist_ok=True)
     return model_dir
 
@@ -204,6 +214,20 @@ def check_port_free(host: str, port: int, option: str) -> None:
         except OSError as exc:
             raise UnavailableError(f"{option}: cannot listen on {host}:{port} ({exc.strerror}); another server is "
                                    f"there, choose another port (0 = any free one)") from None
+
+
+def default_spare_instances() -> int:
+    """``--spare-instances`` unless given: 1 on a machine without a GPU, 0 with one.
+
+    Why a spare: with its only model process busy taking over a batch (whose clients had left), Triton 2.51's dynamic
+    batcher left a request that arrived meanwhile waiting 0.5 s after the process was free again (its verbose log:
+    "released 7 requests", then "executing 1 requests" 500.3 ms later: the batcher's idle wait). A spare process takes
+    such a request at once and waits only for a run slot. It costs one more completer: about 95 MiB idle and 260 MiB
+    under load for ONNX Runtime on a CPU (reports/serving), but on a GPU its own engine and execution memory there,
+    so it is not the default with one."""
+    from jarrn_deploy.export.gpu_probe import visible_gpus
+
+    return 0 if visible_gpus() else 1
 
 
 def default_backend() -> str:
@@ -295,7 +319,8 @@ class RunningServer:
             if getattr(options, name):
                 check_port_free(options.host, getattr(options, name), f"--{name.replace('_', '-')}")
             ports[name] = getattr(options, name) or free_port(options.host)
-        self.options = options = replace(options, completer=completer, **ports)
+        spare = options.spare_instances if options.spare_instances is not None else default_spare_instances()
+        self.options = options = replace(options, completer=completer, spare_instances=spare, **ports)
         self._workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
         repository = self._workdir / "models"
         model_dir = write_python_model_repository(repository, options)
@@ -305,7 +330,7 @@ class RunningServer:
         started = time.perf_counter()
         self._log(f"starting Triton: model {MODEL_NAME!r} ({completer.backend}, "
                   f"{Path(completer.model).name if completer.model else 'bundled default model'}), "
-                  f"{options.instances} instance(s) ...")
+                  f"{options.instances} run(s) at once, {options.instances + spare} model process(es) ...")
         try:
             self._server = ServerProcess(
                 bundle, triton_arguments(options, repository, bundle.backends, shm_prefix, self._internal),
@@ -426,7 +451,8 @@ class RunningServer:
         return (f"serving {MODEL_NAME!r} ({o.completer.backend}, {model}) on HTTP {self.http_url}, gRPC "
                 f"{self.grpc_url}, metrics {self.metrics_url}; max batch {o.max_batch_size}, queue delay "
                 f"{o.max_queue_delay_us} us, queue at most {o.max_queue_size} requests for {o.queue_timeout_s:g} s, "
-                f"{o.instances} instance(s), at most {o.completer.max_pixels:,} pixels per image and per run")
+                f"{o.instances} run(s) at once (+{o.spare_instances or 0} spare model process), at most "
+                f"{o.completer.max_pixels:,} pixels per image and per run")
 
 
 def _reason_headline(reason: str) -> str:
@@ -537,7 +563,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-timeout", type=float, default=DEFAULT_QUEUE_TIMEOUT_S,
                    help="seconds a request may wait in the queue before it is dropped with an error (default "
                         "%(default)s; a client may ask for less with Triton's timeout parameter)")
-    p.add_argument("--instances", type=int, default=1, help="model instances running in parallel (default 1)")
+    p.add_argument("--instances", type=int, default=1,
+                   help="batches run in parallel, each in its own model process (default 1)")
+    p.add_argument("--spare-instances", type=int, default=None,
+                   help="model processes beyond --instances, taking requests while the others run (default: 1 "
+                        "without a GPU, 0 with one, where each holds its own engine in GPU memory)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="largest accepted H*W per image, and pixels per run of a batch; larger images get HTTP 400 "
                         "(default %(default)s = 2048x2048)")
@@ -557,6 +587,7 @@ def options_from_args(args: argparse.Namespace) -> ServeOptions:
     return ServeOptions(completer=completer, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                         metrics_port=args.metrics_port, max_batch_size=args.max_batch_size,
                         max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
+                        spare_instances=args.spare_instances,
                         max_queue_size=args.max_queue_size, queue_timeout_s=args.queue_timeout,
                         drain_timeout_s=args.drain_timeout, log_file=args.log_file,
                         startup_timeout_s=args.startup_timeout)

@@ -23,6 +23,11 @@ Abandoned work: requests whose client has given up are answered without running,
 with a ``cancel()`` (ONNX Runtime, OpenVINO) is stopped once every request in it has been given up
 (:class:`AbandonWatch`).
 
+Processes and runs: ``jarrn serve --instances N`` runs at most N batches at once (:class:`RunSlots`, shared by the
+server's model processes); with ``--spare-instances`` Triton gets more model processes than that, so that a request
+arriving while every run slot is busy is handed to a model process at once and waits for a slot there
+(:func:`jarrn_deploy.runtime.serve.default_spare_instances` says why).
+
 Graph layout on the wire (Triton's first dimension is the batch): ``rgb`` FP32 ``[B,3,H,W]`` in 0..1,
 ``sparse_depth`` FP32 ``[B,1,H,W]`` metres (0 = missing) -> ``depth`` FP32 ``[B,1,H,W]`` metres.
 """
@@ -33,9 +38,10 @@ import json
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
@@ -51,6 +57,8 @@ ABANDONED_FOLDER = "abandoned"
 frontend does not cancel a request when its client disconnects; the gate, :mod:`jarrn_deploy.runtime.serving_gate`, sees it)."""
 GATE_ID_PARAMETER = "jarrn_gate_id"
 """The request parameter holding the id the gate gave an HTTP request."""
+RUN_SLOT_FILE = "run-slot-{index}.lock"
+"""In the model's folder: one lock file per run slot (``flock``; the kernel releases a dead process's lock)."""
 
 
 class RequestError(InputError):
@@ -74,6 +82,8 @@ class CompleterSettings:
     """Threads per instance for torch / onnxruntime / openvino (0 = the library's default)."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Largest accepted H*W per image; larger requests get INVALID_ARG."""
+    run_slots: int = 1
+    """Runs at once across the server's model processes (``jarrn serve --instances``)."""
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "CompleterSettings":
@@ -170,6 +180,7 @@ class TritonPythonModel:
         self.completer = build_completer(self.settings)
         self._lock = threading.Lock()
         self.abandoned = Path(args["model_repository"]) / ABANDONED_FOLDER
+        self.slots = RunSlots(Path(args["model_repository"]), self.settings.run_slots)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils
@@ -216,9 +227,9 @@ class TritonPythonModel:
         """The completer over ``rgb``, in parts of at most ``max_pixels`` pixels, stopped once nobody waits for it."""
         parts = run_parts(rgb.shape[0], rgb.shape[1], rgb.shape[2], self.settings.max_pixels)
         outputs = []
-        with self._lock, watch:
+        with self._lock, watch, self.slots.held(watch.given_up):
             for part in parts:
-                if watch.stopped:
+                if watch.given_up():
                     raise RuntimeError(GIVEN_UP_MESSAGE)
                 outputs.append(self.completer.complete(rgb[part], sparse[part]))
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
@@ -253,7 +264,38 @@ class TritonPythonModel:
 
 
 GIVEN_UP_MESSAGE = "request timeout expired (or cancelled)"
-WATCH_PERIOD_S = 0.05
+WATCH_PERIOD_S = 0.02
+"""How often a run checks whether its clients are still there (and a request waiting for a run slot, for a slot)."""
+
+
+class RunSlots:
+    """At most ``count`` runs at once across the processes that share ``folder``: one ``flock``-ed file per slot."""
+
+    def __init__(self, folder: Path, count: int) -> None:
+        self.paths = [folder / RUN_SLOT_FILE.format(index=index) for index in range(max(count, 1))]
+
+    @contextmanager
+    def held(self, given_up: Callable[[], bool]) -> Iterator[None]:
+        """Hold a free slot for the ``with`` block; while every slot is busy, wait, and raise (the run's clients'
+        message) once ``given_up()`` is true."""
+        import fcntl
+
+        while True:
+            for path in self.paths:
+                descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    os.close(descriptor)
+                    continue
+                try:
+                    yield
+                finally:
+                    os.close(descriptor)  # releases the lock
+                return
+            if given_up():
+                raise RuntimeError(GIVEN_UP_MESSAGE)
+            time.sleep(WATCH_PERIOD_S / 4)
 
 
 class AbandonWatch:
@@ -274,10 +316,15 @@ class AbandonWatch:
             self._thread.start()
         return self
 
+    def given_up(self) -> bool:
+        """Whether every request of the run has been given up (once true, stays true)."""
+        if not self.stopped and all(_given_up(m.request, m.marker, self.started) for m in self.members):
+            self.stopped = True
+        return self.stopped
+
     def _watch(self) -> None:
         while not self._done.wait(WATCH_PERIOD_S):
-            if self.stopped or all(_given_up(m.request, m.marker, self.started) for m in self.members):
-                self.stopped = True
+            if self.given_up():
                 self.backend.cancel()  # again each period: a run that started after the last cancel stops too
 
     def __exit__(self, *exc: object) -> None:

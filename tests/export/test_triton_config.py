@@ -50,7 +50,8 @@ def test_serve_and_triton_repo_write_the_same_model_interface(tmp_path: Path) ->
     repo_dir = write_repository(_onnx(tmp_path / "m.onnx"), tmp_path / "repo",
                                 RepositoryOptions(max_queue_delay_us=700, instances=2, instance_kind="cpu"),
                                 log=lambda message: None)
-    served_dir = write_python_model_repository(tmp_path / "serve", ServeOptions(max_queue_delay_us=700, instances=2))
+    served = ServeOptions(max_queue_delay_us=700, instances=2, spare_instances=0)
+    served_dir = write_python_model_repository(tmp_path / "serve", served)
     repo, served = _parse(repo_dir), _parse(served_dir)
     assert repo_dir.name == served_dir.name == MODEL_NAME
     assert _interface(repo) == _interface(served) == (MODEL_NAME, [

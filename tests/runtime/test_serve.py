@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -140,8 +142,16 @@ def _model(monkeypatch, completer: _RecordingCompleter, max_pixels: int):  # noq
 
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakeBackendUtils)
     model = TritonPythonModel()
+    import tempfile
+    from pathlib import Path
+
+    from jarrn_deploy.runtime.serving_model import RunSlots
+
     model.settings, model.completer, model._lock = CompleterSettings(max_pixels=max_pixels), completer, threading.Lock()
     model.abandoned = None
+    folder = tempfile.TemporaryDirectory(prefix="jarrn-run-slots-")
+    monkeypatch.setattr(model, "_slots_folder", folder, raising=False)  # removed with the model
+    model.slots = RunSlots(Path(folder.name), 1)
     return model
 
 
@@ -254,24 +264,27 @@ def test_stub_environment_puts_this_interpreters_libpython_first_and_the_repo_on
 
 
 def test_generated_model_config_bounds_the_queue_and_shows_no_server_paths(tmp_path) -> None:
+    from dataclasses import replace
+
     from jarrn_deploy.runtime.serve import write_python_model_repository
 
     settings = CompleterSettings(backend="onnxruntime", model="/srv/secret/models/jarrn.onnx", max_pixels=1234,
                                  threads=2)
     options = ServeOptions(completer=settings, max_batch_size=4, max_queue_delay_us=500, instances=2,
-                           max_queue_size=7, queue_timeout_s=1.5)
+                           spare_instances=1, max_queue_size=7, queue_timeout_s=1.5)
     config = text_format.Parse(python_model_config_text(options), model_config_pb2.ModelConfig())
     assert (config.name, config.backend, config.max_batch_size) == ("jarrn", "python", 4)
     assert [i.name for i in config.input] == [CONTRACT.rgb_name, CONTRACT.sparse_name]
     assert [list(i.dims) for i in config.input] == [[3, -1, -1], [1, -1, -1]]
     assert [o.name for o in config.output] == [CONTRACT.depth_name] and list(config.output[0].dims) == [1, -1, -1]
-    assert config.dynamic_batching.max_queue_delay_microseconds == 500 and config.instance_group[0].count == 2
+    assert config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert config.instance_group[0].count == 3  # two runs at once, a spare process takes requests meanwhile
     policy = config.dynamic_batching.default_queue_policy
     assert policy.max_queue_size == 7 and policy.default_timeout_microseconds == 1500000
     assert policy.allow_timeout_override
     assert not config.parameters and "/srv/secret" not in python_model_config_text(options)
     model_dir = write_python_model_repository(tmp_path, options)  # the model reads its settings from a file instead
-    assert CompleterSettings.load(model_dir) == settings
+    assert CompleterSettings.load(model_dir) == replace(settings, run_slots=2)
 
 
 def test_triton_command_line_holds_no_secret_and_closes_model_loading(tmp_path) -> None:
@@ -339,6 +352,7 @@ def test_run_errors_map_by_type_and_name_the_servers_limits_not_its_environment(
         (["--max-queue-size", "0"], 2),
         (["--queue-timeout", "0"], 2),
         (["--drain-timeout", "-1"], 2),
+        (["--spare-instances", "-1"], 2),
         (["--model", "no/such/model.onnx", "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"], 3),
         (["--backend", "onnxruntime", "--model", "model/weights/jarrn_small_default.safetensors",
           "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"], 2),
@@ -350,6 +364,19 @@ def test_bad_options_exit_with_one_line_before_any_server_starts(argv: list[str]
     assert len(err) == 1 and err[0].startswith("error: ")
     flag = next((a for a in argv if a.startswith("--") and a[2:].replace("-", "_") in err[0].replace("-", "_")), None)
     assert code == 3 or flag is not None, err[0]  # the message names the flag the user typed
+
+
+def test_a_spare_model_process_is_the_default_without_a_gpu_only(monkeypatch) -> None:
+    from jarrn_deploy.export import gpu_probe
+    from jarrn_deploy.runtime.serve import default_spare_instances
+
+    monkeypatch.setattr(gpu_probe, "visible_gpus", lambda: [])
+    assert default_spare_instances() == 1
+    monkeypatch.setattr(gpu_probe, "visible_gpus", lambda: [("NVIDIA H100 80GB HBM3", "9.0")])
+    assert default_spare_instances() == 0  # there a spare would hold its own engine in GPU memory
+    options = ServeOptions(instances=2, spare_instances=0)
+    config = text_format.Parse(python_model_config_text(options), model_config_pb2.ModelConfig())
+    assert config.instance_group[0].count == 2
 
 
 def test_a_port_in_use_is_refused_at_once(capsys) -> None:
@@ -530,6 +557,33 @@ def test_requests_that_outwait_their_timeout_leave_the_queue_and_a_fresh_one_is_
     print(f"solo {solo * 1e3:.0f} ms, fresh after the burst {fresh_s * 1e3:.0f} ms, {len(dropped)}/12 dropped")
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_work_whose_clients_left_is_dropped_so_a_fresh_request_does_not_wait_for_it(server, protocol: str) -> None:
+    """Six clients leave 0.3 s into 256x256 requests (run one image at a time here, ~1 s of work in all); a fresh
+    small request sent 0.1 s later is answered before one such image could have been computed."""
+    import threading
+
+    from tests.runtime.serving_support import give_up, timed
+
+    module = tritonclient_http if protocol == "http" else tritonclient_grpc
+    url = server.http_url if protocol == "http" else server.grpc_url
+    client = module.InferenceServerClient(url)
+    small, big = _inputs(module, *_frame(32, 48)), [_inputs(module, *_frame(256, 256, seed=s)) for s in range(6)]
+    one_big = min(timed(client, big[0]) for _ in range(2))
+    outcomes: list[str] = []
+    clients = [threading.Thread(target=give_up, args=(module, url, inputs, outcomes, 0.3)) for inputs in big]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    time.sleep(0.1)
+    fresh = timed(client, small)
+    client.close()
+    assert outcomes.count("answered") <= 2, outcomes  # the others left
+    assert fresh < one_big, (fresh, one_big, outcomes)  # without dropping their work: several of them
+    print(f"{protocol}: one 256x256 {one_big * 1e3:.0f} ms, fresh 32x48 after the burst {fresh * 1e3:.0f} ms")
+
+
 def _failed_requests(server) -> int:
     with urllib.request.urlopen(f"http://{server.http_url}/v2/models/jarrn/stats", timeout=5) as response:
         import json
@@ -577,3 +631,27 @@ def test_a_body_over_the_byte_limit_is_refused_from_its_length_unread_and_the_co
     connection.close()
     with urllib.request.urlopen(f"http://{server.http_url}/v2/health/ready", timeout=5) as ready:
         assert ready.status == 200
+
+
+def test_run_slots_are_shared_by_processes_and_a_request_waiting_for_one_leaves_when_its_client_does(tmp_path) -> None:
+    from jarrn_deploy.runtime.serving_model import GIVEN_UP_MESSAGE, RunSlots
+
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from jarrn_deploy.runtime.serving_model import RunSlots\n"
+        "with RunSlots(Path(sys.argv[1]), 1).held(lambda: False):\n    print('held', flush=True); time.sleep(60)"),
+        str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        leaves_at = time.monotonic() + 0.3
+        started = time.monotonic()
+        with pytest.raises(RuntimeError, match=GIVEN_UP_MESSAGE.split(" (")[0]):
+            with RunSlots(tmp_path, 1).held(lambda: time.monotonic() >= leaves_at):
+                pytest.fail("ran while the other process held the only slot")
+        assert 0.3 <= time.monotonic() - started < 1.0
+        with RunSlots(tmp_path, 2).held(lambda: True):  # a second slot is free: no wait, whatever the clients do
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with RunSlots(tmp_path, 1).held(lambda: True):  # the kernel released the dead process's slot
+        pass
