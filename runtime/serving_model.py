@@ -26,7 +26,10 @@ with a ``cancel()`` (ONNX Runtime, OpenVINO) is stopped once every request in it
 Processes and runs: ``jarrn serve --instances N`` runs at most N batches at once (:class:`RunSlots`, shared by the
 server's model processes); with ``--spare-instances`` Triton gets more model processes than that, so that a request
 arriving while every run slot is busy is handed to a model process at once and waits for a slot there
-(:func:`jarrn_deploy.runtime.serve.default_spare_instances` says why).
+(:func:`jarrn_deploy.runtime.serve.default_spare_instances` says why). A small run (at most ``max_pixels`` /
+:data:`SMALL_RUN_DIVISOR` pixels) takes no slot: it runs at once beside the others, so a small request does not wait
+for a large image (or for the operator a stopped run is finishing), and the memory can exceed N runs by at most one
+small run per spare process.
 
 Graph layout on the wire (Triton's first dimension is the batch): ``rgb`` FP32 ``[B,3,H,W]`` in 0..1,
 ``sparse_depth`` FP32 ``[B,1,H,W]`` metres (0 = missing) -> ``depth`` FP32 ``[B,1,H,W]`` metres.
@@ -38,7 +41,7 @@ import json
 import os
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, NamedTuple
@@ -57,6 +60,9 @@ ABANDONED_FOLDER = "abandoned"
 frontend does not cancel a request when its client disconnects; the gate, :mod:`jarrn_deploy.runtime.serving_gate`, sees it)."""
 GATE_ID_PARAMETER = "jarrn_gate_id"
 """The request parameter holding the id the gate gave an HTTP request."""
+SMALL_RUN_DIVISOR = 16
+"""A run of at most ``max_pixels / SMALL_RUN_DIVISOR`` pixels (B*H*W; 512x512 with the default limit) takes no run
+slot."""
 RUN_SLOT_FILE = "run-slot-{index}.lock"
 """In the model's folder: one lock file per run slot (``flock``; the kernel releases a dead process's lock)."""
 
@@ -227,7 +233,9 @@ class TritonPythonModel:
         """The completer over ``rgb``, in parts of at most ``max_pixels`` pixels, stopped once nobody waits for it."""
         parts = run_parts(rgb.shape[0], rgb.shape[1], rgb.shape[2], self.settings.max_pixels)
         outputs = []
-        with self._lock, watch, self.slots.held(watch.given_up):
+        pixels = rgb.shape[0] * rgb.shape[1] * rgb.shape[2]
+        small = pixels <= self.settings.max_pixels // SMALL_RUN_DIVISOR
+        with self._lock, watch, nullcontext() if small else self.slots.held(watch.given_up):
             for part in parts:
                 if watch.given_up():
                     raise RuntimeError(GIVEN_UP_MESSAGE)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,7 +135,7 @@ class _RecordingCompleter:
         return sparse * 2.0 + 1.0
 
 
-def _model(monkeypatch, completer: _RecordingCompleter, max_pixels: int):  # noqa: ANN202
+def _model(monkeypatch, completer: _RecordingCompleter, max_pixels: int, folder):  # noqa: ANN001, ANN202
     """A ``TritonPythonModel`` over ``completer``, run without Triton."""
     import sys
     import threading
@@ -142,22 +144,17 @@ def _model(monkeypatch, completer: _RecordingCompleter, max_pixels: int):  # noq
 
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakeBackendUtils)
     model = TritonPythonModel()
-    import tempfile
-    from pathlib import Path
-
     from jarrn_deploy.runtime.serving_model import RunSlots
 
     model.settings, model.completer, model._lock = CompleterSettings(max_pixels=max_pixels), completer, threading.Lock()
     model.abandoned = None
-    folder = tempfile.TemporaryDirectory(prefix="jarrn-run-slots-")
-    monkeypatch.setattr(model, "_slots_folder", folder, raising=False)  # removed with the model
-    model.slots = RunSlots(Path(folder.name), 1)
+    model.slots = RunSlots(folder, 1)  # the lock files jarrn serve keeps in the model's folder
     return model
 
 
-def test_execute_groups_a_mixed_batch_by_size_and_fails_only_the_bad_request(monkeypatch) -> None:
+def test_execute_groups_a_mixed_batch_by_size_and_fails_only_the_bad_request(monkeypatch, tmp_path) -> None:
     completer = _RecordingCompleter()
-    model = _model(monkeypatch, completer, MAX_PIXELS)
+    model = _model(monkeypatch, completer, MAX_PIXELS, tmp_path)
     frames = [_frame(32, 48, 0), _frame(16, 24, 1), _frame(32, 48, 2)]
     bad = _frame(32, 48, 3)
     bad[1][0, 0, 0, 0] = -1.0
@@ -185,9 +182,9 @@ class _Request(dict):
         return False
 
 
-def test_large_requests_run_one_at_a_time_and_those_whose_client_gave_up_are_dropped(monkeypatch) -> None:
+def test_large_requests_run_one_at_a_time_and_those_whose_client_gave_up_are_dropped(monkeypatch, tmp_path) -> None:
     completer = _RecordingCompleter(delay_s=0.05)
-    model = _model(monkeypatch, completer, 64 * 96)
+    model = _model(monkeypatch, completer, 64 * 96, tmp_path)
     frames = [_frame(64, 96, seed) for seed in range(3)]
     timeouts = [0, 10_000, 0]  # the second client allows 10 ms: gone by the time the first request has run
     requests = [_Request({CONTRACT.rgb_name: r, CONTRACT.sparse_name: s}, t) for (r, s), t in zip(frames, timeouts)]
@@ -209,13 +206,13 @@ class _CancelledLater(_Request):
         return time.monotonic() >= self._at
 
 
-def test_a_running_onnx_runtime_batch_stops_once_every_client_has_cancelled(monkeypatch) -> None:
+def test_a_running_onnx_runtime_batch_stops_once_every_client_has_cancelled(monkeypatch, tmp_path) -> None:
     from jarrn_deploy.runtime.serve import resolve_completer
     from jarrn_deploy.runtime.serving_model import build_completer
 
     settings = resolve_completer(CompleterSettings(backend="onnxruntime", threads=1), log=lambda message: None)
     completer = build_completer(settings)
-    model = _model(monkeypatch, completer, 1024 * 1024)
+    model = _model(monkeypatch, completer, 1024 * 1024, tmp_path)
     rgb, sparse = _frame(1024, 1024)
     started = time.perf_counter()
     (response,) = model.execute([_CancelledLater({CONTRACT.rgb_name: rgb, CONTRACT.sparse_name: sparse}, 0.2)])
@@ -243,7 +240,7 @@ class _FromGate(_Request):
 
 def test_requests_whose_http_client_left_are_answered_unrun_and_their_marker_removed(monkeypatch, tmp_path) -> None:
     completer = _RecordingCompleter()
-    model = _model(monkeypatch, completer, MAX_PIXELS)
+    model = _model(monkeypatch, completer, MAX_PIXELS, tmp_path)
     model.abandoned = tmp_path
     (tmp_path / "left1").touch()  # what the gate writes when the client of request "left1" disconnects
     requests = [_FromGate({CONTRACT.rgb_name: r, CONTRACT.sparse_name: s}, gate_id)
@@ -563,7 +560,7 @@ def test_work_whose_clients_left_is_dropped_so_a_fresh_request_does_not_wait_for
     small request sent 0.1 s later is answered before one such image could have been computed."""
     import threading
 
-    from tests.runtime.serving_support import give_up, timed
+    from jarrn_deploy.benchmarks.serving_abandoned import leave_after, timed
 
     module = tritonclient_http if protocol == "http" else tritonclient_grpc
     url = server.http_url if protocol == "http" else server.grpc_url
@@ -571,7 +568,7 @@ def test_work_whose_clients_left_is_dropped_so_a_fresh_request_does_not_wait_for
     small, big = _inputs(module, *_frame(32, 48)), [_inputs(module, *_frame(256, 256, seed=s)) for s in range(6)]
     one_big = min(timed(client, big[0]) for _ in range(2))
     outcomes: list[str] = []
-    clients = [threading.Thread(target=give_up, args=(module, url, inputs, outcomes, 0.3)) for inputs in big]
+    clients = [threading.Thread(target=leave_after, args=(module, url, inputs, 0.3, outcomes)) for inputs in big]
     for thread in clients:
         thread.start()
     for thread in clients:
@@ -601,7 +598,7 @@ def test_an_image_over_max_pixels_is_refused_by_the_gate_before_triton_sees_it(s
         client.infer("jarrn", _inputs(module, *_frame(260, 260)))  # 1 MB, within the byte limit, over --max-pixels
     assert time.perf_counter() - started < 2
     assert str(error.value.status()) in ("400", "StatusCode.INVALID_ARGUMENT")
-    assert error.value.message().startswith(f"rgb: 260x260 is 67,600 pixels") and "--max-pixels 65536" in \
+    assert error.value.message().startswith("rgb: 260x260 is 67,600 pixels") and "--max-pixels 65536" in \
         error.value.message()
     assert _failed_requests(server) == failed  # Triton never received it
     client.close()
@@ -633,15 +630,25 @@ def test_a_body_over_the_byte_limit_is_refused_from_its_length_unread_and_the_co
         assert ready.status == 200
 
 
-def test_run_slots_are_shared_by_processes_and_a_request_waiting_for_one_leaves_when_its_client_does(tmp_path) -> None:
-    from jarrn_deploy.runtime.serving_model import GIVEN_UP_MESSAGE, RunSlots
-
+@contextlib.contextmanager
+def _slot_held_by_another_process(folder: Path):  # noqa: ANN202 - context manager
+    """The only run slot of ``folder`` held by a child process until the block ends."""
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from pathlib import Path; from jarrn_deploy.runtime.serving_model import RunSlots\n"
         "with RunSlots(Path(sys.argv[1]), 1).held(lambda: False):\n    print('held', flush=True); time.sleep(60)"),
-        str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        str(folder)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_run_slots_are_shared_by_processes_and_a_request_waiting_for_one_leaves_when_its_client_does(tmp_path) -> None:
+    from jarrn_deploy.runtime.serving_model import GIVEN_UP_MESSAGE, RunSlots
+
+    with _slot_held_by_another_process(tmp_path):
         leaves_at = time.monotonic() + 0.3
         started = time.monotonic()
         with pytest.raises(RuntimeError, match=GIVEN_UP_MESSAGE.split(" (")[0]):
@@ -650,8 +657,18 @@ def test_run_slots_are_shared_by_processes_and_a_request_waiting_for_one_leaves_
         assert 0.3 <= time.monotonic() - started < 1.0
         with RunSlots(tmp_path, 2).held(lambda: True):  # a second slot is free: no wait, whatever the clients do
             pass
-    finally:
-        holder.kill()
-        holder.wait()
     with RunSlots(tmp_path, 1).held(lambda: True):  # the kernel released the dead process's slot
         pass
+
+
+def test_a_small_run_takes_no_slot_while_a_large_one_waits_for_it(monkeypatch, tmp_path) -> None:
+    completer = _RecordingCompleter()
+    model = _model(monkeypatch, completer, MAX_PIXELS, tmp_path)  # small: at most MAX_PIXELS / 16 = 64x64 pixels
+    with _slot_held_by_another_process(tmp_path):
+        started = time.monotonic()
+        (small,) = model.execute([_Request(dict(zip((CONTRACT.rgb_name, CONTRACT.sparse_name), _frame(32, 48))))])
+        assert small.error is None and time.monotonic() - started < 0.2
+        large = _CancelledLater(dict(zip((CONTRACT.rgb_name, CONTRACT.sparse_name), _frame(128, 128))), 0.3)
+        (response,) = model.execute([large])
+    assert response.error.code == "UNAVAILABLE" and "cancelled" in response.error.message
+    assert completer.calls == [(1, 32, 48, 3)]  # the large one never ran: its client left while it waited
