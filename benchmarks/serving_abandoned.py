@@ -7,8 +7,8 @@ What it does, per run and per ``--spare-instances`` value (interleaved, a fresh 
 the server as a first burst does): start ``jarrn serve`` as a child process (bundled model, ``--threads``); time a
 small request alone (median of 5 after one warm-up); then ``--clients`` clients each send one ``--big`` x ``--big``
 request and leave after ``--give-up-after`` seconds (gRPC: deadline; HTTP: the connection closes); ``--fresh-after``
-seconds after the last one left, time one small request. Over HTTP, then over gRPC, on the same server. Issue 21's target: the fresh request
-within twice its solo time.
+seconds after the last one left, time one small request. Over HTTP, then over gRPC, on the same server. Issue 21's
+target: the fresh request within twice its solo time.
 
 Reported: every run's solo and fresh latency and their ratio, per protocol and spare count; how many runs exceeded
 twice the solo time; a chart of the ratios (``abandoned.png``).
@@ -31,15 +31,12 @@ from typing import Any, Sequence
 if not __package__:  # run by its path: the packages come from the installed project (jarrn_deploy/entry_guard.py)
     import runpy
 
-    from jarrn_deploy.entry_guard import module_name
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "jarrn_deploy" / "entry_guard.py"))
 
-    runpy.run_module(module_name(__file__), run_name="__main__", alter_sys=True)
-    raise SystemExit(0)
+import numpy as np  # noqa: E402
 
-import numpy as np
-
-from jarrn_deploy.cli import command
-from jarrn_deploy.errors import UnavailableError, UsageError
+from jarrn_deploy.cli import command  # noqa: E402
+from jarrn_deploy.errors import UnavailableError, UsageError  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "reports" / "serving"
 SCHEMA = "jarrn-serving-abandoned/1"
@@ -68,6 +65,8 @@ class BurstConfig:
     """Pause between the last client leaving and the fresh request."""
     threads: int = 1
     """Intra-op threads per model process (``jarrn serve --threads``)."""
+    backend: str = ""
+    """``jarrn serve --backend`` (empty: its default, ONNX Runtime without a GPU)."""
 
     def __post_init__(self) -> None:
         for name, low in (("runs", 1), ("clients", 1), ("big", 1), ("small", 1), ("threads", 0)):
@@ -153,7 +152,8 @@ class ServeProcess:
         self.http_url, self.grpc_url = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         self.command = [sys.executable, "-m", "jarrn_deploy.runtime.serve", "--http-port", self.http_url.split(":")[1],
                         "--grpc-port", self.grpc_url.split(":")[1], "--metrics-port", "0", "--threads",
-                        str(config.threads), "--spare-instances", str(spare)]
+                        str(config.threads), "--spare-instances", str(spare),
+                        *(["--backend", config.backend] if config.backend else [])]
         self.process: subprocess.Popen | None = None
         self.describe = ""
 
@@ -170,13 +170,16 @@ class ServeProcess:
         raise UnavailableError(f"jarrn serve did not start (exit {self.process.returncode}): {' | '.join(lines[-3:])}")
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process.stdout.close()
 
 
 def run_benchmark(config: BurstConfig, log=print) -> dict[str, Any]:  # noqa: ANN001
@@ -295,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh-after", type=float, default=d.fresh_after_s,
                    help="seconds between the last client leaving and the fresh request (default %(default)s)")
     p.add_argument("--threads", type=int, default=d.threads, help="threads per model process (default %(default)s)")
+    p.add_argument("--backend", default=d.backend, help="jarrn serve --backend (default: jarrn serve's)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report folder (default reports/serving)")
     return p
 
@@ -304,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = BurstConfig(runs=args.runs, spares=args.spare_instances, clients=args.clients, big=args.big,
                          small=args.small, give_up_after_s=args.give_up_after, fresh_after_s=args.fresh_after,
-                         threads=args.threads)
+                         threads=args.threads, backend=args.backend)
     print(f"abandoned burst: {config.runs} run(s) x spare processes {list(config.spares)} x HTTP and gRPC, a fresh "
           "server each ...", flush=True)
     report = run_benchmark(config, log=lambda message: print(message, flush=True))

@@ -73,7 +73,9 @@ class LoadConfig:
     max_queue_delay_us: int = 5000
     """The server's dynamic-batching queue delay."""
     instances: int = 1
-    """Server model instances."""
+    """Server model instances (``jarrn serve --instances``)."""
+    spare_instances: int | None = None
+    """``jarrn serve --spare-instances`` (None: its default)."""
     threads: int = 1
     """Intra-op threads per server instance (and for the reference completer)."""
     model: str = ""
@@ -265,7 +267,11 @@ def _client_worker(protocol: str, url: str, probes: list[Probe], order: np.ndarr
         client.close()
 
 
-def _rss_sampler(stop: threading.Event, samples: list[tuple[float, int]], period_s: float = 0.25) -> None:
+RSS_PERIOD_S = 0.05
+"""How often the server's memory is sampled (a 48-request run with small runs in parallel lasts about a second)."""
+
+
+def _rss_sampler(stop: threading.Event, samples: list[tuple[float, int]], period_s: float = RSS_PERIOD_S) -> None:
     from jarrn_deploy.runtime.serve import rss_bytes, server_process_ids
 
     while not stop.is_set():
@@ -342,7 +348,8 @@ def run_load_test(config: LoadConfig, log=print) -> dict[str, Any]:  # noqa: ANN
 
     options = ServeOptions(completer=settings, http_port=0, grpc_port=0, metrics_port=0,
                            max_batch_size=config.max_batch_size, max_queue_delay_us=config.max_queue_delay_us,
-                           instances=config.instances, queue_timeout_s=60.0,  # every client waits, none gives up
+                           instances=config.instances, spare_instances=config.spare_instances,
+                           queue_timeout_s=60.0,  # every client waits, none gives up
                            max_queue_size=max(64, 4 * (config.http_clients + config.grpc_clients)))
     with RunningServer(options, log=log) as server:
         stats_url = f"http://{server.http_url}/v2/models/jarrn/stats"
@@ -592,8 +599,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Server memory",
         "",
-        f"Resident memory of the Triton server and its Python-backend stub(s), sampled every 0.25 s: baseline (10th "
-        f"percentile) {_fmt(rss.get('first_third_mib'))} MiB over the first third of the run, "
+        f"Resident memory of the Triton server and its Python-backend stub(s), sampled every {RSS_PERIOD_S:g} s: "
+        f"baseline (10th percentile) {_fmt(rss.get('first_third_mib'))} MiB over the first third of the run, "
         f"{_fmt(rss.get('last_third_mib'))} MiB over the last third (growth {_fmt(rss.get('growth_mib'))} MiB, limit "
         f"{_fmt(rss.get('limit_mib'), 0)} MiB), peak {_fmt(rss.get('max_mib'))} MiB while batches were in flight.",
         "",
@@ -681,6 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue-delay-us", type=int, default=d.max_queue_delay_us,
                    help="server queue delay, microseconds (default %(default)s)")
     p.add_argument("--instances", type=int, default=d.instances, help="server model instances (default %(default)s)")
+    p.add_argument("--spare-instances", type=int, default=None,
+                   help="spare model processes (default: jarrn serve's, 1 without a GPU)")
     p.add_argument("--threads", type=int, default=d.threads, help="intra-op threads per instance (default %(default)s)")
     p.add_argument("--model", default="", help="model file (default: the bundled model)")
     p.add_argument("--backend", default="", choices=("", *BACKEND_NAMES),
@@ -702,7 +711,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = LoadConfig(requests=args.requests, max_seconds=args.seconds, http_clients=args.http_clients,
                         grpc_clients=args.grpc_clients, sizes=args.sizes, max_batch_size=args.max_batch_size,
-                        max_queue_delay_us=args.max_queue_delay_us, instances=args.instances, threads=args.threads,
+                        max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
+                        spare_instances=args.spare_instances, threads=args.threads,
                         model=args.model, backend=args.backend, tolerance_m=args.tolerance,
                         rss_growth_mib=args.rss_growth_mib, burn_in=args.burn_in,
                         full_frame_requests=args.full_frames, seed=args.seed)

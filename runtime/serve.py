@@ -113,8 +113,7 @@ class ServeOptions:
     instances: int = 1
     """Batches run at once, each in its own Python-backend process (with its own completer)."""
     spare_instances: int | None = None
-    """Model processes beyond ``instances``, which take requests while the others run (None:
-    :func:`default_spare_instances`)."""
+    """Model processes beyond ``instances`` taking requests meanwhile (None: :func:`spare_instances`)."""
     max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
     """Requests that may wait in Triton's queue at once; more are refused at once ("exceeds maximum queue size")."""
     queue_timeout_s: float = DEFAULT_QUEUE_TIMEOUT_S
@@ -178,7 +177,7 @@ def python_model_config_text(options: ServeOptions) -> str:
     from the one config builder (:mod:`jarrn_deploy.export.triton_config`)."""
     config = model_config(backend="python", default_model_filename=MODEL_FILE, max_batch_size=options.max_batch_size,
                           max_queue_delay_us=options.max_queue_delay_us,
-                          instances=options.instances + (options.spare_instances or 0),
+                          instances=options.instances + spare_instances(options),
                           instance_kind="cpu",  # the completer picks its own device
                           queue=QueuePolicy(options.max_queue_size, int(options.queue_timeout_s * 1e6)),
                           install_hint=SERVE_INSTALL_HINT)
@@ -216,15 +215,18 @@ def check_port_free(host: str, port: int, option: str) -> None:
                                    f"there, choose another port (0 = any free one)") from None
 
 
-def default_spare_instances() -> int:
-    """``--spare-instances`` unless given: 1 on a machine without a GPU, 0 with one.
+def spare_instances(options: "ServeOptions") -> int:
+    """``--spare-instances`` as given, else 1 on a machine without a GPU and 0 with one.
 
     Why a spare: with its only model process busy taking over a batch (whose clients had left), Triton 2.51's dynamic
     batcher left a request that arrived meanwhile waiting 0.5 s after the process was free again (its verbose log:
     "released 7 requests", then "executing 1 requests" 500.3 ms later: the batcher's idle wait). A spare process takes
-    such a request at once and waits only for a run slot. It costs one more completer: about 95 MiB idle and 260 MiB
-    under load for ONNX Runtime on a CPU (reports/serving), but on a GPU its own engine and execution memory there,
-    so it is not the default with one."""
+    such a request at once and waits only for a run slot. It costs one more completer (README, "Run slots and a spare
+    model process"); on a GPU that is its own engine and execution memory there, so it is not the default with one.
+    The rule looks at the machine, not the backend: ``--backend onnxruntime`` on a GPU machine gets no spare unless
+    asked for."""
+    if options.spare_instances is not None:
+        return options.spare_instances
     from jarrn_deploy.export.gpu_probe import visible_gpus
 
     return 0 if visible_gpus() else 1
@@ -271,6 +273,18 @@ hand seven queued 1024x1024 requests (112 MB) to the model, even when their clie
 tests/runtime/test_serve_memory.py::test_work_whose_clients_left_is_dropped)."""
 
 
+UNLOAD_S_PER_PROCESS = 2
+"""Triton unloads the model processes one after another after the drain, about 1.2 s each with ONNX Runtime (its log:
+"successfully unloaded" 1.4 s after the drain for one process, 2.5 s for two)."""
+
+
+def exit_timeout_s(options: "ServeOptions") -> int:
+    """Triton's exit timeout: ``--drain-timeout`` for the requests in flight, plus the unloading of every model
+    process (otherwise Triton exits with status 1, "Exit timeout expired")."""
+    processes = options.instances + spare_instances(options)
+    return max(int(round(options.drain_timeout_s)), 0) + UNLOAD_S_PER_PROCESS * processes
+
+
 def triton_arguments(options: "ServeOptions", repository: Path, backends: Path, shm_prefix: str,
                      internal_ports: tuple[int, int] | None = None) -> list[str]:
     """``tritonserver``'s command line: nothing secret on it (``/proc/PID/cmdline`` is readable by every user). With
@@ -281,7 +295,7 @@ def triton_arguments(options: "ServeOptions", repository: Path, backends: Path, 
     return [
         f"--model-repository={repository}", f"--backend-directory={backends}", "--model-control-mode=none",
         "--strict-readiness=true", "--exit-on-error=true",
-        f"--exit-timeout-secs={max(int(round(o.drain_timeout_s)), 0)}",
+        f"--exit-timeout-secs={exit_timeout_s(o)}",
         f"--http-address={inference_host}", f"--http-port={http_port}", f"--grpc-address={inference_host}",
         f"--grpc-port={grpc_port}", f"--metrics-address={o.host}", f"--metrics-port={o.metrics_port}",
         "--allow-gpu-metrics=false",
@@ -319,7 +333,7 @@ class RunningServer:
             if getattr(options, name):
                 check_port_free(options.host, getattr(options, name), f"--{name.replace('_', '-')}")
             ports[name] = getattr(options, name) or free_port(options.host)
-        spare = options.spare_instances if options.spare_instances is not None else default_spare_instances()
+        spare = spare_instances(options)
         self.options = options = replace(options, completer=completer, spare_instances=spare, **ports)
         self._workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
         repository = self._workdir / "models"
@@ -388,7 +402,7 @@ class RunningServer:
     def stop(self) -> None:
         if self._server is not None:
             server, self._server = self._server, None
-            self.exit_status = server.stop(self.options.drain_timeout_s)
+            self.exit_status = server.stop(exit_timeout_s(self.options))
         if self._gate is not None:  # after the drain, so that answers in flight still reach their clients
             gate, self._gate = self._gate, None
             gate.stop()
@@ -451,7 +465,7 @@ class RunningServer:
         return (f"serving {MODEL_NAME!r} ({o.completer.backend}, {model}) on HTTP {self.http_url}, gRPC "
                 f"{self.grpc_url}, metrics {self.metrics_url}; max batch {o.max_batch_size}, queue delay "
                 f"{o.max_queue_delay_us} us, queue at most {o.max_queue_size} requests for {o.queue_timeout_s:g} s, "
-                f"{o.instances} run(s) at once (+{o.spare_instances or 0} spare model process), at most "
+                f"{o.instances} run(s) at once (+{spare_instances(o)} spare model process), at most "
                 f"{o.completer.max_pixels:,} pixels per image and per run")
 
 
@@ -572,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest accepted H*W per image, and pixels per run of a batch; larger images get HTTP 400 "
                         "(default %(default)s = 2048x2048)")
     p.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT_S,
-                   help="on SIGTERM/Ctrl-C, seconds requests in flight may still finish (default %(default)s)")
+                   help="on SIGTERM/Ctrl-C, seconds requests in flight may still finish (default %(default)s); "
+                        "Triton then gets 2 s per model process to unload them")
     p.add_argument("--log-file", default="", help="write Triton's log here (default: a temporary file)")
     p.add_argument("--startup-timeout", type=float, default=DEFAULT_STARTUP_TIMEOUT_S,
                    help="seconds to wait for the model to load (default %(default)s)")

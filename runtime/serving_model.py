@@ -26,7 +26,7 @@ with a ``cancel()`` (ONNX Runtime, OpenVINO) is stopped once every request in it
 Processes and runs: ``jarrn serve --instances N`` runs at most N batches at once (:class:`RunSlots`, shared by the
 server's model processes); with ``--spare-instances`` Triton gets more model processes than that, so that a request
 arriving while every run slot is busy is handed to a model process at once and waits for a slot there
-(:func:`jarrn_deploy.runtime.serve.default_spare_instances` says why). A small run (at most ``max_pixels`` /
+(:func:`jarrn_deploy.runtime.serve.spare_instances` says why). A small run (at most ``max_pixels`` /
 :data:`SMALL_RUN_DIVISOR` pixels) takes no slot: it runs at once beside the others, so a small request does not wait
 for a large image (or for the operator a stopped run is finishing), and the memory can exceed N runs by at most one
 small run per spare process.
@@ -73,7 +73,8 @@ class RequestError(InputError):
 
 @dataclass(frozen=True)
 class CompleterSettings:
-    """How each model instance builds its :class:`DepthCompleter` (passed through the model config's parameters)."""
+    """What each model process needs: how to build its :class:`DepthCompleter`, the size limit and the run slots (in
+    :data:`SETTINGS_FILE`, written by ``jarrn serve``)."""
 
     backend: str = "torch"
     """A name of the registry (:data:`jarrn_deploy.runtime.backends.registry.BACKEND_NAMES`), as chosen by
@@ -89,7 +90,7 @@ class CompleterSettings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Largest accepted H*W per image; larger requests get INVALID_ARG."""
     run_slots: int = 1
-    """Runs at once across the server's model processes (``jarrn serve --instances``)."""
+    """Runs at once across the server's model processes (``--instances``, written by ``jarrn serve``)."""
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "CompleterSettings":
@@ -293,9 +294,11 @@ class RunSlots:
                 descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
                 try:
                     fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
+                except OSError as exc:
                     os.close(descriptor)
-                    continue
+                    if isinstance(exc, BlockingIOError):
+                        continue  # another process runs in this slot
+                    raise
                 try:
                     yield
                 finally:
