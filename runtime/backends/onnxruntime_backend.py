@@ -132,6 +132,7 @@ class OnnxRuntimeBackend:
         trt_cache_dir: str | os.PathLike | None = None,
         profile: Any | None = None,
         check_metadata: bool = True,
+        release_memory_above_pixels: int = 0,
     ) -> None:
         intra_op_threads = check_thread_count(intra_op_threads)
         ort = import_onnxruntime()
@@ -159,6 +160,9 @@ class OnnxRuntimeBackend:
         ``terminate`` to stop a run, or call :meth:`cancel`."""
         self._ort = ort
         self._active: Any | None = None
+        self.release_memory_above_pixels = release_memory_above_pixels
+        """After a run of more pixels than this (B*H*W), the CPU arena gives its free memory back (ONNX Runtime's
+        arena shrinkage; it costs the next run new allocations); 0: never."""
 
     @property
     def on_host(self) -> bool:
@@ -190,6 +194,12 @@ class OnnxRuntimeBackend:
         if active is not None:
             active.terminate = True
 
+    def _fresh_run_options(self, pixels: int) -> Any:
+        options = self._ort.RunOptions()
+        if 0 < self.release_memory_above_pixels < pixels:  # the arena shrinks to what is in use at the end of the run
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        return options
+
     def check_size(self, rgb_nchw: np.ndarray) -> None:
         """A graph exported with ``--static``/``--batch`` takes only that size: say so (InputError) instead of ONNX
         Runtime's InvalidArgument."""
@@ -200,7 +210,8 @@ class OnnxRuntimeBackend:
             raise UsageError("onnxruntime backend: closed; create a new DepthCompleter")
         self.check_size(rgb_nchw)
         rgb_name, sparse_name = CONTRACT_INPUTS
-        self._active = self.run_options if self.run_options is not None else self._ort.RunOptions()
+        pixels = rgb_nchw.shape[0] * rgb_nchw.shape[2] * rgb_nchw.shape[3]
+        self._active = self.run_options if self.run_options is not None else self._fresh_run_options(pixels)
         try:
             (depth,) = self.session.run([CONTRACT_OUTPUT], {rgb_name: rgb_nchw, sparse_name: sparse_nchw},
                                         self._active)

@@ -109,6 +109,8 @@ class OnnxRuntimeOptions:
     """The TensorRT provider's shape range (:class:`jarrn_deploy.export.engine.profile.Profile`; None: any)."""
     check_metadata: bool = True
     """Require the ``jarrn.*`` metadata of ``export/to_onnx.py`` (False for graphs exported another way)."""
+    release_memory_above_pixels: int = 0
+    """After a run of more pixels than this (B*H*W), give the CPU arena's free memory back (0: never)."""
 
     def __post_init__(self) -> None:
         check_thread_count(self.intra_op_threads, "intra_op_threads", "ONNX Runtime")

@@ -123,7 +123,8 @@ def _open_onnxruntime(model_path: str | None, options: OnnxRuntimeOptions | None
     options = options if options is not None else OnnxRuntimeOptions()
     return OnnxRuntimeBackend(_model_file(model_path, "onnxruntime"), options.providers or default_providers(),
                               intra_op_threads=options.intra_op_threads, trt_cache_dir=options.trt_cache_dir,
-                              profile=options.profile, check_metadata=options.check_metadata)
+                              profile=options.profile, check_metadata=options.check_metadata,
+                              release_memory_above_pixels=options.release_memory_above_pixels)
 
 
 def _open_tensorrt(model_path: str | None, options: TensorRTOptions | None) -> "Backend":

@@ -209,6 +209,22 @@ def test_onnxruntime_backend_reports_its_session_settings(tiny: dict) -> None:
     assert settings["session_options"]["graph_optimization_level"].endswith("ORT_ENABLE_ALL")
 
 
+def test_onnxruntime_backend_can_give_its_run_memory_back_with_the_same_answer(tiny: dict) -> None:
+    from jarrn_deploy.runtime.backends.options import OnnxRuntimeOptions
+
+    keeping = DepthCompleter.from_backend("onnxruntime", str(tiny["onnx"]), OnnxRuntimeOptions())
+    releasing = DepthCompleter.from_backend("onnxruntime", str(tiny["onnx"]),
+                                            OnnxRuntimeOptions(release_memory_above_pixels=64 * 64))
+    shrink = "memory.enable_memory_arena_shrinkage"
+    assert releasing.backend._fresh_run_options(64 * 96).get_run_config_entry(shrink) == "cpu:0"
+    for backend, pixels in ((releasing.backend, 64 * 64), (keeping.backend, 4096 * 4096)):
+        with pytest.raises(RuntimeError):  # not set: ONNX Runtime keeps its arena
+            backend._fresh_run_options(pixels).get_run_config_entry(shrink)
+    rgb, sparse = np.full((64, 96, 3), 128, np.uint8), np.zeros((64, 96), np.float32)
+    sparse[::6, ::6] = 5.0
+    np.testing.assert_array_equal(keeping.complete(rgb, sparse), releasing.complete(rgb, sparse))
+
+
 def test_completer_surface(tiny: dict) -> None:
     assert tiny["torch"].backend_name == "torch" and tiny["ort"].backend_name == "onnxruntime"
     assert "onnxruntime" in repr(tiny["ort"]) and tiny["ort"].backend.providers == ["CPUExecutionProvider"]

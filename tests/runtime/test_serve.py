@@ -212,6 +212,7 @@ def test_a_running_onnx_runtime_batch_stops_once_every_client_has_cancelled(monk
 
     settings = resolve_completer(CompleterSettings(backend="onnxruntime", threads=1), log=lambda message: None)
     completer = build_completer(settings)
+    assert completer.backend.release_memory_above_pixels == settings.max_pixels // 4  # idle: no large run kept
     model = _model(monkeypatch, completer, 1024 * 1024, tmp_path)
     rgb, sparse = _frame(1024, 1024)
     started = time.perf_counter()
