@@ -146,14 +146,13 @@ class ServeProcess:
     """``jarrn serve`` as a child process on free loopback ports (the gate's threads then do not share this process's
     interpreter with the clients); use as a context manager."""
 
-    def __init__(self, config: BurstConfig, spare: int) -> None:
+    def __init__(self, arguments: Sequence[str] = ()) -> None:
+        """``arguments``: ``jarrn serve`` flags beyond the ports."""
         from jarrn_deploy.runtime.serve import free_port
 
         self.http_url, self.grpc_url = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
         self.command = [sys.executable, "-m", "jarrn_deploy.runtime.serve", "--http-port", self.http_url.split(":")[1],
-                        "--grpc-port", self.grpc_url.split(":")[1], "--metrics-port", "0", "--threads",
-                        str(config.threads), "--spare-instances", str(spare),
-                        *(["--backend", config.backend] if config.backend else [])]
+                        "--grpc-port", self.grpc_url.split(":")[1], "--metrics-port", "0", *arguments]
         self.process: subprocess.Popen | None = None
         self.describe = ""
 
@@ -190,7 +189,9 @@ def run_benchmark(config: BurstConfig, log=print) -> dict[str, Any]:  # noqa: AN
     total = config.runs * len(config.spares)
     for run in range(config.runs):
         for spare in config.spares:
-            with ServeProcess(config, spare) as server:
+            arguments = ["--threads", str(config.threads), "--spare-instances", str(spare),
+                         *(["--backend", config.backend] if config.backend else [])]
+            with ServeProcess(arguments) as server:
                 server_line[spare] = server.describe
                 for protocol in PROTOCOLS:
                     row = measure_burst(server.http_url if protocol == "http" else server.grpc_url, protocol, config)

@@ -560,28 +560,19 @@ def test_requests_that_outwait_their_timeout_leave_the_queue_and_a_fresh_one_is_
 def test_work_whose_clients_left_is_dropped_so_a_fresh_request_does_not_wait_for_it(server, protocol: str) -> None:
     """Six clients leave 256x256 requests (run one image at a time here) after 1.5 times the time of one; a fresh
     small request sent 0.1 s later is answered before one such image could have been computed."""
-    import threading
-
-    from jarrn_deploy.benchmarks.serving_abandoned import leave_after, timed
+    from jarrn_deploy.benchmarks.serving_abandoned import BurstConfig, measure_burst, request_inputs, timed
 
     module = tritonclient_http if protocol == "http" else tritonclient_grpc
     url = server.http_url if protocol == "http" else server.grpc_url
     client = module.InferenceServerClient(url)
-    small, big = _inputs(module, *_frame(32, 48)), [_inputs(module, *_frame(256, 256, seed=s)) for s in range(6)]
-    one_big = min(timed(client, big[0]) for _ in range(2))
-    outcomes: list[str] = []
-    after_s = 1.5 * one_big  # a CPU of any speed: one or two answered, four or more left
-    clients = [threading.Thread(target=leave_after, args=(module, url, inputs, after_s, outcomes)) for inputs in big]
-    for thread in clients:
-        thread.start()
-    for thread in clients:
-        thread.join()
-    time.sleep(0.1)
-    fresh = timed(client, small)
+    one_big = min(timed(client, request_inputs(module, 256, 256)) for _ in range(2))
     client.close()
-    assert outcomes.count("answered") <= 2, outcomes  # the others left
-    assert fresh < one_big, (fresh, one_big, outcomes)  # without dropping their work: several of them
-    print(f"{protocol}: one 256x256 {one_big * 1e3:.0f} ms, fresh 32x48 after the burst {fresh * 1e3:.0f} ms")
+    after_s = 1.5 * one_big  # a CPU of any speed: one or two answered, four or more left
+    row = measure_burst(url, protocol, BurstConfig(clients=6, big=256, small=32, give_up_after_s=after_s))
+    fresh = row["fresh_ms"] / 1e3
+    assert row["answered"] <= 2, row  # the others left
+    assert fresh < one_big, (fresh, one_big, row)  # without dropping their work: several of them
+    print(f"{protocol}: one 256x256 {one_big * 1e3:.0f} ms, fresh 32x32 after the burst {fresh * 1e3:.0f} ms")
 
 
 def _failed_requests(server) -> int:

@@ -3,8 +3,6 @@ it, over HTTP and gRPC, and costs the server's process tree little memory (issue
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,12 +14,16 @@ tritonclient_grpc = pytest.importorskip("tritonclient.grpc")
 
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from jarrn_deploy.benchmarks.serving_abandoned import BurstConfig, measure_burst, request_inputs  # noqa: E402
+from jarrn_deploy.benchmarks.serving_abandoned import (  # noqa: E402
+    BurstConfig,
+    ServeProcess,
+    measure_burst,
+    request_inputs,
+)
 from jarrn_deploy.model.contract import CONTRACT  # noqa: E402
-from jarrn_deploy.runtime.serve import free_port, rss_bytes, server_process_ids  # noqa: E402
+from jarrn_deploy.runtime.serve import rss_bytes, server_process_ids  # noqa: E402
 from jarrn_deploy.runtime.serving_server import TEMP_PREFIX  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 GIB, MIB = 1 << 30, 1 << 20
 
 
@@ -55,20 +57,8 @@ class PeakSampler:
 @pytest.fixture(scope="module")
 def default_server():
     """``jarrn serve`` as a process with its default limits (2048x2048 pixels, batch 8) on free loopback ports."""
-    http, grpc = free_port(), free_port()
-    process = subprocess.Popen([sys.executable, "-m", "jarrn_deploy.runtime.serve", "--http-port", str(http), "--grpc-port",
-                                str(grpc), "--metrics-port", "0", "--threads", "1"], cwd=REPO,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if line.startswith("serving 'jarrn'"):
-            break
-    else:
-        pytest.fail("jarrn serve did not start: " + "".join(lines[-5:]))
-    yield process, f"127.0.0.1:{http}", f"127.0.0.1:{grpc}"
-    process.terminate()
-    process.wait(timeout=60)
+    with ServeProcess(["--threads", "1"]) as server:
+        yield server.process, server.http_url, server.grpc_url
 
 
 @pytest.mark.slow
