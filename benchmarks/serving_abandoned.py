@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 
 from jarrn_deploy.cli import command  # noqa: E402
 from jarrn_deploy.errors import UnavailableError, UsageError  # noqa: E402
+from jarrn_deploy.runtime.backends.registry import BACKEND_NAMES  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "reports" / "serving"
 SCHEMA = "jarrn-serving-abandoned/1"
@@ -166,7 +167,8 @@ class ServeProcess:
                 threading.Thread(target=self.process.stdout.read, daemon=True).start()  # keep the pipe drained
                 return self
         self.process.wait()
-        raise UnavailableError(f"jarrn serve did not start (exit {self.process.returncode}): {' | '.join(lines[-3:])}")
+        reason = next((line for line in reversed(lines) if line.strip()), "no output")  # its one error line
+        raise UnavailableError(f"jarrn serve did not start (exit {self.process.returncode}): {reason}")
 
     def __exit__(self, *exc: object) -> None:
         if self.process is None:
@@ -299,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh-after", type=float, default=d.fresh_after_s,
                    help="seconds between the last client leaving and the fresh request (default %(default)s)")
     p.add_argument("--threads", type=int, default=d.threads, help="threads per model process (default %(default)s)")
-    p.add_argument("--backend", default=d.backend, help="jarrn serve --backend (default: jarrn serve's)")
+    p.add_argument("--backend", default=d.backend, choices=("", *BACKEND_NAMES),
+                   help="jarrn serve --backend (default: jarrn serve's)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="report folder (default reports/serving)")
     return p
 

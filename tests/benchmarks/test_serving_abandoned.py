@@ -9,12 +9,22 @@ import pytest
 
 pytest.importorskip("tritonclient.grpc", reason='needs the serve extra: pip install -e ".[serve]"')
 
-from jarrn_deploy.benchmarks.serving_abandoned import BurstConfig, main, run_benchmark, write_report  # noqa: E402
+from jarrn_deploy.benchmarks.serving_abandoned import (  # noqa: E402
+    BurstConfig,
+    ServeProcess,
+    main,
+    run_benchmark,
+    write_report,
+)
+from jarrn_deploy.errors import UnavailableError  # noqa: E402
 
 
-@pytest.mark.parametrize(("argv", "flag"), [(["--spare-instances", "one"], "--spare-instances"),
-                                            (["--runs", "0"], "--runs"), (["--spare-instances", "-1"],
-                                                                            "--spare-instances")])
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["--spare-instances", "one"], "--spare-instances"),
+    (["--spare-instances", "-1"], "--spare-instances"),
+    (["--runs", "0"], "--runs"),
+    (["--backend", "nope"], "--backend"),
+])
 def test_bad_settings_exit_in_one_line_naming_the_flag(argv: list[str], flag: str, capsys) -> None:
     try:
         code = main(argv)
@@ -38,3 +48,9 @@ def test_a_burst_whose_clients_left_is_reported_per_run_protocol_and_spare_count
     assert "+1 spare model process" in report["servers"]["1"]
     assert json.loads(paths[0].read_text())["schema"] == "jarrn-serving-abandoned/1"
     assert "| grpc spare 1 | 1 |" in paths[1].read_text()
+
+
+def test_a_server_that_does_not_start_is_reported_in_one_line_with_its_error() -> None:
+    with pytest.raises(UnavailableError, match=r"did not start \(exit 2\): error: --max-pixels: expected a positive"):
+        with ServeProcess(["--max-pixels", "0"]):
+            pytest.fail("jarrn serve started with --max-pixels 0")
