@@ -49,7 +49,6 @@ from jarrn_deploy.layout import NAMESPACE, package_folder
 from jarrn_deploy.runtime.serving_gate import Gate, GateSettings
 from jarrn_deploy.export.triton_config import MODEL_NAME, QueuePolicy, config_text, model_config
 from jarrn_deploy.runtime.serving_model import (
-    ABANDONED_FOLDER,
     DEFAULT_MAX_PIXELS,
     SETTINGS_FILE,
     CompleterSettings,
@@ -193,7 +192,6 @@ def write_python_model_repository(root: Path, options: ServeOptions) -> Path:
     (model_dir / "1" / MODEL_FILE).write_text(MODEL_PY)
     settings = replace(options.completer, run_slots=options.instances)
     (model_dir / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=1) + "\n")
-    (model_dir / ABANDONED_FOLDER).mkdir(exist_ok=True)
     return model_dir
 
 
@@ -337,7 +335,7 @@ class RunningServer:
         self.options = options = replace(options, completer=completer, spare_instances=spare, **ports)
         self._workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
         repository = self._workdir / "models"
-        model_dir = write_python_model_repository(repository, options)
+        write_python_model_repository(repository, options)
         self.log_path = Path(options.log_file) if options.log_file else self._workdir / "triton.log"
         shm_prefix = f"{TEMP_PREFIX}{os.getpid()}-{self._workdir.name.rsplit('-', 1)[-1]}-"
         self._internal = (free_port(), free_port())
@@ -354,7 +352,7 @@ class RunningServer:
                 host=options.host, http_port=options.http_port, grpc_port=options.grpc_port,
                 triton_http=f"127.0.0.1:{self._internal[0]}", triton_grpc=f"127.0.0.1:{self._internal[1]}",
                 max_pixels=completer.max_pixels, max_batch_size=options.max_batch_size,
-                workers=options.max_queue_size + 16, abandoned_dir=str(model_dir / ABANDONED_FOLDER))).start()
+                workers=options.max_queue_size + 16)).start()
         except BaseException:
             self.stop()
             raise
@@ -440,6 +438,11 @@ class RunningServer:
     def metrics_url(self) -> str:
         return f"http://{self._client_host}:{self.options.metrics_port}/metrics"
 
+    @property
+    def triton_http_url(self) -> str:
+        """Triton's own HTTP ``host:port`` behind the gate (loopback only)."""
+        return f"127.0.0.1:{self._internal[0]}"
+
     def is_alive(self) -> bool:
         return self._server is not None and self._server.is_alive()
 
@@ -451,7 +454,7 @@ class RunningServer:
 
     def is_model_ready(self, internal: bool = False) -> bool:
         """Whether the model answers as ready (through the gate, or Triton's own port with ``internal``)."""
-        address = f"127.0.0.1:{self._internal[0]}" if internal else self.http_url
+        address = self.triton_http_url if internal else self.http_url
         url = f"http://{address}/v2/models/{MODEL_NAME}/ready"
         try:
             with urllib.request.urlopen(url, timeout=2) as response:

@@ -8,7 +8,10 @@ HTTP (aiohttp): the request line and headers are read first. A body larger than 
 ``--max-pixels`` and ``--max-batch-size``) gets 400 from its ``Content-Length`` before it is read (what the client
 still sends is discarded). A KServe v2 binary request has its JSON header read first (``Inference-Header-Content-Length``
 bytes) and an image over ``--max-pixels`` gets 400 naming the input. Bodies without a length (chunked) get 411.
-Everything else streams to Triton and back, chunk by chunk.
+An inference request within the limits goes to Triton as one gRPC ``ModelInfer`` call
+(:mod:`jarrn_deploy.runtime.serving_http_infer`), cancelled when its HTTP client leaves, so Triton drops it from its
+queue (its own HTTP frontend cannot see a client leave). Everything else streams to Triton's HTTP port and back, chunk
+by chunk.
 
 gRPC (grpcio, raw bytes): ``max_receive_message_length`` is the same byte limit, so grpc refuses a larger message
 (RESOURCE_EXHAUSTED, "Received message larger than max") from its length prefix, before buffering it. A ``ModelInfer``
@@ -22,15 +25,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
-import uuid
 from concurrent import futures
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from jarrn_deploy.errors import UnavailableError
-from jarrn_deploy.runtime.serving_model import GATE_ID_PARAMETER, pixel_limit_message
+from jarrn_deploy.runtime.serving_http_infer import (HEADER_LENGTH, HttpInferError, NotTranslated, http_answer,
+                                                     http_status, infer_call, infer_path)
+from jarrn_deploy.runtime.serving_model import pixel_limit_message
 
 GRPC_SERVICE = "inference.GRPCInferenceService"
 HEADER_SLACK_BYTES = 1 << 20
@@ -39,8 +41,9 @@ MAX_JSON_HEADER_BYTES = 1 << 20
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "host", "expect"})
 CHUNK_BYTES = 1 << 20
-MARKER_MAX_AGE_S = 600.0
-"""Markers of requests the model had already answered when their client left are deleted after this long."""
+NOT_METADATA = frozenset({"content-length", "content-type", "content-encoding", "accept", "accept-encoding",
+                          "user-agent", HEADER_LENGTH.lower()})
+"""HTTP headers that describe the HTTP body, not the request: not passed on as gRPC metadata."""
 
 
 def request_byte_limit(max_pixels: int, max_batch_size: int) -> int:
@@ -69,9 +72,6 @@ class GateSettings:
     """Largest B (``--max-batch-size``)."""
     workers: int = 64
     """gRPC calls forwarded at once (more wait in grpc's own queue)."""
-    abandoned_dir: str = ""
-    """Folder where a file named by a binary HTTP request's gate id appears when its client leaves before the answer
-    (read by :mod:`jarrn_deploy.runtime.serving_model`); empty: not told."""
 
     @property
     def byte_limit(self) -> int:
@@ -95,9 +95,12 @@ def oversized_input(inputs: Iterable[tuple[str, list[int]]], max_pixels: int) ->
 # HTTP
 
 
-def _is_infer_path(path: str) -> bool:
-    parts = path.strip("/").split("/")
-    return len(parts) >= 4 and parts[0] == "v2" and parts[1] == "models" and parts[-1] == "infer"
+def _metadata(headers: Any) -> list[tuple[str, str]]:
+    """The HTTP request's own headers (tracing, custom ones) as gRPC metadata; those grpc would refuse are left out."""
+    return [(key.lower(), value) for key, value in headers.items()
+            if key.lower() not in HOP_BY_HOP and key.lower() not in NOT_METADATA and not key.lower().startswith("grpc-")
+            and key.isascii() and value.isascii() and value.isprintable()
+            and all(c.isalnum() or c in "-_." for c in key)]
 
 
 class HttpGate:
@@ -109,14 +112,20 @@ class HttpGate:
         self._thread = threading.Thread(target=self._loop.run_forever, name="jarrn-http-gate", daemon=True)
         self._runner: Any = None
         self._session: Any = None
+        self._channel: Any = None
+        self._model_infer: Any = None
 
     def start(self) -> None:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
 
     async def _start(self) -> None:
+        import grpc
         from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
+        self._channel = grpc.aio.insecure_channel(self.settings.triton_grpc, options=[
+            ("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)])
+        self._model_infer = self._channel.unary_unary(f"/{GRPC_SERVICE}/ModelInfer")
         self._session = ClientSession(connector=TCPConnector(limit=0), timeout=ClientTimeout(total=None),
                                       auto_decompress=False, skip_auto_headers=("Accept-Encoding", "User-Agent"))
         app = web.Application()
@@ -141,6 +150,8 @@ class HttpGate:
             await self._runner.cleanup()
         if self._session is not None:
             await self._session.close()
+        if self._channel is not None:
+            await self._channel.close()
 
     @staticmethod
     def _refuse(status: int, message: str):  # noqa: ANN205 - aiohttp Response
@@ -149,29 +160,63 @@ class HttpGate:
         return web.json_response({"error": message}, status=status)
 
     async def _handle(self, request):  # noqa: ANN001, ANN202 - aiohttp Request -> StreamResponse
-        from aiohttp import ClientError, web
-
-        head, gate_id = b"", ""
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        head, document = b"", None
+        target = infer_path(request.path) if request.method == "POST" else None
         if request.body_exists:
             size = request.content_length
             if size is None:
                 return self._refuse(411, "a request body needs a Content-Length header")
-            header_size = request.headers.get("Inference-Header-Content-Length")
-            if header_size is not None and _is_infer_path(request.path):
+            header_size = request.headers.get(HEADER_LENGTH)
+            if header_size is not None and target:
                 refusal, head, document = await self._check_binary_header(request, header_size, size)
                 if refusal:
                     return self._refuse(400, refusal)
-                if self.settings.abandoned_dir and isinstance(document.get("parameters", {}), dict):
-                    gate_id = uuid.uuid4().hex  # tells the model which request to stop when its client leaves
-                    document.setdefault("parameters", {})[GATE_ID_PARAMETER] = gate_id
-                    original, head = len(head), json.dumps(document, separators=(",", ":")).encode()
-                    headers = {k: v for k, v in headers.items()
-                               if k.lower() not in ("content-length", "inference-header-content-length")}
-                    headers["Inference-Header-Content-Length"] = str(len(head))
-                    headers["Content-Length"] = str(size - original + len(head))
             if size > self.settings.byte_limit:
                 return self._refuse(400, self.settings.bytes_message(size))
+            if target and request.headers.get("Content-Encoding", "identity").lower() == "identity":
+                return await self._infer(request, target, head, document, size)
+        return await self._forward(request, head)
+
+    async def _infer(self, request, target: tuple[str, str], head: bytes, document: Any,  # noqa: ANN001, ANN202
+                     size: int):
+        """An inference request as one gRPC call to Triton, cancelled if its client leaves before the answer."""
+        import grpc
+        from aiohttp import web
+
+        rest = await request.content.readexactly(size - len(head))
+        if document is None:
+            try:
+                document = json.loads(rest)
+            except ValueError as exc:
+                return self._refuse(400, f"the request body is not valid JSON: {exc}")
+            refusal = self._shape_refusal(document)
+            if refusal:
+                return self._refuse(400, refusal)
+            tensors = b""
+        else:
+            tensors = rest
+        try:
+            call_spec = infer_call(*target, document, tensors)
+        except HttpInferError as exc:
+            return self._refuse(400, str(exc))
+        except NotTranslated:
+            return await self._forward(request, head + rest)
+        call = self._model_infer(call_spec.message, metadata=_metadata(request.headers))
+        try:
+            raw = await call
+        except grpc.aio.AioRpcError as exc:
+            return self._refuse(http_status(exc.code().name), exc.details() or exc.code().name)
+        except asyncio.CancelledError:  # the client left before the answer (aiohttp's handler cancellation)
+            call.cancel()  # Triton drops the request from its queue, or the model sees it cancelled
+            raise
+        headers, body = http_answer(raw, call_spec)
+        return web.Response(body=body, headers=headers)
+
+    async def _forward(self, request, head: bytes):  # noqa: ANN001, ANN202 - aiohttp Request -> StreamResponse
+        """Any other request, streamed to Triton's HTTP port and back (``head``: body bytes already read)."""
+        from aiohttp import ClientError, web
+
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
 
         async def body():  # noqa: ANN202
             if head:
@@ -185,10 +230,6 @@ class HttpGate:
                                                    data=body() if request.body_exists else None)
         except ClientError as exc:
             return self._refuse(503, f"the inference server is not reachable now ({type(exc).__name__})")
-        except asyncio.CancelledError:  # the client left before the answer (aiohttp's handler cancellation)
-            if gate_id:
-                self._mark_abandoned(gate_id)
-            raise
         async with upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers={
                 k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
@@ -197,17 +238,6 @@ class HttpGate:
                 await response.write(chunk)
             await response.write_eof()
             return response
-
-    def _mark_abandoned(self, gate_id: str) -> None:
-        folder = Path(self.settings.abandoned_dir)
-        try:
-            (folder / gate_id).touch()
-            expired = time.time() - MARKER_MAX_AGE_S
-            for marker in folder.iterdir():
-                if marker.stat().st_mtime < expired:
-                    marker.unlink(missing_ok=True)
-        except OSError:
-            pass  # the server is stopping; nothing to stop any more
 
     async def _check_binary_header(self, request, header_size: str,  # noqa: ANN001 - aiohttp Request
                                    size: int) -> tuple[str | None, bytes, dict]:
@@ -219,10 +249,17 @@ class HttpGate:
         head = await request.content.readexactly(int(header_size))
         try:
             document = json.loads(head)
+        except ValueError as exc:
+            return f"the request's JSON header is not valid: {exc!r}", head, {}
+        return self._shape_refusal(document), head, document
+
+    def _shape_refusal(self, document: Any) -> str | None:
+        """The refusal of an inference request's JSON whose inputs are malformed or an image over ``--max-pixels``."""
+        try:
             shapes = [(str(i.get("name", "")), [int(d) for d in i.get("shape", [])]) for i in document["inputs"]]
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
-            return f"the request's JSON header is not valid: {exc!r}", head, {}
-        return oversized_input(shapes, self.settings.max_pixels), head, document
+            return f"the request's JSON header is not valid: {exc!r}"
+        return oversized_input(shapes, self.settings.max_pixels)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

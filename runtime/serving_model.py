@@ -55,11 +55,6 @@ DEFAULT_MAX_PIXELS = 2048 * 2048
 """Largest accepted H*W per image unless ``--max-pixels`` says otherwise (a 4-megapixel frame, 10x a KITTI frame)."""
 SETTINGS_FILE = "jarrn_settings.json"
 """The completer's settings, in the model's folder (see the module docstring)."""
-ABANDONED_FOLDER = "abandoned"
-"""In the model's folder: one empty file per HTTP request whose client left, named by its gate id (Triton's HTTP
-frontend does not cancel a request when its client disconnects; the gate, :mod:`jarrn_deploy.runtime.serving_gate`, sees it)."""
-GATE_ID_PARAMETER = "jarrn_gate_id"
-"""The request parameter holding the id the gate gave an HTTP request."""
 SMALL_RUN_DIVISOR = 16
 """A run of at most ``max_pixels / SMALL_RUN_DIVISOR`` pixels (B*H*W; 512x512 with the default limit) takes no run
 slot."""
@@ -179,8 +174,6 @@ class Member(NamedTuple):
     rgb: np.ndarray
     sparse: np.ndarray
     request: Any
-    marker: Path | None
-    """The file that appears when the request's HTTP client leaves (None: not known)."""
 
 
 class TritonPythonModel:
@@ -194,7 +187,6 @@ class TritonPythonModel:
         self.settings = CompleterSettings.load(args["model_repository"])
         self.completer = build_completer(self.settings)
         self._lock = threading.Lock()
-        self.abandoned = Path(args["model_repository"]) / ABANDONED_FOLDER
         self.slots = RunSlots(Path(args["model_repository"]), self.settings.run_slots)
 
     def execute(self, requests: list[Any]) -> list[Any]:
@@ -206,11 +198,9 @@ class TritonPythonModel:
         responses: list[Any] = [None] * len(requests)
         groups: dict[tuple[int, int], list[Member]] = {}
         for index, request in enumerate(requests):
-            marker = abandon_marker(request, self.abandoned)
-            if _given_up(request, marker, started):  # before the value checks, which read every pixel
+            if _given_up(request, started):  # before the value checks, which read every pixel
                 responses[index] = _error_response(pb_utils, GIVEN_UP_MESSAGE + " while it waited",
                                                    pb_utils.TritonError.UNAVAILABLE)
-                _remove(marker)
                 continue
             try:
                 rgb = pb_utils.get_input_tensor_by_name(request, CONTRACT.rgb_name).as_numpy()
@@ -219,7 +209,7 @@ class TritonPythonModel:
             except RequestError as exc:
                 responses[index] = _error_response(pb_utils, str(exc), pb_utils.TritonError.INVALID_ARG)
                 continue
-            member = Member(index, rgb_user, sparse_user, request, marker)
+            member = Member(index, rgb_user, sparse_user, request)
             groups.setdefault(rgb_user.shape[1:3], []).append(member)
         for members in groups.values():  # Triton batches equal shapes only; grouping keeps any mix correct anyway
             batch = sum(m.rgb.shape[0] for m in members)
@@ -227,15 +217,12 @@ class TritonPythonModel:
                 self._run_group(pb_utils, members, responses, started)
                 continue
             for member in members:  # large images: one request at a time, each still wanted when its turn comes
-                if _given_up(member.request, member.marker, started):
+                if _given_up(member.request, started):
                     responses[member.index] = _error_response(
                         pb_utils, GIVEN_UP_MESSAGE + " while earlier requests of its batch ran",
                         pb_utils.TritonError.UNAVAILABLE)
                 else:
                     self._run_group(pb_utils, [member], responses, started)
-        for members in groups.values():
-            for member in members:
-                _remove(member.marker)
         return responses
 
     def _complete(self, rgb: np.ndarray, sparse: np.ndarray, watch: "AbandonWatch") -> np.ndarray:
@@ -337,7 +324,7 @@ class AbandonWatch:
 
     def given_up(self) -> bool:
         """Whether every request of the run has been given up (once true, stays true)."""
-        if not self.stopped and all(_given_up(m.request, m.marker, self.started) for m in self.members):
+        if not self.stopped and all(_given_up(m.request, self.started) for m in self.members):
             self.stopped = True
         return self.stopped
 
@@ -352,28 +339,10 @@ class AbandonWatch:
             self._thread.join()
 
 
-def abandon_marker(request: Any, folder: Path | None) -> Path | None:
-    """The file the gate creates in ``folder`` when the HTTP client of ``request`` leaves (None without a gate id)."""
-    parameters = getattr(request, "parameters", None)
-    if folder is None or parameters is None:
-        return None
-    try:
-        gate_id = json.loads(parameters() or "{}").get(GATE_ID_PARAMETER)
-    except (ValueError, AttributeError):
-        return None
-    return folder / gate_id if isinstance(gate_id, str) and gate_id.isalnum() else None
-
-
-def _remove(marker: Path | None) -> None:
-    if marker is not None:
-        marker.unlink(missing_ok=True)
-
-
-def _given_up(request: Any, marker: Path | None, started: float) -> bool:
-    """Whether the client cancelled its request (gRPC), left (HTTP, seen by the gate) or its own timeout (Triton's
-    ``timeout`` parameter, microseconds) has passed; counted from the start of this execution, so never too early."""
-    if marker is not None and marker.exists():
-        return True
+def _given_up(request: Any, started: float) -> bool:
+    """Whether the request was cancelled (its gRPC client cancelled or left; an HTTP client that leaves makes the gate
+    cancel its gRPC call) or its own timeout (Triton's ``timeout`` parameter, microseconds) has passed; counted from the
+    start of this execution, so never too early."""
     cancelled = getattr(request, "is_cancelled", None)
     if cancelled is not None and cancelled():
         return True

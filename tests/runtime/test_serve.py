@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -147,7 +148,6 @@ def _model(monkeypatch, completer: _RecordingCompleter, max_pixels: int, folder)
     from jarrn_deploy.runtime.serving_model import RunSlots
 
     model.settings, model.completer, model._lock = CompleterSettings(max_pixels=max_pixels), completer, threading.Lock()
-    model.abandoned = None
     model.slots = RunSlots(folder, 1)  # the lock files jarrn serve keeps in the model's folder
     return model
 
@@ -224,32 +224,6 @@ def test_a_running_onnx_runtime_batch_stops_once_every_client_has_cancelled(monk
     (response,) = model.execute([_Request({CONTRACT.rgb_name: rgb, CONTRACT.sparse_name: sparse})])
     assert response.error is None and response.output_tensors[0].array.shape == (1, 1, 32, 48)
     completer.close()
-
-
-class _FromGate(_Request):
-    """A fake Triton request carrying the id the gate gave it."""
-
-    def __init__(self, tensors: dict, gate_id: str) -> None:
-        super().__init__(tensors)
-        self._gate_id = gate_id
-
-    def parameters(self) -> str:
-        import json
-
-        return json.dumps({"jarrn_gate_id": self._gate_id})
-
-
-def test_requests_whose_http_client_left_are_answered_unrun_and_their_marker_removed(monkeypatch, tmp_path) -> None:
-    completer = _RecordingCompleter()
-    model = _model(monkeypatch, completer, MAX_PIXELS, tmp_path)
-    model.abandoned = tmp_path
-    (tmp_path / "left1").touch()  # what the gate writes when the client of request "left1" disconnects
-    requests = [_FromGate({CONTRACT.rgb_name: r, CONTRACT.sparse_name: s}, gate_id)
-                for (r, s), gate_id in ((_frame(32, 48, 0), "left1"), (_frame(32, 48, 1), "waiting2"))]
-    responses = model.execute(requests)
-    assert completer.calls == [(1, 32, 48, 3)]  # only the request still wanted ran
-    assert responses[0].error.code == "UNAVAILABLE" and "cancelled" in responses[0].error.message
-    assert responses[1].error is None and list(tmp_path.iterdir()) == []
 
 
 def test_stub_environment_puts_this_interpreters_libpython_first_and_the_repo_on_pythonpath() -> None:
@@ -449,6 +423,47 @@ def test_server_answers_equal_depth_completer_within_a_tenth_of_a_millimetre(ser
     client.close()
 
 
+def _post(address: str, path: str, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(f"http://{address}{path}", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def _answer(status: int, headers: dict, body: bytes) -> tuple:
+    """What a client reads in an HTTP answer: status, JSON header (parsed), binary tensors."""
+    size = int(headers.get("Inference-Header-Content-Length", len(body)))
+    return status, json.loads(body[:size]), body[size:]
+
+
+@pytest.mark.parametrize("form", ["binary", "json_output", "json_input", "id_and_parameters", "unknown_input",
+                                  "unknown_model"])
+def test_inference_over_http_through_the_gate_answers_what_tritons_own_http_port_answers(server, form: str) -> None:
+    from tritonclient.http._utils import _get_inference_request
+
+    rgb, sparse = _frame(32, 48)
+    inputs = _inputs(tritonclient_http, rgb, sparse)
+    if form == "json_input":
+        for tensor, array in zip(inputs, (rgb, sparse)):
+            tensor.set_data_from_numpy(array, binary_data=False)
+    if form == "unknown_input":
+        inputs = [tritonclient_http.InferInput("colour", list(rgb.shape), "FP32")]
+        inputs[0].set_data_from_numpy(rgb)
+    outputs = [tritonclient_http.InferRequestedOutput(CONTRACT.depth_name, binary_data=form != "json_output")]
+    request_id, parameters = ("r7", {"note": "x", "weight": 0.5}) if form == "id_and_parameters" else ("", None)
+    body, json_size = _get_inference_request(inputs, request_id, outputs, 0, False, False, 0, None, parameters)
+    headers = {"Content-Type": "application/octet-stream"}
+    if json_size is not None:
+        headers["Inference-Header-Content-Length"] = str(json_size)
+    path = f"/v2/models/{'nobody' if form == 'unknown_model' else 'jarrn'}/infer"
+    through_gate = _answer(*_post(server.http_url, path, body, headers))
+    from_triton = _answer(*_post(server.triton_http_url, path, body, headers))
+    assert through_gate == from_triton
+    assert through_gate[0] == {"unknown_input": 400, "unknown_model": 404}.get(form, 200)
+
+
 BAD_REQUESTS = {
     "float64_rgb": (CONTRACT.rgb_name, "FP64"),
     "rank_3_rgb": (CONTRACT.rgb_name, "shape"),
@@ -577,8 +592,6 @@ def test_work_whose_clients_left_is_dropped_so_a_fresh_request_does_not_wait_for
 
 def _failed_requests(server) -> int:
     with urllib.request.urlopen(f"http://{server.http_url}/v2/models/jarrn/stats", timeout=5) as response:
-        import json
-
         return int(json.load(response)["model_stats"][0]["inference_stats"]["fail"]["count"])
 
 
