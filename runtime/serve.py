@@ -11,7 +11,8 @@ Prometheus metrics (``:8002/metrics``) are Triton's own.
 
 The public HTTP and gRPC ports are the gate's (:mod:`jarrn_deploy.runtime.serving_gate`, threads of this process): it refuses
 requests over ``--max-pixels`` (or the bytes that limit implies) before anything copies them, and forwards the rest to
-Triton on internal loopback ports; metrics are Triton's own.
+Triton on internal loopback ports (HTTP inference as gRPC calls, cancelled when their client leaves:
+:mod:`jarrn_deploy.runtime.serving_http_infer`); metrics are Triton's own.
 
 The server is the ``tritonserver`` binary of the ``nvidia-pytriton`` wheel, installed on first use into a cache and
 supervised here (:mod:`jarrn_deploy.runtime.serving_server`); the model runs in Triton's Python backend
@@ -46,7 +47,7 @@ from typing import Mapping, Sequence
 from jarrn_deploy.cli import command
 from jarrn_deploy.errors import InputError, UnavailableError, UsageError
 from jarrn_deploy.layout import NAMESPACE, package_folder
-from jarrn_deploy.runtime.serving_gate import Gate, GateSettings
+from jarrn_deploy.runtime.serving_gate import MAX_MESSAGE_BYTES, Gate, GateSettings, request_byte_limit
 from jarrn_deploy.export.triton_config import MODEL_NAME, QueuePolicy, config_text, model_config
 from jarrn_deploy.runtime.serving_model import (
     DEFAULT_MAX_PIXELS,
@@ -141,6 +142,11 @@ class ServeOptions:
             raise UsageError(f"--queue-timeout: expected a positive number of seconds, got {self.queue_timeout_s}")
         if self.completer.max_pixels < 1:
             raise UsageError(f"--max-pixels: expected a positive pixel count, got {self.completer.max_pixels}")
+        largest = request_byte_limit(self.completer.max_pixels, self.max_batch_size)
+        if largest > MAX_MESSAGE_BYTES:
+            raise UsageError(f"--max-pixels {self.completer.max_pixels} with --max-batch-size {self.max_batch_size}: "
+                             f"a request may then take {largest:,} bytes, above gRPC's message limit of "
+                             f"{MAX_MESSAGE_BYTES:,}; lower either")
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -25,13 +25,22 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from contextlib import asynccontextmanager
 from concurrent import futures
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from jarrn_deploy.errors import UnavailableError
-from jarrn_deploy.runtime.serving_http_infer import (HEADER_LENGTH, HttpInferError, NotTranslated, http_answer,
-                                                     http_status, infer_call, infer_path)
+from jarrn_deploy.runtime.serving_http_infer import (
+    HEADER_LENGTH,
+    HttpInferError,
+    InferCall,
+    NotTranslated,
+    http_answer,
+    http_status,
+    infer_call,
+    infer_path,
+)
 from jarrn_deploy.runtime.serving_model import pixel_limit_message
 
 GRPC_SERVICE = "inference.GRPCInferenceService"
@@ -41,6 +50,13 @@ MAX_JSON_HEADER_BYTES = 1 << 20
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "host", "expect"})
 CHUNK_BYTES = 1 << 20
+JSON_BODY_TRANSLATED_MAX_BYTES = 16 << 20
+"""An inference request whose tensors are all JSON text goes to Triton over gRPC up to this size (the gate parses it);
+a larger one streams to Triton's HTTP port as it came (its JSON parsed there, not cancellable)."""
+MAX_MESSAGE_BYTES = 2**31 - 1
+"""gRPC's largest message: the byte limit (:func:`request_byte_limit`) must stay within it."""
+UNREACHABLE_DETAILS = ("failed to connect", "connection refused", "socket closed", "connection reset")
+"""grpc's words for a Triton that is not listening (its details name internal ports: not passed on)."""
 NOT_METADATA = frozenset({"content-length", "content-type", "content-encoding", "accept", "accept-encoding",
                           "user-agent", HEADER_LENGTH.lower()})
 """HTTP headers that describe the HTTP body, not the request: not passed on as gRPC metadata."""
@@ -95,6 +111,40 @@ def oversized_input(inputs: Iterable[tuple[str, list[int]]], max_pixels: int) ->
 # HTTP
 
 
+class ByteBudget:
+    """At most ``limit`` bytes of request bodies held by the gate at once (read, translated, or held by their gRPC
+    call until Triton answers); a request waits, unread, for room. Used from one event loop only."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.used = limit, 0
+        self._waiters: list[asyncio.Future] = []
+
+    @asynccontextmanager
+    async def held(self, size: int) -> AsyncIterator[None]:
+        while self.used and self.used + size > self.limit:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.remove(waiter)
+        self.used += size
+        try:
+            yield
+        finally:
+            self.used -= size
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
+def _grpc_refusal(code_name: str, details: str) -> tuple[int, str]:
+    """``(HTTP status, message)`` for a gRPC error of the forwarded call."""
+    if code_name == "UNAVAILABLE" and any(words in details.lower() for words in UNREACHABLE_DETAILS):
+        return 503, "the inference server is not reachable now"
+    return http_status(code_name), details or code_name
+
+
 def _metadata(headers: Any) -> list[tuple[str, str]]:
     """The HTTP request's own headers (tracing, custom ones) as gRPC metadata; those grpc would refuse are left out."""
     return [(key.lower(), value) for key, value in headers.items()
@@ -114,6 +164,7 @@ class HttpGate:
         self._session: Any = None
         self._channel: Any = None
         self._model_infer: Any = None
+        self._budget = ByteBudget(settings.byte_limit)
 
     def start(self) -> None:
         self._thread.start()
@@ -166,6 +217,10 @@ class HttpGate:
             size = request.content_length
             if size is None:
                 return self._refuse(411, "a request body needs a Content-Length header")
+            encoding = request.headers.get("Content-Encoding", "identity").lower()
+            if target and encoding != "identity":
+                return self._refuse(415, f"Content-Encoding {encoding}: this server takes inference requests "
+                                         "uncompressed (its size limits count the bytes it receives)")
             header_size = request.headers.get(HEADER_LENGTH)
             if header_size is not None and target:
                 refusal, head, document = await self._check_binary_header(request, header_size, size)
@@ -173,44 +228,56 @@ class HttpGate:
                     return self._refuse(400, refusal)
             if size > self.settings.byte_limit:
                 return self._refuse(400, self.settings.bytes_message(size))
-            if target and request.headers.get("Content-Encoding", "identity").lower() == "identity":
-                return await self._infer(request, target, head, document, size)
+            if target and (document is not None or size <= JSON_BODY_TRANSLATED_MAX_BYTES):
+                async with self._budget.held(size):
+                    return await self._infer(request, target, head, document, size)
         return await self._forward(request, head)
 
-    async def _infer(self, request, target: tuple[str, str], head: bytes, document: Any,  # noqa: ANN001, ANN202
-                     size: int):
+    async def _infer(self, request, target: tuple[str, str], head: bytes, document: Any,  # noqa: ANN001
+                     size: int) -> Any:
         """An inference request as one gRPC call to Triton, cancelled if its client leaves before the answer."""
         import grpc
         from aiohttp import web
 
         rest = await request.content.readexactly(size - len(head))
-        if document is None:
-            try:
-                document = json.loads(rest)
-            except ValueError as exc:
-                return self._refuse(400, f"the request body is not valid JSON: {exc}")
-            refusal = self._shape_refusal(document)
-            if refusal:
-                return self._refuse(400, refusal)
-            tensors = b""
-        else:
-            tensors = rest
-        try:
-            call_spec = infer_call(*target, document, tensors)
+        try:  # in a thread: a large body must not stall the other requests on this loop
+            call_spec, message = await asyncio.to_thread(self._translate, target, document, rest)
         except HttpInferError as exc:
             return self._refuse(400, str(exc))
         except NotTranslated:
             return await self._forward(request, head + rest)
-        call = self._model_infer(call_spec.message, metadata=_metadata(request.headers))
+        del rest  # from here the gRPC call holds the only copy of the tensors
+        call = self._model_infer(message, metadata=_metadata(request.headers))
+        del message
         try:
             raw = await call
         except grpc.aio.AioRpcError as exc:
-            return self._refuse(http_status(exc.code().name), exc.details() or exc.code().name)
+            return self._refuse(*_grpc_refusal(exc.code().name, exc.details() or ""))
+        except grpc.aio.BaseError as exc:  # the channel is closing: the server is stopping
+            return self._refuse(503, f"the inference server is not reachable now ({type(exc).__name__})")
         except asyncio.CancelledError:  # the client left before the answer (aiohttp's handler cancellation)
             call.cancel()  # Triton drops the request from its queue, or the model sees it cancelled
             raise
-        headers, body = http_answer(raw, call_spec)
+        try:
+            headers, body = await asyncio.to_thread(http_answer, raw, call_spec)
+        except HttpInferError as exc:
+            return self._refuse(400, str(exc))
         return web.Response(body=body, headers=headers)
+
+    def _translate(self, target: tuple[str, str], document: Any, rest: bytes) -> tuple[InferCall, bytes]:
+        """``(the call, its serialized request)`` for an HTTP inference request (``document``: its JSON header, or
+        None when ``rest`` is a whole JSON body)."""
+        if document is None:
+            try:
+                document = json.loads(rest)
+            except (ValueError, RecursionError) as exc:
+                raise HttpInferError(f"the request body is not valid JSON: {exc}") from None
+            refusal = self._shape_refusal(document)
+            if refusal:
+                raise HttpInferError(refusal)
+            rest = b""
+        call = infer_call(*target, document, len(rest))
+        return call, call.message(rest)
 
     async def _forward(self, request, head: bytes):  # noqa: ANN001, ANN202 - aiohttp Request -> StreamResponse
         """Any other request, streamed to Triton's HTTP port and back (``head``: body bytes already read)."""

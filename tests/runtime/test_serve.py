@@ -321,6 +321,7 @@ def test_run_errors_map_by_type_and_name_the_servers_limits_not_its_environment(
         (["--http-port", "9000", "--grpc-port", "9000"], 2),
         (["--http-port", "70000"], 2),
         (["--max-pixels", "0"], 2),
+        (["--max-pixels", "20000000", "--max-batch-size", "8"], 2),  # requests over gRPC's 2 GiB message limit
         (["--max-queue-size", "0"], 2),
         (["--queue-timeout", "0"], 2),
         (["--drain-timeout", "-1"], 2),
@@ -433,35 +434,56 @@ def _post(address: str, path: str, body: bytes, headers: dict) -> tuple[int, dic
 
 
 def _answer(status: int, headers: dict, body: bytes) -> tuple:
-    """What a client reads in an HTTP answer: status, JSON header (parsed), binary tensors."""
-    size = int(headers.get("Inference-Header-Content-Length", len(body)))
-    return status, json.loads(body[:size]), body[size:]
+    """What a client reads in an HTTP answer: status, content type of a success, JSON header (parsed), tensors."""
+    from jarrn_deploy.runtime.serving_http_infer import HEADER_LENGTH
+
+    size = int(headers.get(HEADER_LENGTH, len(body)))
+    return status, headers.get("Content-Type") if status == 200 else None, json.loads(body[:size]), body[size:]
 
 
-@pytest.mark.parametrize("form", ["binary", "json_output", "json_input", "id_and_parameters", "unknown_input",
-                                  "unknown_model"])
+PARITY_FORMS = ["binary", "outputs_unnamed", "json_output", "json_input", "id_and_parameters", "unknown_input",
+                "unknown_model", "shared_memory"]
+
+
+@pytest.mark.parametrize("form", PARITY_FORMS)
 def test_inference_over_http_through_the_gate_answers_what_tritons_own_http_port_answers(server, form: str) -> None:
-    from tritonclient.http._utils import _get_inference_request
+    from jarrn_deploy.runtime.serving_http_infer import HEADER_LENGTH
 
     rgb, sparse = _frame(32, 48)
     inputs = _inputs(tritonclient_http, rgb, sparse)
     if form == "json_input":
         for tensor, array in zip(inputs, (rgb, sparse)):
             tensor.set_data_from_numpy(array, binary_data=False)
-    if form == "unknown_input":
+    elif form == "unknown_input":
         inputs = [tritonclient_http.InferInput("colour", list(rgb.shape), "FP32")]
         inputs[0].set_data_from_numpy(rgb)
-    outputs = [tritonclient_http.InferRequestedOutput(CONTRACT.depth_name, binary_data=form != "json_output")]
-    request_id, parameters = ("r7", {"note": "x", "weight": 0.5}) if form == "id_and_parameters" else ("", None)
-    body, json_size = _get_inference_request(inputs, request_id, outputs, 0, False, False, 0, None, parameters)
+    elif form == "shared_memory":  # not translated: forwarded to Triton's HTTP port as it came
+        inputs[1].set_shared_memory("nowhere", sparse.nbytes)
+    outputs = None if form == "outputs_unnamed" else [
+        tritonclient_http.InferRequestedOutput(CONTRACT.depth_name, binary_data=form != "json_output")]
+    options = {"request_id": "r7", "parameters": {"note": "x", "weight": 0.5}} if form == "id_and_parameters" else {}
+    body, json_size = tritonclient_http.InferenceServerClient.generate_request_body(inputs, outputs, **options)
     headers = {"Content-Type": "application/octet-stream"}
     if json_size is not None:
-        headers["Inference-Header-Content-Length"] = str(json_size)
+        headers[HEADER_LENGTH] = str(json_size)
     path = f"/v2/models/{'nobody' if form == 'unknown_model' else 'jarrn'}/infer"
     through_gate = _answer(*_post(server.http_url, path, body, headers))
     from_triton = _answer(*_post(server.triton_http_url, path, body, headers))
     assert through_gate == from_triton
-    assert through_gate[0] == {"unknown_input": 400, "unknown_model": 404}.get(form, 200)
+    assert through_gate[0] == {"unknown_input": 400, "unknown_model": 404, "shared_memory": 404}.get(form, 200)
+
+
+@pytest.mark.parametrize(("body", "headers", "status", "expected"), [
+    (b'{"inputs": [', {}, 400, "the request body is not valid JSON"),
+    (b'{"inputs": [{"name": "rgb", "datatype": "FP16", "shape": [1], "data": [1.0]}]}', {}, 400,
+     "FP16 data cannot be sent as JSON"),
+    (b"\x1f\x8b compressed", {"Content-Encoding": "gzip"}, 415, "Content-Encoding gzip"),
+])
+def test_a_malformed_http_inference_request_gets_one_clear_error_from_the_gate(server, body, headers, status,
+                                                                            expected) -> None:
+    answer = _post(server.http_url, "/v2/models/jarrn/infer", body, {"Content-Type": "application/json", **headers})
+    assert answer[0] == status and expected in json.loads(answer[2])["error"], answer
+    assert server.is_model_ready()
 
 
 BAD_REQUESTS = {
