@@ -382,7 +382,8 @@ def test_a_model_that_fails_to_load_stops_the_start_with_its_error(tmp_path, cap
 @pytest.fixture(scope="module")
 def server():
     options = ServeOptions(completer=CompleterSettings(backend="", threads=1, max_pixels=MAX_PIXELS), http_port=0,
-                           grpc_port=0, metrics_port=0, max_batch_size=4, max_queue_delay_us=20000)
+                           grpc_port=0, metrics_port=0, max_batch_size=4, max_queue_delay_us=20000,
+                           drain_timeout_s=2)  # teardown: abandoned test requests need no 10 s drain
     with RunningServer(options, log=lambda message: None) as running:
         yield running
 
