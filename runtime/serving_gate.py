@@ -57,6 +57,7 @@ MAX_MESSAGE_BYTES = 2**31 - 1
 """gRPC's largest message: the byte limit (:func:`request_byte_limit`) must stay within it."""
 UNREACHABLE_DETAILS = ("failed to connect", "connection refused", "socket closed", "connection reset")
 """grpc's words for a Triton that is not listening (its details name internal ports: not passed on)."""
+UNREACHABLE_MESSAGE = "the inference server is not reachable now"
 NOT_METADATA = frozenset({"content-length", "content-type", "content-encoding", "accept", "accept-encoding",
                           "user-agent", HEADER_LENGTH.lower()})
 """HTTP headers that describe the HTTP body, not the request: not passed on as gRPC metadata."""
@@ -141,7 +142,7 @@ class ByteBudget:
 def _grpc_refusal(code_name: str, details: str) -> tuple[int, str]:
     """``(HTTP status, message)`` for a gRPC error of the forwarded call."""
     if code_name == "UNAVAILABLE" and any(words in details.lower() for words in UNREACHABLE_DETAILS):
-        return 503, "the inference server is not reachable now"
+        return 503, UNREACHABLE_MESSAGE
     return http_status(code_name), details or code_name
 
 
@@ -254,7 +255,7 @@ class HttpGate:
         except grpc.aio.AioRpcError as exc:
             return self._refuse(*_grpc_refusal(exc.code().name, exc.details() or ""))
         except grpc.aio.BaseError as exc:  # the channel is closing: the server is stopping
-            return self._refuse(503, f"the inference server is not reachable now ({type(exc).__name__})")
+            return self._refuse(503, f"{UNREACHABLE_MESSAGE} ({type(exc).__name__})")
         except asyncio.CancelledError:  # the client left before the answer (aiohttp's handler cancellation)
             call.cancel()  # Triton drops the request from its queue, or the model sees it cancelled
             raise
@@ -296,7 +297,7 @@ class HttpGate:
             upstream = await self._session.request(request.method, url, headers=headers,
                                                    data=body() if request.body_exists else None)
         except ClientError as exc:
-            return self._refuse(503, f"the inference server is not reachable now ({type(exc).__name__})")
+            return self._refuse(503, f"{UNREACHABLE_MESSAGE} ({type(exc).__name__})")
         async with upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers={
                 k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP})
@@ -311,7 +312,7 @@ class HttpGate:
         """``(refusal or None, the header bytes read, the header)`` of a KServe v2 binary request, read before its
         tensors."""
         if not header_size.isdigit() or not 0 < int(header_size) <= min(size, MAX_JSON_HEADER_BYTES):
-            return (f"Inference-Header-Content-Length: expected 1..{min(size, MAX_JSON_HEADER_BYTES)}, got "
+            return (f"{HEADER_LENGTH}: expected 1..{min(size, MAX_JSON_HEADER_BYTES)}, got "
                     f"{header_size!r}"), b"", {}
         head = await request.content.readexactly(int(header_size))
         try:
